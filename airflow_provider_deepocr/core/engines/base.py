@@ -1,0 +1,44 @@
+"""The engine interface: page images in, raw model text and accounting out."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from airflow_provider_deepocr.core.records import OcrResult, PageImage
+
+PROMPTS: dict[str, str] = {
+    "markdown": "<image>\n<|grounding|>Convert the document to markdown.",
+    "free": "<image>\nFree OCR.",
+    "figure": "<image>\nParse the figure.",
+}
+"""Prompts by name. ``markdown`` is the grounded document prompt (the default)."""
+
+
+class OcrEngine(abc.ABC):
+    """Turns page images into :class:`OcrResult`.
+
+    ``name`` is what lands in the ``engine`` column, ``model`` in the ``model`` column.
+    Engines may hold heavy state (weights on a GPU); create them once per worker process.
+    """
+
+    name: str = "engine"
+    model: str = ""
+    revision: str | None = None
+    batch_size: int = 1
+
+    @abc.abstractmethod
+    def ocr(self, pages: Sequence[PageImage]) -> list[OcrResult]:
+        """OCR a batch of pages; one result per page, in order.
+
+        A page that fails must come back as an ``OcrResult`` with ``finish_reason="error"``
+        (and the reason code in ``raw_text`` left empty, see ``error``), never as an exception
+        that loses the rest of the batch.
+        """
+
+    def describe(self) -> dict[str, object]:
+        """Everything about the engine that changes its output (goes into the config fingerprint)."""
+        return {"engine": self.name, "model": self.model, "revision": self.revision}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (GPU memory, sessions)."""

@@ -1,0 +1,55 @@
+"""Typed errors with short machine-readable reason codes.
+
+Messages carry ids, counts and reasons only: never document text or image content.
+"""
+
+from __future__ import annotations
+
+# Reason codes, stable: they are stored in the failures table and counted in summaries.
+ENCRYPTED = "encrypted"
+CORRUPT = "corrupt"
+TRUNCATED_FILE = "truncated_file"
+EMPTY_FILE = "empty_file"
+TOO_MANY_PAGES = "too_many_pages"
+IMAGE_TOO_LARGE = "image_too_large"
+UNSUPPORTED_TYPE = "unsupported_type"
+READ_ERROR = "read_error"
+OCR_ERROR = "ocr_error"
+REPETITION_LOOP = "repetition_loop"
+TOKEN_LIMIT = "token_limit"
+VALIDATION_FAILED = "validation_failed"
+LOAD_ERROR = "load_error"
+PARSE_ERROR = "parse_error"
+
+
+class DeepOcrError(Exception):
+    """Base error. ``reason`` is a reason code from this module."""
+
+    reason: str = "error"
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        self.reason = reason
+        self.detail = detail
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+
+
+class DocumentError(DeepOcrError):
+    """A document cannot be read or rendered; recorded as a failure row, the batch goes on."""
+
+
+class PageError(DeepOcrError):
+    """One page failed; recorded as a failure row, the document goes on."""
+
+
+class EngineUnavailable(DeepOcrError):
+    """The chosen engine cannot run here (missing extra, missing weights, no device)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("engine_unavailable", detail)
+
+
+class ConfigError(DeepOcrError):
+    """Bad arguments or configuration: the run itself cannot proceed."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("config_error", detail)
