@@ -1,0 +1,58 @@
+# Two entry points: `make demo` (the main job end to end on the embedded defaults) and `make test`.
+SHELL := /bin/bash
+.ONESHELL:
+.SHELLFLAGS := -eu -o pipefail -c
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO := $(CURDIR)/demo
+PG_VERSION_DIR := $(firstword $(wildcard /etc/postgresql/*))
+
+.PHONY: demo test lint install services clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+# torch first with pip (takes the local CPU build where one lies on disk), then uv resolves the rest
+# in seconds and keeps that torch.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q "torch==2.13.0" uv
+	$(BIN)/uv pip install --python $(BIN)/python -q -e ".[dev]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+services:
+	@if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then \
+	  echo "starting PostgreSQL"; \
+	  pg_ctlcluster --skip-systemctl-redirect $(notdir $(PG_VERSION_DIR)) main start; \
+	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
+	fi
+	@pg_isready -h 127.0.0.1 -p 5432
+
+test: $(STAMP) services
+	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: $(STAMP)
+	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
+	$(BIN)/ruff format --check airflow_provider_deepocr tests dags bench
+
+demo: $(STAMP)
+	rm -rf $(DEMO) && mkdir -p $(DEMO)/airflow
+	start=$$(date +%s)
+	$(BIN)/python -m airflow_provider_deepocr.testing.samples $(DEMO)/docs
+	export AIRFLOW_HOME=$(DEMO)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING \
+	  DEEPOCR_SOURCE_URI=$(DEMO)/docs DEEPOCR_WAREHOUSE=sqlite:///$(DEMO)/warehouse.db \
+	  DEEPOCR_WORK_URI=$(DEMO)/work DEEPOCR_OCR_QUEUE=default DEEPOCR_ENGINE=auto
+	$(BIN)/airflow db migrate > $(DEMO)/airflow-db-migrate.log 2>&1
+	$(BIN)/airflow dags test deepocr_documents_to_warehouse 2>&1 | tee $(DEMO)/dags-test.log | grep -E "state=|Marking|failed|ERROR" || true
+	$(BIN)/deepocr show --warehouse sqlite:///$(DEMO)/warehouse.db
+	echo "demo finished in $$(( $$(date +%s) - start )) s; warehouse: $(DEMO)/warehouse.db"
+
+clean:
+	rm -rf $(VENV) $(DEMO) .deepocr-work .pytest_cache .ruff_cache

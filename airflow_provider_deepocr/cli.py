@@ -1,0 +1,233 @@
+"""The ``deepocr`` command: a thin shell over :mod:`airflow_provider_deepocr.core.pipeline`.
+
+Exit codes: 0 when the run completed (even if some documents failed: they are failure rows),
+2 for bad arguments, 3 when the run could not proceed (unreachable warehouse, bad configuration).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+EXIT_OK = 0
+EXIT_USAGE = 2
+EXIT_CANNOT_RUN = 3
+
+DEFAULT_WORK_DIR = os.environ.get("DEEPOCR_WORK_DIR", ".deepocr-work")
+
+log = logging.getLogger("airflow_provider_deepocr.cli")
+
+
+def _positive_int(value: str) -> int:
+    n = int(value)
+    if n <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return n
+
+
+def _expectation(value: str) -> tuple[str, str]:
+    table, sep, path = value.partition("=")
+    if not sep or table not in ("pages", "blocks", "cells") or not path:
+        raise argparse.ArgumentTypeError(f"expected TABLE=SUITE.json with TABLE in pages|blocks|cells, got {value!r}")
+    return table, path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="deepocr", description="Documents in object storage -> OCR -> warehouse rows.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the whole pipeline in this process")
+    run.add_argument("source", help="a folder, a file, file://… or s3://bucket/prefix")
+    run.add_argument("--warehouse", required=True, help="SQLAlchemy URL, e.g. sqlite:///deepocr.db")
+    run.add_argument("--engine", default="auto", choices=["auto", "deepseek", "rapidocr"], help="OCR engine")
+    run.add_argument("--model", default=None, help="model id or local path (DeepSeek-OCR-2)")
+    run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    run.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
+    run.add_argument("--prompt", default="markdown", help="markdown (grounded), free, figure, or a literal prompt")
+    run.add_argument("--dpi", type=_positive_int, default=144, help="render resolution for PDF pages")
+    run.add_argument("--max-new-tokens", type=_positive_int, default=4096, help="generation limit per page")
+    run.add_argument("--batch-size", type=_positive_int, default=1, help="pages per engine batch")
+    run.add_argument("--max-pages", type=_positive_int, default=2000, help="reject documents with more pages")
+    run.add_argument("--max-pixels", type=_positive_int, default=50_000_000, help="reject larger page images")
+    run.add_argument("--max-documents", type=_positive_int, default=None, help="process at most N documents")
+    run.add_argument("--work-dir", default=DEFAULT_WORK_DIR, help="work area: a folder or s3://bucket/prefix")
+    run.add_argument("--schema", default=None, help="warehouse schema")
+    run.add_argument("--table-prefix", default="deepocr_", help="warehouse table name prefix")
+    run.add_argument(
+        "--expectations",
+        action="append",
+        type=_expectation,
+        default=[],
+        metavar="TABLE=SUITE.json",
+        help="extra Great Expectations suite for pages, blocks or cells (repeatable)",
+    )
+    run.add_argument(
+        "--on-validation-failure",
+        default="quarantine",
+        choices=["quarantine", "fail", "warn"],
+        help="what to do with a document that fails validation",
+    )
+    run.add_argument("--s3-endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="S3-compatible endpoint")
+    run.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
+
+    parse = sub.add_parser("parse", help="parse one raw DeepSeek-OCR output file")
+    parse.add_argument("raw_file", help="a text file of raw model output (pages joined by <--- Page Split --->)")
+    parse.add_argument("--width", type=_positive_int, default=None, help="page image width in pixels")
+    parse.add_argument("--height", type=_positive_int, default=None, help="page image height in pixels")
+    parse.add_argument("--truncated", action="store_true", help="the output stopped at the token limit")
+    parse.add_argument("--json", action="store_true", help="print records as JSON")
+
+    show = sub.add_parser("show", help="print what landed in a warehouse")
+    show.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
+    show.add_argument("--schema", default=None)
+    show.add_argument("--table-prefix", default="deepocr_")
+    show.add_argument("--limit", type=_positive_int, default=5, help="rows to show per table")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from airflow_provider_deepocr.core import errors
+    from airflow_provider_deepocr.core.engines import get_engine
+    from airflow_provider_deepocr.core.pipeline import OcrSettings, run_pipeline
+    from airflow_provider_deepocr.core.sources import WorkArea, storage_for
+    from airflow_provider_deepocr.core.warehouse import Warehouse
+
+    s3_client = None
+    if args.source.startswith("s3://") or args.work_dir.startswith("s3://"):
+        import boto3
+
+        s3_client = boto3.client("s3", endpoint_url=args.s3_endpoint_url)
+    try:
+        warehouse = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix)
+        warehouse.create()
+    except errors.DeepOcrError as exc:
+        print(f"deepocr: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    except Exception as exc:  # SQLAlchemy errors: the warehouse is unreachable or refuses us
+        print(f"deepocr: cannot use warehouse {_mask(args.warehouse)}: {type(exc).__name__}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    try:
+        engine = get_engine(
+            args.engine,
+            model=args.model,
+            device=args.device,
+            dtype=args.dtype,
+            max_new_tokens=args.max_new_tokens,
+            prompt=args.prompt,
+            batch_size=args.batch_size,
+        )
+        work_dir = args.work_dir if "://" in args.work_dir else str(Path(args.work_dir).resolve())
+        work = WorkArea(work_dir, storage_for(work_dir, s3_client=s3_client))
+        summary = run_pipeline(
+            args.source,
+            warehouse,
+            engine,
+            work,
+            settings=OcrSettings(dpi=args.dpi, max_pages=args.max_pages, max_pixels=args.max_pixels),
+            s3_client=s3_client,
+            suites=dict(args.expectations) or None,
+            on_validation_failure=args.on_validation_failure,
+            max_documents=args.max_documents,
+        )
+    except errors.DeepOcrError as exc:
+        print(f"deepocr: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    if args.json:
+        print(json.dumps(summary.to_dict(), sort_keys=True))
+    else:
+        print(f"run {summary.run_id}: engine {summary.engine} ({summary.model})")
+        print(f"  documents: {summary.documents} (loaded {summary.loaded_documents})")
+        print(f"  pages:     {summary.pages} (ok {summary.ok})")
+        failed = ", ".join(f"{k}={v}" for k, v in summary.failed.items()) or "none"
+        print(f"  failed:    {failed}")
+        print(f"  seconds:   {summary.seconds:.1f}")
+    return EXIT_OK
+
+
+def cmd_parse(args: argparse.Namespace) -> int:
+    from airflow_provider_deepocr.core.parse import document_markdown, parse_document
+
+    try:
+        raw = Path(args.raw_file).read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        print(f"deepocr: cannot read {args.raw_file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    pages = parse_document(raw, width=args.width, height=args.height)
+    if args.truncated and pages:
+        from airflow_provider_deepocr.core.parse import FLAG_TRUNCATED
+
+        if FLAG_TRUNCATED not in pages[-1].flags:
+            pages[-1].flags = sorted({*pages[-1].flags, FLAG_TRUNCATED})
+    if args.json:
+        print(json.dumps({"pages": [p.to_json_dict() for p in pages]}, ensure_ascii=False))
+    else:
+        print(document_markdown(pages))
+    return EXIT_OK
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from airflow_provider_deepocr.core.warehouse import Warehouse
+
+    wh = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix)
+    counts = wh.counts()
+    print("rows per table:")
+    for name, n in counts.items():
+        print(f"  {name:<28} {n}")
+    queries: dict[str, tuple[str, ...]] = {
+        "documents": ("doc_id", "source_uri", "page_count"),
+        "pages": ("doc_id", "page_no", "engine", "model", "finish_reason"),
+        "blocks": ("doc_id", "page_no", "block_no", "label", "x0", "y0", "x1", "y1", "text"),
+        "failures": ("source_uri", "page_no", "reason", "detail"),
+    }
+    with wh.engine.connect() as conn:
+        for short, cols in queries.items():
+            table = wh.table(short)
+            stmt = sa.select(*(table.c[c] for c in cols)).limit(args.limit)
+            rows = conn.execute(stmt).all()
+            print(f"\n{table.name} (first {len(rows)}):")
+            for row in rows:
+                print("  " + " | ".join(_short(v) for v in row))
+    return EXIT_OK
+
+
+def _short(value: Any, n: int = 60) -> str:
+    s = "" if value is None else str(value).replace("\n", " ")
+    if len(s) == 64 and all(c in "0123456789abcdef" for c in s):
+        return s[:12]
+    return s if len(s) <= n else s[: n - 1] + "…"
+
+
+def _mask(url: str) -> str:
+    try:
+        import sqlalchemy as sa
+
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "<unparseable URL>"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("great_expectations", "httpx", "urllib3", "botocore", "transformers", "RapidOCR"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    handlers = {"run": cmd_run, "parse": cmd_parse, "show": cmd_show}
+    return handlers[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,621 @@
+"""The pipeline: list -> read -> render -> OCR -> parse -> validate -> load.
+
+Each stage is a function over a *manifest* in the work area (a JSONL file of small entries:
+URIs, ids, counts), so Airflow operators can run one stage per task and pass only the
+manifest URI through XCom, while ``run_pipeline`` runs every stage in-process for the CLI.
+
+Work-area layout (content-addressed; a retried or re-run stage finds finished work and skips it)::
+
+    runs/<run_id>/documents.jsonl             listing: one DocumentRef per line
+    runs/<run_id>/ocr.jsonl                   one OcrEntry per document
+    runs/<run_id>/records.jsonl               one RecordsEntry per document
+    ocr/<fingerprint>/<doc_id>/p00001.json    one OcrResult per page
+    ocr/<fingerprint>/<doc_id>/document.json  the document's OCR summary (pages, failures)
+    records/<fingerprint>/<doc_id>.json       DocumentResult (parsed records with provenance)
+
+Failures are isolated to the smallest unit: a page that fails is a failure row of its document,
+a document that fails is a failure row of the batch; nothing else is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.records import (
+    DocumentRef,
+    DocumentResult,
+    Failure,
+    OcrResult,
+    PageImage,
+    PageRecord,
+    fingerprint,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_deepocr.core.engines.base import OcrEngine
+    from airflow_provider_deepocr.core.render import RenderLimits
+    from airflow_provider_deepocr.core.sources import Storage, WorkArea
+    from airflow_provider_deepocr.core.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+ON_VALIDATION_FAILURE = ("quarantine", "fail", "warn")
+
+
+@dataclass
+class OcrSettings:
+    """Everything about rendering and OCR that changes the output (fingerprinted)."""
+
+    dpi: int = 144
+    max_pages: int = 2000
+    max_pixels: int = 50_000_000
+
+    def limits(self) -> RenderLimits:
+        from airflow_provider_deepocr.core.render import RenderLimits
+
+        return RenderLimits(max_pages=self.max_pages, max_pixels=self.max_pixels)
+
+
+def config_fingerprint(engine: OcrEngine, settings: OcrSettings) -> str:
+    """Fingerprint of the engine, its model and prompt, the render settings and the parser version."""
+    from airflow_provider_deepocr.core.parse import PARSER_VERSION
+
+    return fingerprint(
+        {
+            "engine": engine.describe(),
+            "dpi": settings.dpi,
+            "max_pixels": settings.max_pixels,
+            "parser": PARSER_VERSION,
+        }
+    )
+
+
+def new_run_id() -> str:
+    return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + uuid.uuid4().hex[:8]
+
+
+@dataclass
+class StageResult:
+    """What a stage hands to the next one (and what an operator pushes to XCom): a URI and counts."""
+
+    manifest_uri: str
+    documents: int = 0
+    pages: int = 0
+    failed: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0
+    config_fingerprint: str | None = None
+    total_pages: int = 0  # pages found in readable documents (OCR stage)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _count_failures(failures: Iterable[Failure]) -> dict[str, int]:
+    return dict(sorted(Counter(f.reason for f in failures).items()))
+
+
+def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
+    total: Counter[str] = Counter()
+    for c in counts:
+        total.update(c)
+    return dict(sorted(total.items()))
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 1: list
+
+
+def stage_list(
+    source_uri: str,
+    work: WorkArea,
+    run_id: str,
+    storage: Storage | None = None,
+    s3_client: Any = None,
+    max_documents: int | None = None,
+) -> StageResult:
+    """List the documents under ``source_uri`` and write the listing manifest."""
+    from airflow_provider_deepocr.core.sources import list_documents
+
+    refs = list_documents(source_uri, storage=storage, s3_client=s3_client, max_documents=max_documents)
+    uri = work.uri("runs", run_id, "documents.jsonl")
+    work.write_jsonl(uri, [r.to_dict() for r in refs])
+    log.info("listed %d documents under %s", len(refs), source_uri)
+    return StageResult(manifest_uri=uri, documents=len(refs))
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 2: read + render + OCR
+
+
+@dataclass
+class OcrEntry:
+    """One document after OCR: where its pages are, and what failed."""
+
+    ref: DocumentRef
+    doc_id: str | None
+    media_type: str
+    page_count: int
+    config_fingerprint: str
+    ocr_dir: str | None
+    pages_ok: list[int] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ref"] = self.ref.to_dict()
+        d["failures"] = [f.to_dict() for f in self.failures]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OcrEntry:
+        d = dict(d)
+        d["ref"] = DocumentRef.from_dict(d["ref"])
+        d["failures"] = [Failure.from_dict(f) for f in d["failures"]]
+        return cls(**d)
+
+
+def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def _page_uri(work: WorkArea, ocr_dir: str, page_no: int) -> str:
+    return f"{ocr_dir.rstrip('/')}/p{page_no:05d}.json"
+
+
+def ocr_document(
+    ref: DocumentRef,
+    storage: Storage,
+    engine: OcrEngine,
+    work: WorkArea,
+    settings: OcrSettings,
+    fp: str,
+) -> OcrEntry:
+    """Read, render and OCR one document. Never raises for bad input: failures are in the entry."""
+    from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
+    from airflow_provider_deepocr.core.sources import read_document
+
+    t0 = time.perf_counter()
+    try:
+        doc = read_document(ref, storage)
+    except errors.DeepOcrError as exc:
+        log.warning("document %s unreadable: %s", ref.uri, exc.reason)
+        return OcrEntry(ref, None, "", 0, fp, None, failures=[_failure(ref, None, None, "read", exc)])
+
+    doc_id = doc.sha256
+    ocr_dir = work.uri("ocr", fp, doc_id)
+    summary_uri = f"{ocr_dir}/document.json"
+    if work.exists(summary_uri):
+        entry = OcrEntry.from_dict(work.read_json(summary_uri))
+        entry.ref = ref  # same content may be listed under another URI or version
+        log.info("document %s (%s): OCR already done, skipping", ref.uri, doc_id[:12])
+        return entry
+
+    try:
+        media_type = detect_media_type(doc.data)
+        page_count = count_pages(doc)
+    except errors.DeepOcrError as exc:
+        log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
+        return OcrEntry(ref, doc_id, "", 0, fp, None, failures=[_failure(ref, doc_id, None, "render", exc)])
+
+    entry = OcrEntry(ref, doc_id, media_type, page_count, fp, ocr_dir)
+    todo: list[PageImage] = []
+
+    def flush(batch: Sequence[PageImage]) -> None:
+        results = _ocr_batch(engine, batch)
+        for page, result in zip(batch, results, strict=True):
+            if result.finish_reason == "error":
+                entry.failures.append(
+                    Failure(ref.uri, errors.OCR_ERROR, result.raw_text[:200], doc_id, page.page_no, "ocr")
+                )
+                continue
+            meta = result.to_dict()
+            meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
+            work.write_json(_page_uri(work, ocr_dir, page.page_no), meta)
+            entry.pages_ok.append(page.page_no)
+
+    try:
+        for item in render_pages(doc, dpi=settings.dpi, limits=settings.limits()):
+            if isinstance(item, errors.DeepOcrError):
+                page_no = getattr(item, "page_no", None)
+                entry.failures.append(_failure(ref, doc_id, page_no, "render", item))
+                continue
+            if work.exists(_page_uri(work, ocr_dir, item.page_no)):
+                entry.pages_ok.append(item.page_no)  # finished by an earlier, interrupted try
+                continue
+            todo.append(item)
+            if len(todo) >= max(1, engine.batch_size):
+                flush(todo)
+                todo = []
+        if todo:
+            flush(todo)
+    except errors.DeepOcrError as exc:
+        log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
+        entry.failures.append(_failure(ref, doc_id, None, "render", exc))
+        entry.pages_ok = []
+        return entry
+
+    entry.pages_ok.sort()
+    work.write_json(summary_uri, entry.to_dict())
+    log.info(
+        "document %s (%s): %d/%d pages OCR'd by %s in %.2fs, %d failures",
+        ref.uri,
+        doc_id[:12],
+        len(entry.pages_ok),
+        page_count,
+        engine.name,
+        time.perf_counter() - t0,
+        len(entry.failures),
+    )
+    return entry
+
+
+def _ocr_batch(engine: OcrEngine, batch: Sequence[PageImage]) -> list[OcrResult]:
+    """Run the engine on a batch; an engine that raises fails only that batch's pages."""
+    try:
+        results = engine.ocr(batch)
+    except Exception as exc:  # an engine bug must not lose the rest of the run
+        log.exception("engine %s failed on a batch of %d pages", engine.name, len(batch))
+        return [
+            OcrResult(
+                raw_text=type(exc).__name__, finish_reason="error", engine=engine.name, model=engine.model
+            )
+            for _ in batch
+        ]
+    if len(results) != len(batch):
+        raise RuntimeError(f"engine {engine.name} returned {len(results)} results for {len(batch)} pages")
+    return results
+
+
+def _failure(
+    ref: DocumentRef, doc_id: str | None, page_no: int | None, stage: str, exc: errors.DeepOcrError
+) -> Failure:
+    return Failure(
+        source_uri=ref.uri, reason=exc.reason, detail=exc.detail, doc_id=doc_id, page_no=page_no, stage=stage
+    )
+
+
+def stage_ocr(
+    manifest_uri: str,
+    work: WorkArea,
+    run_id: str,
+    engine: OcrEngine,
+    storage: Storage | None = None,
+    s3_client: Any = None,
+    settings: OcrSettings | None = None,
+) -> StageResult:
+    """OCR every document in a listing manifest; writes the OCR manifest."""
+    from airflow_provider_deepocr.core.sources import storage_for
+
+    settings = settings or OcrSettings()
+    fp = config_fingerprint(engine, settings)
+    refs = [DocumentRef.from_dict(d) for d in work.read_jsonl(manifest_uri)]
+    entries = []
+    for i, ref in enumerate(refs, 1):
+        st = storage or storage_for(ref.uri, s3_client=s3_client)
+        entry = ocr_document(ref, st, engine, work, settings, fp)
+        entries.append(entry)
+        log.info("OCR progress: %d/%d documents", i, len(refs))
+    uri = work.uri("runs", run_id, "ocr.jsonl")
+    work.write_jsonl(uri, [e.to_dict() for e in entries])
+    return StageResult(
+        manifest_uri=uri,
+        documents=len(entries),
+        pages=sum(len(e.pages_ok) for e in entries),
+        failed=_count_failures(f for e in entries for f in e.failures),
+        config_fingerprint=fp,
+        total_pages=sum(e.page_count for e in entries),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 3: parse (+ validate)
+
+
+def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
+    """Parse one document's OCR output into records with provenance."""
+    from airflow_provider_deepocr.core.parse import parse_page, parse_structured
+
+    result = DocumentResult(
+        ref=entry.ref,
+        doc_id=entry.doc_id or "",
+        media_type=entry.media_type,
+        page_count=entry.page_count,
+        config_fingerprint=entry.config_fingerprint,
+        failures=list(entry.failures),
+    )
+    if entry.ocr_dir is None:
+        return result
+    for page_no in entry.pages_ok:
+        meta = work.read_json(_page_uri(work, entry.ocr_dir, page_no))
+        width, height, dpi = meta.pop("width"), meta.pop("height"), meta.pop("dpi")
+        meta.pop("page_no")
+        ocr = OcrResult.from_dict(meta)
+        try:
+            if ocr.blocks is not None:
+                parsed = parse_structured(ocr.blocks, page_no, width, height)
+            else:
+                parsed = parse_page(ocr.raw_text, page_no, width, height, finish_reason=ocr.finish_reason)
+        except Exception as exc:  # the parser must not raise; if it does, lose one page, not the doc
+            log.exception("parser failed on %s page %d", entry.doc_id, page_no)
+            result.failures.append(
+                Failure(entry.ref.uri, errors.PARSE_ERROR, type(exc).__name__, entry.doc_id, page_no, "parse")
+            )
+            continue
+        result.pages.append(
+            PageRecord(
+                doc_id=result.doc_id,
+                page_no=page_no,
+                source_uri=entry.ref.uri,
+                source_version=entry.ref.version,
+                width=width,
+                height=height,
+                dpi=dpi,
+                engine=ocr.engine,
+                model=ocr.model,
+                revision=ocr.revision,
+                prompt=ocr.prompt,
+                mode=ocr.mode,
+                finish_reason=ocr.finish_reason,
+                attempts=ocr.attempts,
+                prompt_tokens=ocr.prompt_tokens,
+                output_tokens=ocr.output_tokens,
+                seconds=ocr.seconds,
+                config_fingerprint=entry.config_fingerprint,
+                parsed=parsed,
+            )
+        )
+    return result
+
+
+@dataclass
+class RecordsEntry:
+    """One document after parse and validation."""
+
+    doc_id: str | None
+    source_uri: str
+    records_uri: str | None
+    status: str  # "ok" | "failed" | "quarantined" | "warned"
+    pages: int
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # only for documents without an id
+
+
+def stage_parse_validate(
+    manifest_uri: str,
+    work: WorkArea,
+    run_id: str,
+    suites: dict[str, Any] | None = None,
+    on_failure: str = "quarantine",
+    validate: bool = True,
+) -> StageResult:
+    """Parse every OCR'd document, validate it, and write the records manifest.
+
+    ``on_failure``: ``quarantine`` (the document goes to failures with reason
+    ``validation_failed``), ``fail`` (raise after writing the manifest), ``warn`` (log and load).
+    """
+    if on_failure not in ON_VALIDATION_FAILURE:
+        raise errors.ConfigError(f"on_failure must be one of {ON_VALIDATION_FAILURE}, got {on_failure!r}")
+    entries = [OcrEntry.from_dict(d) for d in work.read_jsonl(manifest_uri)]
+    out: list[dict[str, Any]] = []
+    failures: list[Failure] = []
+    pages = 0
+    failed_validation: list[str] = []
+    fp = entries[0].config_fingerprint if entries else None
+    for entry in entries:
+        result = build_records(entry, work)
+        status = "ok" if result.pages else "failed"
+        rows: list[dict[str, Any]] = []
+        if validate and result.pages:
+            from airflow_provider_deepocr.core.validate import validate_document
+
+            report = validate_document(result, suites)
+            rows = report.rows
+            if not report.passed:
+                failed_validation.append(result.doc_id)
+                n_bad = sum(1 for r in rows if not r["success"])
+                log.warning(
+                    "document %s failed validation (%d expectations), on_failure=%s",
+                    result.doc_id[:12],
+                    n_bad,
+                    on_failure,
+                )
+                status = "warned" if on_failure == "warn" else "quarantined"
+                if status == "quarantined":
+                    result.failures.append(
+                        Failure(
+                            entry.ref.uri,
+                            errors.VALIDATION_FAILED,
+                            f"{n_bad} expectations failed",
+                            result.doc_id,
+                            None,
+                            "validate",
+                        )
+                    )
+        records_uri = None
+        if result.doc_id:
+            records_uri = work.uri("records", result.config_fingerprint, f"{result.doc_id}.json")
+            work.write_json(records_uri, result.to_dict())
+        if status in ("ok", "warned"):
+            pages += len(result.pages)
+        failures.extend(result.failures)
+        orphan = [f.to_dict() for f in result.failures] if records_uri is None else []
+        out.append(
+            asdict(
+                RecordsEntry(
+                    result.doc_id or None, entry.ref.uri, records_uri, status, len(result.pages), rows, orphan
+                )
+            )
+        )
+    uri = work.uri("runs", run_id, "records.jsonl")
+    work.write_jsonl(uri, out)
+    if failed_validation and on_failure == "fail":
+        raise errors.DeepOcrError(
+            errors.VALIDATION_FAILED, f"{len(failed_validation)} documents failed validation; manifest {uri}"
+        )
+    return StageResult(
+        manifest_uri=uri,
+        documents=len(out),
+        pages=pages,
+        failed=_count_failures(failures),
+        config_fingerprint=fp,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Stage 4: load
+
+
+def stage_load(
+    manifest_uri: str, work: WorkArea, run_id: str, warehouse: Warehouse, force: bool = False
+) -> StageResult:
+    """Load every document of a records manifest, one transaction per document.
+
+    A document whose (doc id, config fingerprint) the warehouse's load ledger already holds is
+    skipped unless ``force``; loading it again would leave the same rows anyway.
+    """
+    warehouse.create()
+    entries = work.read_jsonl(manifest_uri)
+    loaded_pages = 0
+    loaded_docs = 0
+    skipped = 0
+    failures: list[Failure] = []
+    for i, e in enumerate(entries, 1):
+        if e["records_uri"] is None:
+            failures.extend(Failure.from_dict(f) for f in e["failures"])
+            continue
+        result = DocumentResult.from_dict(work.read_json(e["records_uri"]))
+        if e["status"] == "quarantined":
+            reason = next((f for f in result.failures if f.reason == errors.VALIDATION_FAILED), None)
+            warehouse.quarantine(
+                result,
+                errors.VALIDATION_FAILED,
+                reason.detail if reason else "",
+                run_id,
+                e.get("validation") or None,
+            )
+            failures.extend(result.failures)
+            continue
+        if e["status"] == "failed":
+            warehouse.record_failures(result.failures, run_id, result.config_fingerprint)
+            failures.extend(result.failures)
+            continue
+        if not force and warehouse.is_loaded(result.doc_id, result.config_fingerprint):
+            skipped += 1
+            loaded_pages += len(result.pages)
+            failures.extend(result.failures)
+            log.info("document %s already loaded with this config, skipping", result.doc_id[:12])
+            continue
+        try:
+            counts = warehouse.load_document(result, run_id)
+        except Exception as exc:
+            log.exception("load failed for document %s", result.doc_id[:12])
+            failures.append(
+                Failure(result.ref.uri, errors.LOAD_ERROR, type(exc).__name__, result.doc_id, None, "load")
+            )
+            continue
+        failures.extend(result.failures)
+        loaded_docs += 1
+        loaded_pages += counts.get("pages", len(result.pages))
+        log.info("loaded document %d/%d: %s (%s)", i, len(entries), result.doc_id[:12], counts)
+    # documents without a content id (unreadable) only have failure rows
+    orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
+    if orphan:
+        warehouse.record_failures(orphan, run_id, "")
+    return StageResult(
+        manifest_uri=manifest_uri,
+        documents=loaded_docs,
+        pages=loaded_pages,
+        failed=_count_failures(failures),
+        skipped=skipped,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# All stages in-process (the CLI, a notebook, any orchestrator)
+
+
+@dataclass
+class RunSummary:
+    run_id: str
+    documents: int
+    pages: int
+    ok: int
+    failed: dict[str, int]
+    seconds: float
+    engine: str
+    model: str
+    config_fingerprint: str | None
+    loaded_documents: int
+    skipped_documents: int
+    work_uri: str
+    manifests: dict[str, str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def run_pipeline(
+    source_uri: str,
+    warehouse: Warehouse,
+    engine: OcrEngine,
+    work: WorkArea,
+    settings: OcrSettings | None = None,
+    run_id: str | None = None,
+    s3_client: Any = None,
+    suites: dict[str, Any] | None = None,
+    on_validation_failure: str = "quarantine",
+    max_documents: int | None = None,
+) -> RunSummary:
+    """Run list -> OCR -> parse+validate -> load in this process and summarise."""
+    t0 = time.perf_counter()
+    run_id = run_id or new_run_id()
+    warehouse.create()  # an unreachable warehouse fails the run before any OCR work is spent
+    listed = stage_list(source_uri, work, run_id, s3_client=s3_client, max_documents=max_documents)
+    ocr = stage_ocr(listed.manifest_uri, work, run_id, engine, s3_client=s3_client, settings=settings)
+    parsed = stage_parse_validate(
+        ocr.manifest_uri, work, run_id, suites=suites, on_failure=on_validation_failure
+    )
+    loaded = stage_load(parsed.manifest_uri, work, run_id, warehouse)
+    summary = RunSummary(
+        run_id=run_id,
+        documents=listed.documents,
+        pages=ocr.total_pages,
+        ok=loaded.pages,
+        failed=loaded.failed,
+        seconds=round(time.perf_counter() - t0, 3),
+        engine=engine.name,
+        model=engine.model,
+        config_fingerprint=ocr.config_fingerprint,
+        loaded_documents=loaded.documents,
+        skipped_documents=loaded.skipped,
+        work_uri=work.root_uri,
+        manifests={
+            "documents": listed.manifest_uri,
+            "ocr": ocr.manifest_uri,
+            "records": parsed.manifest_uri,
+        },
+    )
+    log.info(
+        "run %s: %d documents, %d pages, %d ok, failed %s in %.1fs",
+        run_id,
+        summary.documents,
+        summary.pages,
+        summary.ok,
+        summary.failed,
+        summary.seconds,
+    )
+    return summary

@@ -1,0 +1,78 @@
+"""The ``deepseek_ocr`` connection: which engine, which model, on which device (or which server).
+
+Connection fields:
+
+- ``host``: base URL of an OpenAI-compatible server (``vllm serve`` / ``deepocr serve``), optional;
+  when set, the server engine is used.
+- ``password``: API key for that server, optional.
+- ``extra`` (JSON): ``engine`` (auto | deepseek | rapidocr), ``model`` (hub id or local path),
+  ``device`` (auto | cpu | cuda | cuda:N | mps), ``dtype`` (auto | bfloat16 | float16 | float32),
+  ``prompt`` (markdown | free | figure | literal prompt), ``max_new_tokens``, ``batch_size``.
+
+Operator arguments override connection values; the connection overrides the defaults.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+if TYPE_CHECKING:
+    from airflow_provider_deepocr.core.engines.base import OcrEngine
+
+ENGINE_KEYS = ("engine", "model", "device", "dtype", "prompt", "max_new_tokens", "batch_size")
+
+
+class DeepSeekOCRHook(BaseHook):
+    """Turns a ``deepseek_ocr`` connection into an OCR engine (created once per worker process)."""
+
+    conn_name_attr = "deepseek_ocr_conn_id"
+    default_conn_name = "deepseek_ocr_default"
+    conn_type = "deepseek_ocr"
+    hook_name = "DeepSeek-OCR"
+
+    _engines: dict[tuple[Any, ...], OcrEngine] = {}
+
+    def __init__(self, deepseek_ocr_conn_id: str | None = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.deepseek_ocr_conn_id = deepseek_ocr_conn_id
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "port", "login"],
+            "relabeling": {"host": "Server URL (optional)", "password": "API key (optional)"},
+            "placeholders": {
+                "host": "http://gpu-box:8000/v1  (leave empty to run the model in the worker)",
+                "extra": '{"engine": "auto", "model": "deepseek-community/DeepSeek-OCR-2", '
+                '"device": "auto", "max_new_tokens": 4096, "batch_size": 8}',
+            },
+        }
+
+    def engine_settings(self, **overrides: Any) -> dict[str, Any]:
+        """Connection values merged with non-None ``overrides``."""
+        settings: dict[str, Any] = {}
+        if self.deepseek_ocr_conn_id:
+            conn = self.get_connection(self.deepseek_ocr_conn_id)
+            extra = conn.extra_dejson or {}
+            settings.update({k: extra[k] for k in ENGINE_KEYS if k in extra})
+            if conn.host:
+                settings["server_url"] = conn.host
+                if conn.password:
+                    settings["api_key"] = conn.password
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        return settings
+
+    def get_engine(self, **overrides: Any) -> OcrEngine:
+        """The engine for this connection, cached per process so weights load once per worker."""
+        from airflow_provider_deepocr.core.engines import get_engine
+
+        settings = self.engine_settings(**overrides)
+        key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
+        engine = self._engines.get(key)
+        if engine is None:
+            name = settings.pop("engine", "auto")
+            engine = get_engine(name, **settings)
+            self._engines[key] = engine
+        return engine
