@@ -1,0 +1,759 @@
+"""The warehouse stage: typed records -> SQL rows, one transaction per document.
+
+SQLAlchemy Core only (no ORM), so the same code loads SQLite (the embedded default), PostgreSQL
+and DuckDB. Every table name is ``{prefix}<name>`` in an optional schema; both are checked
+against a strict identifier pattern before they reach SQL.
+
+Exactly-once rules (see ARCHITECTURE.md, "Loads are idempotent"):
+
+* A document is keyed by its content id (``doc_id``, the sha256 of its bytes). Loading it
+  deletes every row it had before (pages, blocks, table cells, failures, validation results)
+  and inserts the new ones in **one** transaction; readers see the old copy or the new one,
+  never half of either.
+* ``{prefix}load_ledger`` holds one row per document: which config fingerprint is live, the
+  run that wrote it and a content hash of everything that was written. Reloading a document
+  whose fingerprint and content hash are unchanged is a no-op (rows, ``loaded_at`` and
+  ``run_id`` stay exactly as the first load left them), so rerunning a batch leaves the
+  warehouse byte-for-byte as running it once. Pass ``force=True`` to rewrite anyway.
+* Concurrent loaders of the same document serialise on a per-document lock taken at the start
+  of the transaction: ``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN IMMEDIATE`` (a database
+  write lock) on SQLite, a process-local lock on DuckDB (DuckDB is single-writer per file).
+* Quarantine (validation failed) removes the document's main-table rows as well, so the tables
+  always reflect the latest run's verdict for the latest config, and writes the reason to
+  ``{prefix}failures`` plus the per-expectation results to ``{prefix}validation_results``.
+* Document-level failures (``record_failures``) never delete loaded rows: a transient read
+  error must not wipe good data. A later successful load removes the document's old failure
+  rows (by ``doc_id``, and by ``source_uri`` for failures recorded before the file was hashed).
+
+Timestamps are UTC. ``failures.recorded_at`` is the time the failure was last observed.
+Nothing here logs or raises with document text: only ids, counts and reason codes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.records import DocumentResult, Failure
+
+log = logging.getLogger(__name__)
+
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+TABLES = (
+    "documents",
+    "pages",
+    "blocks",
+    "table_cells",
+    "failures",
+    "load_ledger",
+    "validation_results",
+)
+# Tables holding a loaded document's content (deleted on reload / quarantine).
+CONTENT_TABLES = ("table_cells", "blocks", "pages", "documents")
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+
+# --------------------------------------------------------------------------------------------
+# Row building (shared with core.validate so validation sees exactly what gets loaded)
+# --------------------------------------------------------------------------------------------
+
+
+def _flags(flags: Iterable[str]) -> str:
+    return ",".join(flags)
+
+
+def document_row(result: DocumentResult) -> dict[str, Any]:
+    """The ``documents`` row, without ``loaded_at``/``run_id`` (set at load time)."""
+    return {
+        "doc_id": result.doc_id,
+        "source_uri": result.ref.uri,
+        "source_version": result.ref.version,
+        "media_type": result.media_type,
+        "page_count": result.page_count,
+        "config_fingerprint": result.config_fingerprint,
+    }
+
+
+def page_rows(result: DocumentResult) -> list[dict[str, Any]]:
+    """One row per page, warehouse column names."""
+    return [
+        {
+            "doc_id": result.doc_id,
+            "page_no": p.page_no,
+            "source_uri": p.source_uri,
+            "width": p.width,
+            "height": p.height,
+            "dpi": p.dpi,
+            "engine": p.engine,
+            "model": p.model,
+            "revision": p.revision,
+            "prompt": p.prompt,
+            "mode": p.mode,
+            "finish_reason": p.finish_reason,
+            "attempts": p.attempts,
+            "prompt_tokens": p.prompt_tokens,
+            "output_tokens": p.output_tokens,
+            "seconds": float(p.seconds),
+            "flags": _flags(p.flags),
+            "markdown": p.markdown,
+            "config_fingerprint": p.config_fingerprint or result.config_fingerprint,
+        }
+        for p in result.pages
+    ]
+
+
+def block_rows(result: DocumentResult) -> list[dict[str, Any]]:
+    """One row per layout block; ``block_no`` is the block's reading-order index on its page."""
+    rows: list[dict[str, Any]] = []
+    for p in result.pages:
+        fp = p.config_fingerprint or result.config_fingerprint
+        for b in p.parsed.blocks:
+            bb = b.bbox
+            px = b.bbox_px
+            rows.append(
+                {
+                    "doc_id": result.doc_id,
+                    "page_no": p.page_no,
+                    "block_no": b.index,
+                    "label": b.label,
+                    "kind": b.kind,
+                    "x0": int(bb[0]) if bb is not None else None,
+                    "y0": int(bb[1]) if bb is not None else None,
+                    "x1": int(bb[2]) if bb is not None else None,
+                    "y1": int(bb[3]) if bb is not None else None,
+                    "px_x0": float(px[0]) if px is not None else None,
+                    "px_y0": float(px[1]) if px is not None else None,
+                    "px_x1": float(px[2]) if px is not None else None,
+                    "px_y1": float(px[3]) if px is not None else None,
+                    "text": b.text,
+                    "raw": b.raw,
+                    "flags": _flags(b.flags),
+                    "engine": p.engine,
+                    "model": p.model,
+                    "config_fingerprint": fp,
+                }
+            )
+    return rows
+
+
+def cell_rows(result: DocumentResult) -> list[dict[str, Any]]:
+    """One row per table cell; ``block_no`` is the index of the table's block on its page."""
+    rows: list[dict[str, Any]] = []
+    for p in result.pages:
+        for t in p.parsed.tables:
+            for c in t.cells:
+                rows.append(
+                    {
+                        "doc_id": result.doc_id,
+                        "page_no": p.page_no,
+                        "block_no": t.block_index,
+                        "row_no": c.row,
+                        "col_no": c.col,
+                        "rowspan": c.rowspan,
+                        "colspan": c.colspan,
+                        "is_header": bool(c.is_header),
+                        "text": c.text,
+                        "caption": t.caption,
+                    }
+                )
+    return rows
+
+
+def failure_id(source_uri: str, doc_id: str | None, page_no: int | None, reason: str, stage: str) -> str:
+    """Deterministic id of a failure: the same failure observed twice is one row."""
+    blob = json.dumps([source_uri, doc_id, page_no, reason, stage], separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def failure_row(
+    f: Failure, *, run_id: str, config_fingerprint: str, doc_id: str | None = None, now: datetime
+) -> dict[str, Any]:
+    d = f.doc_id if f.doc_id is not None else doc_id
+    return {
+        "failure_id": failure_id(f.source_uri, d, f.page_no, f.reason, f.stage),
+        "source_uri": f.source_uri,
+        "doc_id": d,
+        "page_no": f.page_no,
+        "stage": f.stage,
+        "reason": f.reason,
+        "detail": f.detail,
+        "config_fingerprint": config_fingerprint,
+        "run_id": run_id,
+        "recorded_at": now,
+    }
+
+
+def _content_hash(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(json.dumps(part, sort_keys=True, separators=(",", ":"), default=str).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()
+
+
+def _check_unique(table: str, rows: Sequence[dict[str, Any]], key: Sequence[str], doc_id: str) -> None:
+    seen: set[tuple[Any, ...]] = set()
+    dup = 0
+    for r in rows:
+        k = tuple(r[c] for c in key)
+        if k in seen:
+            dup += 1
+        seen.add(k)
+    if dup:
+        raise errors.DeepOcrError(
+            errors.LOAD_ERROR, f"doc {doc_id}: {dup} duplicate key(s) in {table} on ({', '.join(key)})"
+        )
+
+
+# --------------------------------------------------------------------------------------------
+# Schema
+# --------------------------------------------------------------------------------------------
+
+
+def check_identifier(value: str, what: str) -> str:
+    if not isinstance(value, str) or not IDENT_RE.match(value):
+        raise errors.ConfigError(f"invalid {what}: must match {IDENT_RE.pattern}")
+    return value
+
+
+def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
+    """All tables of one warehouse (names ``{prefix}<table>``)."""
+    md = sa.MetaData(schema=schema)
+    doc_id = sa.String(64)
+    fp = sa.String(64)
+    ts = sa.DateTime(timezone=True)
+
+    sa.Table(
+        f"{prefix}documents",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("source_uri", sa.Text, nullable=False),
+        sa.Column("source_version", sa.Text),
+        sa.Column("media_type", sa.Text),
+        sa.Column("page_count", sa.Integer, nullable=False),
+        sa.Column("config_fingerprint", fp, nullable=False),
+        sa.Column("loaded_at", ts, nullable=False),
+        sa.Column("run_id", sa.Text, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}pages",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("page_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("source_uri", sa.Text),
+        sa.Column("width", sa.Integer),
+        sa.Column("height", sa.Integer),
+        sa.Column("dpi", sa.Integer),
+        sa.Column("engine", sa.Text),
+        sa.Column("model", sa.Text),
+        sa.Column("revision", sa.Text),
+        sa.Column("prompt", sa.Text),
+        sa.Column("mode", sa.Text),
+        sa.Column("finish_reason", sa.Text),
+        sa.Column("attempts", sa.Integer),
+        sa.Column("prompt_tokens", sa.Integer),
+        sa.Column("output_tokens", sa.Integer),
+        sa.Column("seconds", sa.Double),
+        sa.Column("flags", sa.Text),
+        sa.Column("markdown", sa.Text),
+        sa.Column("config_fingerprint", fp),
+    )
+    sa.Table(
+        f"{prefix}blocks",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("page_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("block_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("label", sa.Text),
+        sa.Column("kind", sa.Text),
+        *(sa.Column(c, sa.Integer) for c in ("x0", "y0", "x1", "y1")),
+        *(sa.Column(c, sa.Double) for c in ("px_x0", "px_y0", "px_x1", "px_y1")),
+        sa.Column("text", sa.Text),
+        sa.Column("raw", sa.Text),
+        sa.Column("flags", sa.Text),
+        sa.Column("engine", sa.Text),
+        sa.Column("model", sa.Text),
+        sa.Column("config_fingerprint", fp),
+    )
+    sa.Table(
+        f"{prefix}table_cells",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("page_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("block_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("row_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("col_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("rowspan", sa.Integer),
+        sa.Column("colspan", sa.Integer),
+        sa.Column("is_header", sa.Boolean),
+        sa.Column("text", sa.Text),
+        sa.Column("caption", sa.Text),
+    )
+    sa.Table(
+        f"{prefix}failures",
+        md,
+        sa.Column("failure_id", sa.String(64), primary_key=True),
+        sa.Column("source_uri", sa.Text, nullable=False),
+        sa.Column("doc_id", doc_id),
+        sa.Column("page_no", sa.Integer),
+        sa.Column("stage", sa.Text),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("detail", sa.Text),
+        sa.Column("config_fingerprint", fp),
+        sa.Column("run_id", sa.Text),
+        sa.Column("recorded_at", ts, nullable=False),
+        sa.Index(f"{prefix}failures_doc_idx", "doc_id"),
+    )
+    sa.Table(
+        f"{prefix}load_ledger",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("config_fingerprint", fp, nullable=False),
+        sa.Column("content_hash", sa.String(64), nullable=False),
+        sa.Column("pages", sa.Integer, nullable=False),
+        sa.Column("blocks", sa.Integer, nullable=False),
+        sa.Column("cells", sa.Integer, nullable=False),
+        sa.Column("loaded_at", ts, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}validation_results",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("table_name", sa.String(64), primary_key=True),
+        sa.Column("expectation", sa.String(512), primary_key=True),
+        sa.Column("success", sa.Boolean, nullable=False),
+        sa.Column("observed", sa.Text),
+        sa.Column("run_id", sa.Text),
+    )
+    return md
+
+
+# --------------------------------------------------------------------------------------------
+# Dialect-specific bits (kept small and in one place)
+# --------------------------------------------------------------------------------------------
+
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _process_lock(key: str) -> threading.Lock:
+    with _PROCESS_LOCKS_GUARD:
+        return _PROCESS_LOCKS.setdefault(key, threading.Lock())
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cur.close()
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for a URL, with the embedded-database settings this loader relies on."""
+    try:
+        engine = sa.create_engine(url)
+    except Exception as exc:  # bad URL / missing driver: a configuration problem
+        raise errors.ConfigError(f"cannot create engine: {type(exc).__name__}") from exc
+    if engine.dialect.name == "sqlite":
+        sa.event.listen(engine, "connect", _sqlite_on_connect)
+    return engine
+
+
+def _begin_write(conn: sa.Connection, lock_key: str) -> None:
+    """Start the write transaction and take the lock for ``lock_key``, per dialect."""
+    name = conn.dialect.name
+    if name == "sqlite":
+        # pysqlite's legacy transaction control begins lazily and DEFERRED; a deferred
+        # transaction that reads and then writes can fail with SQLITE_BUSY on the upgrade.
+        # BEGIN IMMEDIATE takes the write lock up front (waiting up to busy_timeout).
+        conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        dbapi = conn.connection.driver_connection
+        if dbapi is not None and not dbapi.in_transaction:
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif name == "postgresql":
+        conn.execute(
+            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
+            {"k": lock_key},
+        )
+    # duckdb: serialised by the process lock in Warehouse._write (single writer per file).
+
+
+def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> bool:
+    """Fast path: PostgreSQL COPY through psycopg 3 in the current transaction."""
+    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
+        return False
+    from psycopg import sql
+
+    cols = [c.name for c in table.columns]
+    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, cols)))
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(stmt) as cp:  # type: ignore[union-attr]
+        for r in rows:
+            cp.write_row([r.get(c) for c in cols])
+    return True
+
+
+def _insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], copy_min: int) -> None:
+    if not rows:
+        return
+    if len(rows) >= copy_min and _copy_rows(conn, table, rows):
+        return
+    conn.execute(table.insert(), list(rows))
+
+
+# --------------------------------------------------------------------------------------------
+# The warehouse
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    doc: dict[str, Any]
+    pages: list[dict[str, Any]]
+    blocks: list[dict[str, Any]]
+    cells: list[dict[str, Any]]
+    failures: list[Failure]
+    content_hash: str
+
+
+class Warehouse:
+    """Loads :class:`DocumentResult` objects into SQL tables named ``{prefix}<table>``."""
+
+    def __init__(
+        self,
+        engine_or_url: sa.Engine | str,
+        schema: str | None = None,
+        prefix: str = "deepocr_",
+        *,
+        copy_min_rows: int = 500,
+    ) -> None:
+        self.prefix = check_identifier(prefix, "prefix")
+        self.schema = check_identifier(schema, "schema") if schema is not None else None
+        if isinstance(engine_or_url, str):
+            self.engine = make_engine(engine_or_url)
+        elif isinstance(engine_or_url, sa.Engine):
+            self.engine = engine_or_url
+        else:
+            raise errors.ConfigError("engine_or_url must be a SQLAlchemy Engine or a URL string")
+        self.dialect = self.engine.dialect.name
+        if self.schema is not None and self.dialect == "sqlite":
+            raise errors.ConfigError("schema is not supported on SQLite (use prefix)")
+        self.copy_min_rows = copy_min_rows
+        self.metadata = build_metadata(self.prefix, self.schema)
+        t = {name: self.metadata.tables[self._qualified(name)] for name in TABLES}
+        self.documents, self.pages, self.blocks = t["documents"], t["pages"], t["blocks"]
+        self.table_cells, self.failures, self.ledger = t["table_cells"], t["failures"], t["load_ledger"]
+        self.validation_results = t["validation_results"]
+        self._tables = t
+        self._lock_ns = f"deepocr:{self.schema or ''}:{self.prefix}"
+
+    def __repr__(self) -> str:
+        return f"Warehouse({self.engine.url.render_as_string(hide_password=True)!r}, prefix={self.prefix!r})"
+
+    def _qualified(self, name: str) -> str:
+        full = f"{self.prefix}{name}"
+        check_identifier(full, "table name")
+        return f"{self.schema}.{full}" if self.schema else full
+
+    def table(self, name: str) -> sa.Table:
+        """The :class:`sqlalchemy.Table` for a short name such as ``"pages"``."""
+        return self._tables[name]
+
+    # -- transactions ---------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self, lock_key: str) -> Iterator[sa.Connection]:
+        plock = _process_lock(f"{self.engine.url}|{self._lock_ns}") if self.dialect == "duckdb" else None
+        if plock is not None:
+            plock.acquire()
+        try:
+            with self.engine.connect() as conn:
+                _begin_write(conn, f"{self._lock_ns}:{lock_key}")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.rollback()
+                    raise
+                conn.commit()
+        finally:
+            if plock is not None:
+                plock.release()
+
+    def create(self) -> None:
+        """Create the schema (where supported) and all tables if missing. Idempotent."""
+        if self.dialect == "sqlite":
+            # WAL lets readers read while a document loads; it must be set outside a transaction
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+        with self._write("__ddl__") as conn:
+            if self.schema is not None:
+                conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
+            self.metadata.create_all(conn, checkfirst=True)
+
+    # -- loading --------------------------------------------------------------------------
+
+    def _prepare(self, result: DocumentResult) -> _Prepared:
+        doc = document_row(result)
+        pages, blocks, cells = page_rows(result), block_rows(result), cell_rows(result)
+        _check_unique("pages", pages, ("doc_id", "page_no"), result.doc_id)
+        _check_unique("blocks", blocks, ("doc_id", "page_no", "block_no"), result.doc_id)
+        _check_unique(
+            "table_cells", cells, ("doc_id", "page_no", "block_no", "row_no", "col_no"), result.doc_id
+        )
+        failures = list(result.failures)
+        chash = _content_hash(doc, pages, blocks, cells, [f.to_dict() for f in failures])
+        return _Prepared(doc, pages, blocks, cells, failures, chash)
+
+    def _delete_doc(self, conn: sa.Connection, doc_id: str, source_uri: str) -> None:
+        for name in CONTENT_TABLES:
+            t = self._tables[name]
+            conn.execute(t.delete().where(t.c.doc_id == doc_id))
+        conn.execute(self.failures.delete().where(self._doc_failures(doc_id, source_uri)))
+        conn.execute(self.ledger.delete().where(self.ledger.c.doc_id == doc_id))
+        vr = self.validation_results
+        conn.execute(vr.delete().where(vr.c.doc_id == doc_id))
+
+    def _doc_failures(self, doc_id: str, source_uri: str) -> sa.ColumnElement[bool]:
+        """Failure rows that belong to a document: by id, or by URI when it was never hashed."""
+        f = self.failures
+        return sa.or_(f.c.doc_id == doc_id, sa.and_(f.c.doc_id.is_(None), f.c.source_uri == source_uri))
+
+    def _insert_failures(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> int:
+        uniq = list({r["failure_id"]: r for r in rows}.values())
+        if not uniq:
+            return 0
+        f = self.failures
+        ids = [r["failure_id"] for r in uniq]
+        for i in range(0, len(ids), 500):
+            conn.execute(f.delete().where(f.c.failure_id.in_(ids[i : i + 500])))
+        conn.execute(f.insert(), uniq)
+        return len(uniq)
+
+    def _insert_validation(
+        self, conn: sa.Connection, doc_id: str, rows: list[dict[str, Any]] | None, run_id: str
+    ) -> int:
+        vr = self.validation_results
+        conn.execute(vr.delete().where(vr.c.doc_id == doc_id))
+        if not rows:
+            return 0
+        out: dict[tuple[str, str], dict[str, Any]] = {}
+        for r in rows:
+            table_name = str(r["table_name"])
+            base = str(r["expectation"])[:480]
+            name, n = base, 1
+            while (table_name, name) in out:  # same expectation twice: keep both, numbered
+                n += 1
+                name = f"{base}#{n}"
+            observed = r.get("observed")
+            if observed is not None and not isinstance(observed, str):
+                observed = json.dumps(observed, sort_keys=True, default=str)
+            out[(table_name, name)] = {
+                "doc_id": doc_id,
+                "table_name": table_name,
+                "expectation": name,
+                "success": bool(r["success"]),
+                "observed": observed,
+                "run_id": run_id,
+            }
+        conn.execute(vr.insert(), list(out.values()))
+        return len(out)
+
+    def load_document(
+        self,
+        result: DocumentResult,
+        run_id: str,
+        *,
+        validation_rows: list[dict[str, Any]] | None = None,
+        force: bool = False,
+    ) -> dict[str, int]:
+        """Replace everything the warehouse holds for ``result.doc_id`` in one transaction.
+
+        Returns row counts written: ``documents``, ``pages``, ``blocks``, ``cells``,
+        ``failures`` (page-level failures carried by the result), ``validation_results`` and
+        ``unchanged`` (1 when the ledger already held this exact content under this config,
+        in which case nothing was rewritten).
+        """
+        prep = self._prepare(result)
+        doc_id = result.doc_id
+        counts = {
+            "documents": 1,
+            "pages": len(prep.pages),
+            "blocks": len(prep.blocks),
+            "cells": len(prep.cells),
+            "failures": 0,
+            "validation_results": 0,
+            "unchanged": 0,
+        }
+        with self._write(doc_id) as conn:
+            led = self.ledger
+            prev = conn.execute(
+                sa.select(led.c.config_fingerprint, led.c.content_hash).where(led.c.doc_id == doc_id)
+            ).first()
+            if (
+                not force
+                and prev is not None
+                and prev.config_fingerprint == result.config_fingerprint
+                and prev.content_hash == prep.content_hash
+            ):
+                counts["unchanged"] = 1
+                keep = {self._fid(f, doc_id) for f in prep.failures}
+                counts["failures"] = len(keep)
+                # failures recorded since that load (e.g. a transient read error) are stale now
+                f = self.failures
+                stale = self._doc_failures(doc_id, result.ref.uri)
+                if keep:
+                    stale = sa.and_(stale, f.c.failure_id.not_in(sorted(keep)))
+                conn.execute(f.delete().where(stale))
+                if validation_rows is not None:
+                    counts["validation_results"] = self._insert_validation(
+                        conn, doc_id, validation_rows, run_id
+                    )
+                log.info("warehouse: doc %s unchanged (fingerprint %s)", doc_id, result.config_fingerprint)
+                return counts
+
+            now = datetime.now(UTC)
+            self._delete_doc(conn, doc_id, result.ref.uri)
+            conn.execute(self.documents.insert(), [{**prep.doc, "loaded_at": now, "run_id": run_id}])
+            _insert_rows(conn, self.pages, prep.pages, self.copy_min_rows)
+            _insert_rows(conn, self.blocks, prep.blocks, self.copy_min_rows)
+            _insert_rows(conn, self.table_cells, prep.cells, self.copy_min_rows)
+            counts["failures"] = self._insert_failures(
+                conn,
+                [
+                    failure_row(
+                        f, run_id=run_id, config_fingerprint=result.config_fingerprint, doc_id=doc_id, now=now
+                    )
+                    for f in prep.failures
+                ],
+            )
+            counts["validation_results"] = self._insert_validation(conn, doc_id, validation_rows, run_id)
+            conn.execute(
+                led.insert(),
+                [
+                    {
+                        "doc_id": doc_id,
+                        "run_id": run_id,
+                        "config_fingerprint": result.config_fingerprint,
+                        "content_hash": prep.content_hash,
+                        "pages": counts["pages"],
+                        "blocks": counts["blocks"],
+                        "cells": counts["cells"],
+                        "loaded_at": now,
+                    }
+                ],
+            )
+        log.info(
+            "warehouse: loaded doc %s run %s: %d pages, %d blocks, %d cells, %d page failures",
+            doc_id,
+            run_id,
+            counts["pages"],
+            counts["blocks"],
+            counts["cells"],
+            counts["failures"],
+        )
+        return counts
+
+    @staticmethod
+    def _fid(f: Failure, doc_id: str | None) -> str:
+        return failure_id(
+            f.source_uri, f.doc_id if f.doc_id is not None else doc_id, f.page_no, f.reason, f.stage
+        )
+
+    def record_failures(self, failures: list[Failure], run_id: str, config_fingerprint: str) -> int:
+        """Record document-level failures (no document rows). Idempotent by ``failure_id``.
+
+        Returns the number of distinct failure rows written. Loaded rows of the same document
+        are left alone.
+        """
+        if not failures:
+            return 0
+        now = datetime.now(UTC)
+        rows = [
+            failure_row(f, run_id=run_id, config_fingerprint=config_fingerprint, now=now) for f in failures
+        ]
+        with self._write("__failures__") as conn:
+            n = self._insert_failures(conn, rows)
+        log.info("warehouse: recorded %d failure row(s) for run %s", n, run_id)
+        return n
+
+    def quarantine(
+        self,
+        result: DocumentResult,
+        reason: str,
+        detail: str,
+        run_id: str,
+        validation_rows: list[dict[str, Any]] | None = None,
+        *,
+        stage: str = "validate",
+    ) -> dict[str, int]:
+        """Keep a document out of the main tables: failure row + validation results.
+
+        Any previously loaded copy of the document is removed (the tables reflect the latest
+        verdict), and so is its ledger entry, so :meth:`is_loaded` is False afterwards.
+        """
+        doc_id = result.doc_id
+        now = datetime.now(UTC)
+        main = Failure(
+            source_uri=result.ref.uri,
+            reason=reason or errors.VALIDATION_FAILED,
+            detail=detail,
+            doc_id=doc_id,
+            page_no=None,
+            stage=stage,
+        )
+        frows = [
+            failure_row(
+                f, run_id=run_id, config_fingerprint=result.config_fingerprint, doc_id=doc_id, now=now
+            )
+            for f in [main, *result.failures]
+        ]
+        with self._write(doc_id) as conn:
+            self._delete_doc(conn, doc_id, result.ref.uri)
+            nf = self._insert_failures(conn, frows)
+            nv = self._insert_validation(conn, doc_id, validation_rows, run_id)
+        log.info("warehouse: quarantined doc %s run %s reason %s", doc_id, run_id, main.reason)
+        return {"failures": nf, "validation_results": nv}
+
+    # -- reading --------------------------------------------------------------------------
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, keyed by short table name."""
+        out: dict[str, int] = {}
+        with self.engine.connect() as conn:
+            for name, t in self._tables.items():
+                out[name] = int(conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one())
+        return out
+
+    def is_loaded(self, doc_id: str, fingerprint: str) -> bool:
+        """True when the ledger says ``doc_id`` is live under config ``fingerprint``."""
+        led = self.ledger
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(led.c.config_fingerprint).where(led.c.doc_id == doc_id)).first()
+        return row is not None and row[0] == fingerprint
+
+    def ledger_entry(self, doc_id: str) -> dict[str, Any] | None:
+        led = self.ledger
+        with self.engine.connect() as conn:
+            row = conn.execute(sa.select(led).where(led.c.doc_id == doc_id)).mappings().first()
+        return dict(row) if row is not None else None
+
+    def dispose(self) -> None:
+        self.engine.dispose()

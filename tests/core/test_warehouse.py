@@ -1,0 +1,446 @@
+"""Warehouse loads against real databases: SQLite files, PostgreSQL (pg_url), DuckDB files."""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.records import (
+    Block,
+    DocumentRef,
+    DocumentResult,
+    Failure,
+    PageRecord,
+    ParsedPage,
+    Table,
+    TableCell,
+)
+from airflow_provider_deepocr.core.warehouse import Warehouse, block_rows, cell_rows, page_rows
+
+SECRET = "PATIENT-SECRET-TEXT"  # document text that must never show up in observed values / logs
+KINDS = ("heading", "text", "list_item", "text", "caption", "footnote")
+
+
+def make_result(
+    n_pages: int = 3,
+    blocks_per_page: int = 5,
+    *,
+    name: str = "doc-a",
+    fingerprint: str = "fp000000000000a1",
+    engine: str = "deepseek-ocr-2",
+    with_table: bool = True,
+    page_failure: bool = False,
+) -> DocumentResult:
+    """A realistic DocumentResult: N pages of blocks, one table with cells on page 1."""
+    data = f"%PDF-1.7 {name}".encode()
+    doc_id = hashlib.sha256(data).hexdigest()
+    ref = DocumentRef(uri=f"s3://bucket/in/{name}.pdf", size=len(data), version="etag-1")
+    pages: list[PageRecord] = []
+    for p in range(1, n_pages + 1):
+        blocks: list[Block] = []
+        tables: list[Table] = []
+        for i in range(blocks_per_page):
+            y = 20 + i * (900 // max(blocks_per_page, 1))
+            bbox = (50, y, 950, min(y + 40, 999))
+            kind = KINDS[i % len(KINDS)]
+            text = f"{SECRET} page {p} block {i}"
+            blocks.append(
+                Block(
+                    index=i,
+                    label=kind if kind != "list_item" else "text",
+                    kind=kind,
+                    bbox=bbox,
+                    bbox_px=(bbox[0] * 1.7, bbox[1] * 2.2, bbox[2] * 1.7, bbox[3] * 2.2),
+                    raw=f"<|ref|>{kind}<|/ref|><|det|>[[{', '.join(map(str, bbox))}]]<|/det|>\n{text}",
+                    text=text,
+                    flags=[],
+                )
+            )
+        if with_table and p == 1:
+            ti = len(blocks)
+            blocks.append(
+                Block(
+                    index=ti,
+                    label="table",
+                    kind="table",
+                    bbox=(60, 940, 940, 990),
+                    bbox_px=None,
+                    raw="<table>...</table>",
+                    text=f"{SECRET} table",
+                )
+            )
+            cells = [
+                TableCell(row=r, col=c, rowspan=1, colspan=1, is_header=(r == 0), text=f"{SECRET} r{r}c{c}")
+                for r in range(3)
+                for c in range(2)
+            ]
+            tables.append(Table(block_index=ti, caption=f"{SECRET} caption", n_rows=3, n_cols=2, cells=cells))
+        parsed = ParsedPage(
+            page_no=p,
+            blocks=blocks,
+            tables=tables,
+            markdown="\n\n".join(b.text for b in blocks),
+            flags=[],
+        )
+        pages.append(
+            PageRecord(
+                doc_id=doc_id,
+                page_no=p,
+                source_uri=ref.uri,
+                source_version=ref.version,
+                width=1700,
+                height=2200,
+                dpi=200,
+                engine=engine,
+                model="deepseek-community/DeepSeek-OCR-2",
+                revision="0123abc",
+                prompt="<image>\n<|grounding|>Convert the document to markdown.",
+                mode="gundam",
+                finish_reason="eos",
+                attempts=1,
+                prompt_tokens=300,
+                output_tokens=120 + p,
+                seconds=1.25,
+                config_fingerprint=fingerprint,
+                parsed=parsed,
+            )
+        )
+    failures = []
+    if page_failure:
+        n_pages += 1
+        failures.append(
+            Failure(
+                source_uri=ref.uri,
+                reason=errors.REPETITION_LOOP,
+                detail="page gave up after 3 attempts",
+                doc_id=doc_id,
+                page_no=n_pages,
+                stage="ocr",
+            )
+        )
+    return DocumentResult(
+        ref=ref,
+        doc_id=doc_id,
+        media_type="application/pdf",
+        page_count=n_pages,
+        config_fingerprint=fingerprint,
+        pages=pages,
+        failures=failures,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "duckdb"])
+def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'wh.db'}"
+    elif request.param == "duckdb":
+        url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    w = Warehouse(url)
+    w.create()
+    try:
+        yield w
+    finally:
+        w.dispose()
+
+
+def snapshot(w: Warehouse, *, skip: tuple[str, ...] = ("loaded_at", "recorded_at")) -> dict[str, list[tuple]]:
+    """Sorted content of every table, without the given columns."""
+    out: dict[str, list[tuple]] = {}
+    with w.engine.connect() as conn:
+        for name in (
+            "documents",
+            "pages",
+            "blocks",
+            "table_cells",
+            "failures",
+            "load_ledger",
+            "validation_results",
+        ):
+            t = w.table(name)
+            cols = [c for c in t.columns if c.name not in skip]
+            rows = conn.execute(sa.select(*cols)).all()
+            out[name] = sorted((tuple(r) for r in rows), key=repr)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# unit: row builders and configuration
+# --------------------------------------------------------------------------------------------
+
+
+def test_row_builders_shape() -> None:
+    r = make_result(2, 3)
+    pages, blocks, cells = page_rows(r), block_rows(r), cell_rows(r)
+    assert len(pages) == 2 and len(blocks) == 2 * 3 + 1 and len(cells) == 6
+    assert {"doc_id", "page_no", "engine", "model", "finish_reason", "markdown"} <= set(pages[0])
+    assert {"doc_id", "page_no", "block_no", "label", "x0", "y0", "x1", "y1", "text"} <= set(blocks[0])
+    table_block = [b for b in blocks if b["kind"] == "table"][0]
+    assert table_block["px_x0"] is None and table_block["x0"] == 60
+    assert cells[0]["block_no"] == table_block["block_no"] and cells[0]["is_header"] is True
+
+
+@pytest.mark.parametrize("prefix", ["", "1abc", "deep-ocr", "x; drop table y", "a" * 64, 'q"'])
+def test_bad_prefix_is_config_error(prefix: str, tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError):
+        Warehouse(f"sqlite:///{tmp_path / 'x.db'}", prefix=prefix)
+
+
+def test_bad_schema_is_config_error(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError):
+        Warehouse(f"duckdb:///{tmp_path / 'x.duckdb'}", schema="public; drop")
+    with pytest.raises(errors.ConfigError):  # SQLite has no schemas to create
+        Warehouse(f"sqlite:///{tmp_path / 'x.db'}", schema="ocr")
+
+
+def test_duplicate_block_ids_are_a_typed_load_error(tmp_path: Path) -> None:
+    w = Warehouse(f"sqlite:///{tmp_path / 'd.db'}")
+    w.create()
+    r = make_result(1, 3)
+    r.pages[0].parsed.blocks[1].index = 0
+    with pytest.raises(errors.DeepOcrError) as ei:
+        w.load_document(r, "run-1")
+    assert ei.value.reason == errors.LOAD_ERROR and SECRET not in str(ei.value)
+    assert w.counts()["documents"] == 0
+
+
+# --------------------------------------------------------------------------------------------
+# every backend
+# --------------------------------------------------------------------------------------------
+
+
+def test_create_twice_and_counts(wh: Warehouse) -> None:
+    wh.create()
+    assert wh.counts() == dict.fromkeys(
+        ("documents", "pages", "blocks", "table_cells", "failures", "load_ledger", "validation_results"), 0
+    )
+
+
+def test_load_twice_is_idempotent(wh: Warehouse) -> None:
+    r = make_result(3, 4, page_failure=True)
+    c1 = wh.load_document(r, "run-1")
+    assert c1 == {
+        "documents": 1,
+        "pages": 3,
+        "blocks": 13,
+        "cells": 6,
+        "failures": 1,
+        "validation_results": 0,
+        "unchanged": 0,
+    }
+    snap1 = snapshot(wh, skip=())
+    counts1 = wh.counts()
+    # the same batch again, even under a new run id: nothing changes, timestamps included
+    c2 = wh.load_document(r, "run-2")
+    assert c2["unchanged"] == 1 and c2["pages"] == 3
+    assert wh.counts() == counts1
+    assert snapshot(wh, skip=()) == snap1
+    # a forced rewrite leaves identical content (bar timestamps and run id)
+    wh.load_document(r, "run-1", force=True)
+    assert wh.counts() == counts1
+    assert snapshot(wh) == snapshot_wo_ts(snap1, wh)
+    assert counts1["failures"] == 1 and counts1["documents"] == 1 and counts1["table_cells"] == 6
+
+
+def snapshot_wo_ts(snap: dict[str, list[tuple]], w: Warehouse) -> dict[str, list[tuple]]:
+    out = {}
+    for name, rows in snap.items():
+        idx = [i for i, c in enumerate(w.table(name).columns) if c.name not in ("loaded_at", "recorded_at")]
+        out[name] = sorted((tuple(r[i] for i in idx) for r in rows), key=repr)
+    return out
+
+
+def test_reload_with_new_fingerprint_replaces(wh: Warehouse) -> None:
+    old = make_result(4, 5, fingerprint="fp-old")
+    wh.load_document(old, "run-1")
+    assert wh.is_loaded(old.doc_id, "fp-old")
+    new = make_result(2, 3, fingerprint="fp-new", engine="rapidocr", with_table=False)
+    assert new.doc_id == old.doc_id
+    c = wh.load_document(new, "run-2")
+    assert c["unchanged"] == 0
+    counts = wh.counts()
+    assert (counts["documents"], counts["pages"], counts["blocks"], counts["table_cells"]) == (1, 2, 6, 0)
+    assert wh.is_loaded(new.doc_id, "fp-new") and not wh.is_loaded(new.doc_id, "fp-old")
+    entry = wh.ledger_entry(new.doc_id)
+    assert entry is not None and entry["run_id"] == "run-2" and entry["blocks"] == 6
+    with wh.engine.connect() as conn:
+        engines = conn.execute(sa.select(wh.pages.c.engine).distinct()).scalars().all()
+        fps = conn.execute(sa.select(wh.blocks.c.config_fingerprint).distinct()).scalars().all()
+    assert engines == ["rapidocr"] and fps == ["fp-new"]
+
+
+def test_failures_idempotent_and_cleared_by_load(wh: Warehouse) -> None:
+    r = make_result(1, 2)
+    unreadable = Failure(
+        source_uri="s3://bucket/in/broken.pdf", reason=errors.CORRUPT, detail="xref", stage="read"
+    )
+    by_uri = Failure(source_uri=r.ref.uri, reason=errors.READ_ERROR, detail="timeout", stage="read")
+    assert wh.record_failures([unreadable, unreadable], "run-1", "fp") == 1
+    assert wh.record_failures([unreadable, by_uri], "run-2", "fp") == 2
+    assert wh.counts()["failures"] == 2
+    with wh.engine.connect() as conn:
+        run = conn.execute(
+            sa.select(wh.failures.c.run_id).where(wh.failures.c.source_uri == unreadable.source_uri)
+        ).scalar_one()
+    assert run == "run-2"
+    # the file at r.ref.uri now loads: its earlier (unhashed) failure goes, the other stays
+    wh.load_document(r, "run-3")
+    assert wh.counts()["failures"] == 1
+    # a read error after a good load does not wipe the rows; the next identical load clears it
+    wh.record_failures([by_uri], "run-4", "fp")
+    assert wh.counts()["pages"] == 1 and wh.counts()["failures"] == 2
+    assert wh.load_document(r, "run-5")["unchanged"] == 1
+    assert wh.counts()["failures"] == 1
+
+
+def test_quarantine_removes_rows_and_records_validation(wh: Warehouse) -> None:
+    good = make_result(2, 3)
+    other = make_result(1, 2, name="doc-b")
+    wh.load_document(good, "run-1")
+    wh.load_document(other, "run-1")
+    vrows = [
+        {"table_name": "blocks", "expectation": "expect_column_values_to_be_between(x0)", "success": False,
+         "observed": {"unexpected_count": 1}},
+        {"table_name": "pages", "expectation": "expect_column_values_to_not_be_null(doc_id)", "success": True,
+         "observed": {"unexpected_count": 0}},
+        {"table_name": "pages", "expectation": "expect_column_values_to_not_be_null(doc_id)", "success": True,
+         "observed": None},
+    ]  # fmt: skip
+    out = wh.quarantine(good, errors.VALIDATION_FAILED, "1 failed expectation(s): blocks", "run-2", vrows)
+    assert out == {"failures": 1, "validation_results": 3}
+    assert not wh.is_loaded(good.doc_id, good.config_fingerprint)
+    with wh.engine.connect() as conn:
+        for name in ("documents", "pages", "blocks", "table_cells"):
+            t = wh.table(name)
+            n = conn.execute(
+                sa.select(sa.func.count()).select_from(t).where(t.c.doc_id == good.doc_id)
+            ).scalar()
+            assert n == 0, name
+        f = conn.execute(sa.select(wh.failures)).mappings().all()
+        vr = conn.execute(sa.select(wh.validation_results)).mappings().all()
+    assert len(f) == 1 and f[0]["reason"] == "validation_failed" and f[0]["doc_id"] == good.doc_id
+    assert f[0]["page_no"] is None and f[0]["stage"] == "validate"
+    assert {r["expectation"] for r in vr} >= {"expect_column_values_to_not_be_null(doc_id)#2"}
+    assert all(r["doc_id"] == good.doc_id for r in vr)
+    assert wh.counts()["documents"] == 1  # the other document is untouched
+    # quarantining twice changes nothing; a good load afterwards clears failure + validation rows
+    wh.quarantine(good, errors.VALIDATION_FAILED, "1 failed expectation(s): blocks", "run-2", vrows)
+    assert wh.counts()["failures"] == 1 and wh.counts()["validation_results"] == 3
+    wh.load_document(good, "run-3")
+    c = wh.counts()
+    assert c["failures"] == 0 and c["validation_results"] == 0 and c["documents"] == 2
+
+
+def test_no_half_loaded_document_on_error(wh: Warehouse) -> None:
+    r = make_result(2, 3)
+    wh.load_document(r, "run-1")
+    before = snapshot(wh, skip=())
+    bad = make_result(3, 3, fingerprint="fp-bad")
+    bad.pages[2].parsed.blocks[0].bbox = (1, 2, 3, "oops")  # type: ignore[assignment]
+    with pytest.raises((ValueError, TypeError, sa.exc.StatementError)):
+        wh.load_document(bad, "run-2")
+    assert snapshot(wh, skip=()) == before
+
+
+def test_schema_on_postgres(pg_url: str) -> None:
+    w = Warehouse(pg_url, schema="ocr", prefix="t_")
+    w.create()
+    w.create()
+    w.load_document(make_result(1, 2), "run-1")
+    with w.engine.connect() as conn:
+        n = conn.execute(sa.text("select count(*) from ocr.t_blocks")).scalar()
+    assert n == 3
+    w.dispose()
+
+
+# --------------------------------------------------------------------------------------------
+# concurrency
+# --------------------------------------------------------------------------------------------
+
+
+def test_threads_racing_on_one_document_postgres(pg_url: str) -> None:
+    w = Warehouse(pg_url)
+    w.create()
+    results = [make_result(3, 40, fingerprint=f"fp-{i % 2}") for i in range(6)]
+    errs: list[BaseException] = []
+    barrier = threading.Barrier(len(results))
+
+    def go(i: int) -> None:
+        try:
+            barrier.wait()
+            w.load_document(results[i], f"run-{i}", force=True)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errs.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(len(results))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errs
+    c = w.counts()
+    assert (c["documents"], c["pages"], c["blocks"], c["table_cells"], c["load_ledger"]) == (1, 3, 121, 6, 1)
+    w.dispose()
+
+
+def _load_in_process(url: str, i: int, start: float) -> None:
+    w = Warehouse(url)
+    r = make_result(2, 200, fingerprint=f"fp-{i}")
+    time.sleep(max(0.0, start - time.time()))
+    w.load_document(r, f"proc-{i}")
+    w.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+def test_processes_racing_on_one_document(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    url = (
+        request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'race.db'}"
+    )
+    Warehouse(url).create()
+    ctx = mp.get_context("spawn")
+    start = time.time() + 3.0
+    procs = [ctx.Process(target=_load_in_process, args=(url, i, start)) for i in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    w = Warehouse(url)
+    c = w.counts()
+    assert (c["documents"], c["pages"], c["blocks"], c["table_cells"], c["load_ledger"]) == (1, 2, 401, 6, 1)
+    entry = w.ledger_entry(make_result(1, 1).doc_id)
+    assert entry is not None
+    with w.engine.connect() as conn:
+        fps = conn.execute(sa.select(w.blocks.c.config_fingerprint).distinct()).scalars().all()
+    assert fps == [entry["config_fingerprint"]]  # the live copy is one loader's, whole
+    w.dispose()
+
+
+def _rows_per_second(w: Warehouse, n_blocks: int) -> float:
+    r = make_result(100, n_blocks // 100, with_table=False, fingerprint="fp-bench")
+    t0 = time.perf_counter()
+    w.load_document(r, "bench", force=True)
+    return n_blocks / (time.perf_counter() - t0)
+
+
+def test_bench_load_10k_blocks(wh: Warehouse, capsys: pytest.CaptureFixture[str]) -> None:
+    rate = _rows_per_second(wh, 10_000)
+    assert wh.counts()["blocks"] == 10_000
+    with capsys.disabled():
+        print(f"\n[bench] {wh.dialect}: load 10k blocks at {rate:,.0f} rows/s")
