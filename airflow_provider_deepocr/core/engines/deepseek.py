@@ -1,0 +1,382 @@
+"""DeepSeek-OCR-2 through the native transformers classes (``DeepseekOcr2ForConditionalGeneration``).
+
+torch and transformers are imported inside functions only: importing this module is cheap.
+Weights load from safetensors only, without ``trust_remote_code``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine
+from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
+from airflow_provider_deepocr.core.records import OcrResult, PageImage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "deepseek-community/DeepSeek-OCR-2"
+GPU_EXTRA = "airflow-provider-deepocr[gpu]"
+
+# Tokens whose repetition is legitimate (table markup repeats by nature); exempt from the n-gram ban.
+NGRAM_WHITELIST_TOKENS: tuple[str, ...] = ("<td>", "</td>", "<tr>", "</tr>")
+
+_DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
+_DTYPES.update({"half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"})
+
+
+def _looks_like_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~", "file:")) or "\\" in model or model.count("/") > 1
+
+
+def weights_available(model: str, revision: str | None = None) -> bool:
+    """Whether the weights of ``model`` are here without any network call.
+
+    ``model`` is a local directory (needs ``config.json`` and safetensors weights) or a hub id,
+    which counts when its config and safetensors weights are in the local Hugging Face cache.
+    """
+    path = Path(model).expanduser()
+    if path.is_dir():
+        return (path / "config.json").is_file() and any(path.glob("*.safetensors"))
+    if path.exists() or _looks_like_path(model):
+        return False
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        config = try_to_load_from_cache(model, "config.json", revision=revision)
+        if not isinstance(config, str):
+            return False
+        for name in ("model.safetensors.index.json", "model.safetensors"):
+            if isinstance(try_to_load_from_cache(model, name, revision=revision), str):
+                return True
+    except Exception:  # invalid repo id and the like: not available
+        return False
+    return False
+
+
+def resolve_prompt(prompt: str) -> str:
+    """A prompt name from :data:`PROMPTS`, or a literal prompt that contains ``<image>``."""
+    if prompt in PROMPTS:
+        return PROMPTS[prompt]
+    if "<image>" in prompt:
+        return prompt
+    raise ConfigError(f"prompt must be one of {sorted(PROMPTS)} or contain <image>")
+
+
+def _pick_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def _pick_dtype(dtype: str, device: str) -> Any:
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.startswith("mps"):
+            return torch.float16
+        return torch.float32
+    name = _DTYPES.get(dtype.lower())
+    if name is None:
+        raise ConfigError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32")
+    return getattr(torch, name)
+
+
+class NgramRepetitionBan:
+    """Logits processor: ban the token that would repeat an n-gram seen in the recent window.
+
+    At each step, for the last ``ngram_size - 1`` generated tokens, every earlier occurrence of
+    that prefix within the last ``window`` generated tokens bans the token that followed it
+    (unless whitelisted). Only generated tokens count (not the prompt). This is the processor
+    DeepSeek-OCR ships for vLLM, and it is what stops greedy decoding looping on a page.
+    """
+
+    def __init__(self, ngram_size: int, window: int, prompt_len: int, whitelist: Sequence[int] = ()) -> None:
+        self.n = int(ngram_size)
+        self.window = int(window)
+        self.prompt_len = int(prompt_len)
+        self.whitelist = frozenset(int(t) for t in whitelist)
+
+    def banned(self, generated: Sequence[int]) -> set[int]:
+        """Tokens banned as the next token after ``generated`` (the generated ids of one row)."""
+        n = self.n
+        if n <= 0 or len(generated) < n - 1:
+            return set()
+        recent = list(generated[-self.window :]) if self.window > 0 else list(generated)
+        if n == 1:
+            return set(recent) - self.whitelist
+        prefix = recent[len(recent) - (n - 1) :]
+        out: set[int] = set()
+        # every window position i where recent[i : i + n - 1] == prefix and a next token exists
+        for i in range(len(recent) - (n - 1)):
+            if recent[i : i + n - 1] == prefix:
+                out.add(recent[i + n - 1])
+        return out - self.whitelist
+
+    def __call__(self, input_ids: Any, scores: Any) -> Any:
+        if self.n <= 0 or input_ids.shape[1] - self.prompt_len < self.n - 1:
+            return scores
+        rows = input_ids[:, self.prompt_len :].tolist()
+        for row, generated in enumerate(rows):
+            banned = self.banned(generated)
+            if banned:
+                scores[row, sorted(banned)] = float("-inf")
+        return scores
+
+
+class DeepSeekOcr2Engine(OcrEngine):
+    """DeepSeek-OCR-2 on the native transformers classes; greedy, batched with left padding."""
+
+    name = "deepseek-ocr2"
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        device: str = "auto",
+        dtype: str = "auto",
+        prompt: str = "markdown",
+        max_new_tokens: int = 4096,
+        batch_size: int = 1,
+        revision: str | None = None,
+        local_files_only: bool | None = None,
+        attn_implementation: str | None = None,
+        ngram_size: int = 30,
+        ngram_window: int = 90,
+    ) -> None:
+        if max_new_tokens < 1:
+            raise ConfigError("max_new_tokens must be >= 1")
+        if batch_size < 1:
+            raise ConfigError("batch_size must be >= 1")
+        if ngram_size < 0 or ngram_window < 0:
+            raise ConfigError("ngram_size and ngram_window must be >= 0")
+        self.model = str(model)
+        self.prompt_name = prompt if prompt in PROMPTS else None
+        self.prompt = resolve_prompt(prompt)
+        self.max_new_tokens = int(max_new_tokens)
+        self.batch_size = int(batch_size)
+        self.ngram_size = int(ngram_size)
+        self.ngram_window = int(ngram_window)
+
+        try:
+            import torch
+            from transformers import AutoModelForImageTextToText, AutoProcessor
+        except ImportError as exc:
+            raise EngineUnavailable(
+                f"DeepSeek-OCR-2 needs torch and transformers: pip install '{GPU_EXTRA}'"
+            ) from exc
+
+        self.device = _pick_device(device)
+        self.torch_dtype = _pick_dtype(dtype, self.device)
+        if local_files_only is None:
+            # Cached hub weights (or a local dir) load without touching the network.
+            local_files_only = weights_available(self.model, revision)
+
+        common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
+        common["trust_remote_code"] = False
+        t0 = time.perf_counter()
+        try:
+            self._processor = AutoProcessor.from_pretrained(self.model, **common)
+            extra: dict[str, Any] = {}
+            if attn_implementation:
+                extra["attn_implementation"] = attn_implementation
+            self._model = AutoModelForImageTextToText.from_pretrained(
+                self.model, dtype=self.torch_dtype, use_safetensors=True, **common, **extra
+            )
+        except (OSError, ValueError) as exc:
+            raise EngineUnavailable(
+                f"cannot load DeepSeek-OCR-2 weights for {self.model} ({type(exc).__name__})"
+            ) from exc
+        self._model.to(self.device).eval()
+        self._torch = torch
+
+        tok = self._processor.tokenizer
+        tok.padding_side = "left"
+        gen = self._model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
+        self.eos_token_ids: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else gen.pad_token_id
+        if pad is None:
+            pad = next(iter(self.eos_token_ids))
+        self.pad_token_id = int(pad)
+        self._strip_texts = [t for t in (tok.bos_token, tok.eos_token, tok.pad_token) if t]
+        vocab = tok.get_vocab()
+        self._ngram_whitelist = [vocab[t] for t in NGRAM_WHITELIST_TOKENS if t in vocab]
+
+        cfg_hash = getattr(self._model.config, "_commit_hash", None)
+        self.revision = cfg_hash or revision
+        ip = self._processor.image_processor
+        self.mode = (
+            f"dynamic-{ip.size['height']}-{ip.tile_size}" if ip.crop_to_patches else f"base-{ip.tile_size}"
+        )
+        log.info(
+            "loaded %s (revision %s) on %s/%s in %.1fs",
+            self.model,
+            self.revision,
+            self.device,
+            str(self.torch_dtype).removeprefix("torch."),
+            time.perf_counter() - t0,
+        )
+
+    # -- public -----------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, object]:
+        return {
+            "engine": self.name,
+            "model": self.model,
+            "revision": self.revision,
+            "prompt": self.prompt,
+            "mode": self.mode,
+            "max_new_tokens": self.max_new_tokens,
+            "dtype": str(self.torch_dtype).removeprefix("torch."),
+            "ngram_size": self.ngram_size,
+            "ngram_window": self.ngram_window,
+        }
+
+    def ocr(self, pages: Sequence[PageImage]) -> list[OcrResult]:
+        results: list[OcrResult | None] = [None] * len(pages)
+        todo: list[int] = []
+        for i, page in enumerate(pages):
+            if not _is_image(page.image):
+                results[i] = self._error(page, "InvalidImage")
+            else:
+                todo.append(i)
+        for start in range(0, len(todo), self.batch_size):
+            idx = todo[start : start + self.batch_size]
+            batch = [pages[i] for i in idx]
+            try:
+                out = self._generate(batch)
+            except Exception as exc:
+                if len(batch) == 1:
+                    out = [self._error(batch[0], type(exc).__name__)]
+                else:
+                    log.warning(
+                        "batch of %d pages failed (%s); retrying one by one", len(batch), type(exc).__name__
+                    )
+                    out = []
+                    for page in batch:
+                        try:
+                            out.extend(self._generate([page]))
+                        except Exception as exc1:
+                            out.append(self._error(page, type(exc1).__name__))
+            for i, res in zip(idx, out, strict=True):
+                results[i] = res
+        return [r for r in results if r is not None]
+
+    def close(self) -> None:
+        model = getattr(self, "_model", None)
+        if model is None:
+            return
+        self._model = None
+        del model
+        torch = self._torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _error(self, page: PageImage, exc_name: str) -> OcrResult:
+        log.warning("OCR failed on doc %s page %s: %s", page.doc_id[:12], page.page_no, exc_name)
+        return OcrResult(
+            raw_text="",
+            finish_reason="error",
+            engine=self.name,
+            model=self.model,
+            revision=self.revision,
+            prompt=self.prompt,
+            mode=self.mode,
+        )
+
+    def _generate(self, batch: Sequence[PageImage]) -> list[OcrResult]:
+        torch = self._torch
+        from transformers import LogitsProcessorList
+
+        t0 = time.perf_counter()
+        images = [_rgb(p.image) for p in batch]
+        inputs = self._processor(
+            images=images, text=[self.prompt] * len(batch), return_tensors="pt", padding=True
+        )
+        inputs = inputs.to(self.device, dtype=self.torch_dtype)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        processors = LogitsProcessorList()
+        if self.ngram_size > 0 and self.ngram_window > 0:
+            processors.append(
+                NgramRepetitionBan(self.ngram_size, self.ngram_window, prompt_len, self._ngram_whitelist)
+            )
+        with torch.inference_mode():
+            out = self._model.generate(
+                **inputs,
+                do_sample=False,
+                num_beams=1,
+                max_new_tokens=self.max_new_tokens,
+                eos_token_id=sorted(self.eos_token_ids),
+                pad_token_id=self.pad_token_id,
+                logits_processor=processors,
+            )
+        seconds = (time.perf_counter() - t0) / len(batch)
+        prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        generated = out[:, prompt_len:].tolist()
+
+        results = []
+        for row, ids in enumerate(generated):
+            text, finish, n_out = self.decode(ids)
+            results.append(
+                OcrResult(
+                    raw_text=text,
+                    finish_reason=finish,
+                    engine=self.name,
+                    model=self.model,
+                    prompt_tokens=int(prompt_tokens[row]),
+                    output_tokens=n_out,
+                    seconds=seconds,
+                    revision=self.revision,
+                    prompt=self.prompt,
+                    mode=self.mode,
+                )
+            )
+        return results
+
+    def decode(self, ids: Sequence[int]) -> tuple[str, str, int]:
+        """Generated ids of one row -> (text, finish_reason, output_tokens).
+
+        Text up to the first EOS, special tokens kept (the ``<|ref|>``/``<|det|>`` grounding tags
+        are special in the real tokenizer) and only BOS/EOS/pad text removed. ``output_tokens``
+        counts the EOS but not the padding that follows it in a batch.
+        """
+        ids = [int(t) for t in ids]
+        eos_at = next((k for k, t in enumerate(ids) if t in self.eos_token_ids), None)
+        if eos_at is None:
+            kept, finish, n_out = ids, "length", len(ids)
+        else:
+            kept, finish, n_out = ids[:eos_at], "eos", eos_at + 1
+        text = self._processor.tokenizer.decode(
+            kept, skip_special_tokens=False, clean_up_tokenization_spaces=False
+        )
+        for s in self._strip_texts:
+            text = text.replace(s, "")
+        return text, finish, n_out
+
+
+def _is_image(obj: Any) -> bool:
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - pillow is a core dependency
+        return obj is not None
+    return isinstance(obj, Image.Image) and obj.width > 0 and obj.height > 0
+
+
+def _rgb(image: Any) -> Any:
+    return image if image.mode == "RGB" else image.convert("RGB")
