@@ -1,0 +1,106 @@
+"""OCR engines. ``get_engine(name)`` builds one; nothing heavy is imported until then.
+
+- ``deepseek``: DeepSeek-OCR-2 on the native transformers classes (extra ``[gpu]``).
+- ``rapidocr``: RapidOCR on onnxruntime, CPU (extra ``[cpu-ocr]``).
+- ``auto``: DeepSeek-OCR-2 when its weights are here (local dir or the HF cache), else RapidOCR.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from typing import Any
+
+from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine
+from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
+
+log = logging.getLogger(__name__)
+
+ENGINE_NAMES = ("auto", "deepseek", "rapidocr")
+DEFAULT_MODEL = "deepseek-community/DeepSeek-OCR-2"
+_ALIASES = {"deepseek-ocr2": "deepseek", "deepseek-ocr-2": "deepseek", "rapid": "rapidocr"}
+
+__all__ = ["ENGINE_NAMES", "PROMPTS", "OcrEngine", "get_engine", "weights_available"]
+
+
+def weights_available(model: str, revision: str | None = None) -> bool:
+    """See :func:`airflow_provider_deepocr.core.engines.deepseek.weights_available`."""
+    from airflow_provider_deepocr.core.engines.deepseek import weights_available as _wa
+
+    return _wa(model, revision)
+
+
+def _require(modules: tuple[str, ...], extra: str, what: str) -> None:
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise EngineUnavailable(f"{what} needs {', '.join(missing)}: pip install '{extra}'")
+
+
+def _deepseek(model: str | None, **kwargs: Any) -> OcrEngine:
+    _require(("torch", "transformers"), "airflow-provider-deepocr[gpu]", "DeepSeek-OCR-2")
+    from airflow_provider_deepocr.core.engines.deepseek import DeepSeekOcr2Engine
+
+    return DeepSeekOcr2Engine(model=model or DEFAULT_MODEL, **kwargs)
+
+
+def _rapid(batch_size: int, **kwargs: Any) -> OcrEngine:
+    _require(("rapidocr", "onnxruntime"), "airflow-provider-deepocr[cpu-ocr]", "RapidOCR")
+    from airflow_provider_deepocr.core.engines.rapid import RapidOcrEngine
+
+    return RapidOcrEngine(batch_size=batch_size, **kwargs)
+
+
+def get_engine(
+    name: str = "auto",
+    model: str | None = None,
+    device: str = "auto",
+    dtype: str = "auto",
+    max_new_tokens: int = 4096,
+    prompt: str = "markdown",
+    batch_size: int = 1,
+    **kwargs: Any,
+) -> OcrEngine:
+    """Build an engine by name (``auto``, ``deepseek``, ``rapidocr``).
+
+    Extra ``kwargs`` go to the engine: for ``deepseek`` e.g. ``revision``, ``local_files_only``,
+    ``attn_implementation``, ``ngram_size``, ``ngram_window``; for ``rapidocr`` ``params``.
+    Raises :class:`ConfigError` for an unknown name, :class:`EngineUnavailable` when the
+    engine's extra is not installed.
+    """
+    key = _ALIASES.get(name.lower(), name.lower())
+    if key not in ENGINE_NAMES:
+        raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    if kwargs.get("server_url"):
+        raise EngineUnavailable("OpenAI-compatible server engines are not available in this version")
+    kwargs.pop("server_url", None)
+    kwargs.pop("api_key", None)
+    rapid_kwargs = {k: v for k, v in kwargs.items() if k == "params"}
+    if key == "rapidocr":
+        return _rapid(batch_size, **rapid_kwargs)
+
+    kwargs.pop("params", None)
+    deepseek_kwargs = dict(
+        device=device,
+        dtype=dtype,
+        max_new_tokens=max_new_tokens,
+        prompt=prompt,
+        batch_size=batch_size,
+        **kwargs,
+    )
+    if key == "deepseek":
+        return _deepseek(model, **deepseek_kwargs)
+
+    # auto
+    target = model or DEFAULT_MODEL
+    if weights_available(target, kwargs.get("revision")):
+        try:
+            _require(("torch", "transformers"), "airflow-provider-deepocr[gpu]", "DeepSeek-OCR-2")
+        except EngineUnavailable as exc:
+            log.info(
+                "DeepSeek-OCR-2 weights found for %s but %s; falling back to RapidOCR on CPU", target, exc
+            )
+        else:
+            return _deepseek(target, **deepseek_kwargs)
+    else:
+        log.info("DeepSeek-OCR-2 weights not found at/for %s; falling back to RapidOCR on CPU", target)
+    return _rapid(batch_size, **rapid_kwargs)
