@@ -1,0 +1,376 @@
+"""Object storage: list and read documents, keep intermediate artifacts (the ``sources`` stage).
+
+URIs
+----
+* Local: a plain path (relative or absolute) or ``file:///abs/path`` (``file://localhost/abs``
+  is accepted too). Listed refs always carry ``file://`` + the absolute POSIX path, *not*
+  percent-encoded (a space stays a space), mirroring how ``s3://`` URIs carry raw keys.
+* S3: ``s3://bucket/key-or-prefix``.
+
+Listing treats a prefix like a folder: ``s3://b/docs`` lists ``docs`` itself (a single object)
+and everything under ``docs/`` -- but not ``docs2/...``. A prefix ending in ``/`` lists what is
+under it. Listings are recursive, sorted by URI, and skip folders, folder markers and hidden
+entries (any path part below the prefix starting with ``.``, e.g. ``.DS_Store``; this also skips
+the temporary files of an in-progress local write).
+
+No Airflow import here: in Airflow the S3 client comes from the Amazon provider's
+``S3Hook(aws_conn_id).get_conn()`` and is passed in as ``client`` / ``s3_client``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from itertools import islice
+from pathlib import Path
+from typing import Any
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.records import Document, DocumentRef
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_SCHEMES = ("file://", "s3://")
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
+
+
+def uri_scheme(uri: str) -> str:
+    """``"s3"``, ``"file"``, ... or ``""`` for a plain path."""
+    m = _SCHEME.match(uri)
+    return m.group(1).lower() if m else ""
+
+
+def _is_hidden(relative_parts: Iterable[str]) -> bool:
+    return any(part.startswith(".") for part in relative_parts if part)
+
+
+class Storage(ABC):
+    """A place documents and artifacts live. Implementations: local files, S3."""
+
+    @abstractmethod
+    def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
+        """Every object at or under ``prefix_uri``: recursive, sorted by URI, hidden entries skipped."""
+
+    @abstractmethod
+    def read(self, uri: str) -> bytes:
+        """The object's bytes. Raises the store's own error (``OSError``, ``ClientError``)."""
+
+    @abstractmethod
+    def write(self, uri: str, data: bytes) -> None:
+        """Write the whole object; readers never see a partial object."""
+
+    @abstractmethod
+    def exists(self, uri: str) -> bool:
+        """Whether an object (not a folder) exists at ``uri``."""
+
+
+# --------------------------------------------------------------------------------------------
+# Local files
+
+
+class LocalStorage(Storage):
+    """Plain paths and ``file://`` URIs on the local file system."""
+
+    @staticmethod
+    def path(uri: str) -> Path:
+        """The absolute local path of a plain path or a ``file://`` URI."""
+        scheme = uri_scheme(uri)
+        if scheme == "file":
+            rest = uri[len("file://") :]
+            if rest.startswith("localhost/"):
+                rest = rest[len("localhost") :]
+            if not rest.startswith("/"):
+                raise errors.ConfigError(
+                    f"file URI must be absolute (file:///abs/path), got a host part in {uri!r}"
+                )
+            return Path(rest)
+        if scheme:
+            raise errors.ConfigError(f"LocalStorage cannot handle {scheme}:// URIs")
+        return Path(uri).expanduser().absolute()
+
+    @staticmethod
+    def uri(path: str | Path) -> str:
+        """``file://`` + the absolute POSIX path (not percent-encoded)."""
+        return "file://" + Path(path).absolute().as_posix()
+
+    def _ref(self, path: Path) -> DocumentRef:
+        st = path.stat()
+        return DocumentRef(uri=self.uri(path), size=st.st_size, version=f"{st.st_mtime_ns}-{st.st_size}")
+
+    def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
+        root = self.path(prefix_uri)
+        if root.is_file():
+            yield self._ref(root)
+            return
+        if not root.is_dir():
+            return
+        found: list[Path] = []
+        for dirpath, dirnames, filenames in os.walk(root):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            for name in filenames:
+                if name.startswith("."):
+                    continue
+                p = Path(dirpath) / name
+                if p.is_file():
+                    found.append(p)
+        for p in sorted(found, key=lambda q: self.uri(q)):
+            try:
+                yield self._ref(p)
+            except FileNotFoundError:  # removed while listing
+                continue
+
+    def read(self, uri: str) -> bytes:
+        return self.path(uri).read_bytes()
+
+    def write(self, uri: str, data: bytes) -> None:
+        target = self.path(uri)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
+        except BaseException:
+            try:
+                os.unlink(tmp)
+            except FileNotFoundError:
+                pass
+            raise
+
+    def exists(self, uri: str) -> bool:
+        return self.path(uri).is_file()
+
+
+# --------------------------------------------------------------------------------------------
+# S3
+
+
+def split_s3_uri(uri: str) -> tuple[str, str]:
+    """``s3://bucket/key`` -> ``("bucket", "key")`` (key may be empty)."""
+    if uri_scheme(uri) != "s3":
+        raise errors.ConfigError(f"not an s3:// URI: {uri!r}")
+    rest = uri[len("s3://") :]
+    bucket, _, key = rest.partition("/")
+    if not bucket:
+        raise errors.ConfigError(f"s3 URI has no bucket: {uri!r}")
+    return bucket, key
+
+
+class S3Storage(Storage):
+    """``s3://bucket/key`` through any boto3 S3 client.
+
+    ``client``: in Airflow, ``S3Hook(aws_conn_id).get_conn()``; otherwise one is made lazily with
+    ``boto3.client("s3", endpoint_url=endpoint_url)`` (MinIO, moto, Ceph, R2... via endpoint_url).
+    ``page_size`` is the ``MaxKeys`` of each ListObjectsV2 call (S3 caps it at 1000).
+    """
+
+    def __init__(self, client: Any = None, endpoint_url: str | None = None, page_size: int = 1000) -> None:
+        if page_size < 1:
+            raise errors.ConfigError("page_size must be >= 1")
+        self._client = client
+        self.endpoint_url = endpoint_url
+        self.page_size = page_size
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            import boto3
+
+            self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
+        return self._client
+
+    def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
+        bucket, prefix = split_s3_uri(prefix_uri)
+        folder = prefix if (prefix == "" or prefix.endswith("/")) else prefix + "/"
+        kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
+        pages = 0
+        while True:
+            resp = self.client.list_objects_v2(**kwargs)
+            pages += 1
+            for obj in resp.get("Contents", []) or []:
+                key: str = obj["Key"]
+                if key.endswith("/"):
+                    continue  # folder marker
+                if key != prefix:
+                    if not key.startswith(folder):
+                        continue  # s3://b/docs must not match docs2/...
+                    if _is_hidden(key[len(folder) :].split("/")):
+                        continue
+                etag = obj.get("ETag")
+                yield DocumentRef(
+                    uri=f"s3://{bucket}/{key}",
+                    size=int(obj["Size"]) if obj.get("Size") is not None else None,
+                    version=etag.strip('"') if etag else None,
+                )
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                break
+            kwargs["ContinuationToken"] = token
+        log.debug("listed s3://%s/%s in %d page(s)", bucket, prefix, pages)
+
+    def read(self, uri: str) -> bytes:
+        bucket, key = split_s3_uri(uri)
+        body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+        try:
+            return bytes(body.read())
+        finally:
+            body.close()
+
+    def write(self, uri: str, data: bytes) -> None:
+        # A PUT is atomic in S3: readers see the old object or the whole new one.
+        bucket, key = split_s3_uri(uri)
+        self.client.put_object(Bucket=bucket, Key=key, Body=data)
+
+    def exists(self, uri: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        bucket, key = split_s3_uri(uri)
+        if not key or key.endswith("/"):
+            return False
+        try:
+            self.client.head_object(Bucket=bucket, Key=key)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+            if code in ("404", "NoSuchKey", "NotFound") or status == 404:
+                return False
+            raise
+        return True
+
+
+# --------------------------------------------------------------------------------------------
+# Entry points
+
+
+def storage_for(uri: str, s3_client: Any = None) -> Storage:
+    """The storage for ``uri``'s scheme: a plain path or ``file://`` -> local; ``s3://`` -> S3."""
+    scheme = uri_scheme(uri)
+    if scheme in ("", "file"):
+        return LocalStorage()
+    if scheme == "s3":
+        return S3Storage(client=s3_client)
+    raise errors.ConfigError(
+        f"unsupported storage scheme {scheme}:// in {uri!r}; supported: a local path, "
+        + ", ".join(SUPPORTED_SCHEMES)
+    )
+
+
+def list_documents(
+    source_uri: str,
+    storage: Storage | None = None,
+    s3_client: Any = None,
+    max_documents: int | None = None,
+) -> list[DocumentRef]:
+    """The documents at ``source_uri`` (a folder/prefix or a single file), sorted by URI.
+
+    ``max_documents`` keeps the first N of the sorted listing. A local source that does not
+    exist is a ``ConfigError`` (a typo should not look like an empty batch); an S3 prefix with
+    nothing under it is simply empty.
+    """
+    if max_documents is not None and max_documents < 0:
+        raise errors.ConfigError("max_documents must be >= 0")
+    storage = storage or storage_for(source_uri, s3_client=s3_client)
+    if isinstance(storage, LocalStorage) and not storage.path(source_uri).exists():
+        raise errors.ConfigError(f"source path does not exist: {source_uri}")
+    refs = list(islice(storage.list(source_uri), max_documents))
+    log.info("listed %d document(s) at %s", len(refs), source_uri)
+    return refs
+
+
+def _error_name(exc: BaseException) -> str:
+    name = type(exc).__name__
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = response.get("Error", {}).get("Code")
+        if code:
+            return f"{name} {code}"
+    return name
+
+
+def read_document(ref: DocumentRef, storage: Storage | None = None) -> Document:
+    """Read and hash one document. Any failure to read is ``DocumentError(READ_ERROR)``."""
+    storage = storage or storage_for(ref.uri)
+    try:
+        data = storage.read(ref.uri)
+    except errors.DeepOcrError:
+        raise
+    except Exception as exc:
+        raise errors.DocumentError(errors.READ_ERROR, f"cannot read document ({_error_name(exc)})") from None
+    return Document.from_bytes(ref, data)
+
+
+# --------------------------------------------------------------------------------------------
+# Work area
+
+
+class WorkArea:
+    """Intermediate artifacts (manifests, OCR results, parsed pages) under one root URI.
+
+    The root is a local folder by default (a plain path or ``file://``) or ``s3://...`` in
+    production. Callers build content-addressed keys (document sha256, config fingerprint) with
+    :meth:`uri`, so a re-run finds finished work with :meth:`exists` and skips it. JSON is written
+    compactly as UTF-8 (``ensure_ascii=False``); every write is atomic.
+
+    Methods taking a ``uri`` accept a full URI (from :meth:`uri`) or a path relative to the root.
+    """
+
+    def __init__(self, root_uri: str, storage: Storage | None = None, s3_client: Any = None) -> None:
+        self.storage = storage or storage_for(root_uri, s3_client=s3_client)
+        if uri_scheme(root_uri) in ("", "file"):
+            root_uri = LocalStorage.uri(LocalStorage.path(root_uri))
+        self.root_uri = root_uri.rstrip("/")
+
+    def uri(self, *parts: str) -> str:
+        """``root/part1/part2...``; parts may contain ``/`` but no empty, ``.`` or ``..`` segments."""
+        segments: list[str] = []
+        for part in parts:
+            for seg in str(part).split("/"):
+                if seg in ("", ".", ".."):
+                    raise errors.ConfigError(f"bad work-area path segment {seg!r} in {parts!r}")
+                segments.append(seg)
+        return "/".join([self.root_uri, *segments])
+
+    def _resolve(self, uri: str) -> str:
+        if uri_scheme(uri) or uri.startswith("/"):
+            return uri
+        return self.uri(uri)
+
+    def exists(self, uri: str) -> bool:
+        return self.storage.exists(self._resolve(uri))
+
+    def write_bytes(self, uri: str, data: bytes) -> str:
+        target = self._resolve(uri)
+        self.storage.write(target, data)
+        return target
+
+    def read_bytes(self, uri: str) -> bytes:
+        return self.storage.read(self._resolve(uri))
+
+    def write_json(self, uri: str, obj: Any) -> str:
+        """Write ``obj`` as compact JSON; returns the full URI written."""
+        return self.write_bytes(uri, _dumps(obj).encode("utf-8"))
+
+    def read_json(self, uri: str) -> Any:
+        return json.loads(self.read_bytes(uri).decode("utf-8"))
+
+    def write_jsonl(self, uri: str, rows: Iterable[Any]) -> str:
+        """Write one compact JSON value per line (trailing newline); returns the full URI."""
+        text = "".join(_dumps(row) + "\n" for row in rows)
+        return self.write_bytes(uri, text.encode("utf-8"))
+
+    def read_jsonl(self, uri: str) -> list[Any]:
+        text = self.read_bytes(uri).decode("utf-8")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def list(self, *parts: str) -> list[DocumentRef]:
+        """Artifacts under ``root/parts...`` (sorted, hidden skipped)."""
+        return list(self.storage.list(self.uri(*parts) if parts else self.root_uri))
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))

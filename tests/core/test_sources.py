@@ -1,0 +1,212 @@
+"""Object storage: local files and a real moto S3 server on loopback."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.records import DocumentRef
+from airflow_provider_deepocr.core.sources import (
+    LocalStorage,
+    S3Storage,
+    WorkArea,
+    list_documents,
+    read_document,
+    storage_for,
+)
+
+
+def _tree(root: Path) -> None:
+    for rel, data in {
+        "b.pdf": b"%PDF-b",
+        "a.pdf": b"%PDF-a",
+        "sub/c.png": b"png",
+        "sub/deeper/d.tiff": b"tiff",
+        ".DS_Store": b"junk",
+        "sub/.hidden.pdf": b"x",
+        ".git/config": b"x",
+        "a-b.pdf": b"%PDF-ab",
+    }.items():
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+    (root / "empty_dir").mkdir()
+
+
+# --------------------------------------------------------------------------------------------
+# Local
+
+
+def test_local_listing_recursive_sorted_hidden_skipped(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    refs = list_documents(str(tmp_path))
+    names = [r.uri.removeprefix(LocalStorage.uri(tmp_path) + "/") for r in refs]
+    assert names == ["a-b.pdf", "a.pdf", "b.pdf", "sub/c.png", "sub/deeper/d.tiff"]
+    assert [r.uri for r in refs] == sorted(r.uri for r in refs)
+    first = refs[1]
+    assert first.uri == f"file://{tmp_path.absolute().as_posix()}/a.pdf"
+    st = (tmp_path / "a.pdf").stat()
+    assert first.size == 6
+    assert first.version == f"{st.st_mtime_ns}-{st.st_size}"
+
+
+def test_local_listing_file_uri_single_file_and_limits(tmp_path: Path) -> None:
+    _tree(tmp_path)
+    assert [r.uri for r in list_documents(LocalStorage.uri(tmp_path / "sub"))] == [
+        LocalStorage.uri(tmp_path / "sub/c.png"),
+        LocalStorage.uri(tmp_path / "sub/deeper/d.tiff"),
+    ]
+    single = list_documents(str(tmp_path / "b.pdf"))
+    assert [r.uri for r in single] == [LocalStorage.uri(tmp_path / "b.pdf")]
+    assert len(list_documents(str(tmp_path), max_documents=2)) == 2
+    assert list_documents(str(tmp_path), max_documents=0) == []
+    with pytest.raises(errors.ConfigError, match="does not exist"):
+        list_documents(str(tmp_path / "nope"))
+
+
+def test_local_read_write_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    st = LocalStorage()
+    uri = LocalStorage.uri(tmp_path / "x" / "y" / "obj.bin")
+    assert not st.exists(uri)
+    st.write(uri, b"one")
+    assert st.exists(uri) and st.read(uri) == b"one"
+    st.write(str(tmp_path / "x" / "y" / "obj.bin"), b"two")  # plain path, same object
+    assert st.read(uri) == b"two"
+    assert not st.exists(LocalStorage.uri(tmp_path / "x"))  # a folder is not an object
+
+    # A write that fails half-way leaves the old object and no temp file behind.
+    def boom(src: Any, dst: Any) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", boom)
+    with pytest.raises(OSError):
+        st.write(uri, b"three")
+    assert st.read(uri) == b"two"
+    assert sorted(p.name for p in (tmp_path / "x" / "y").iterdir()) == ["obj.bin"]
+
+
+def test_read_document_hashes_and_read_error(tmp_path: Path) -> None:
+    (tmp_path / "a.pdf").write_bytes(b"%PDF-1.7 hello")
+    (ref,) = list_documents(str(tmp_path))
+    doc = read_document(ref, LocalStorage())
+    assert doc.data == b"%PDF-1.7 hello" and len(doc.sha256) == 64 and doc.ref == ref
+    missing = DocumentRef(uri=LocalStorage.uri(tmp_path / "gone.pdf"))
+    with pytest.raises(errors.DocumentError) as ei:
+        read_document(missing)
+    assert ei.value.reason == errors.READ_ERROR
+    assert "FileNotFoundError" in ei.value.detail
+
+
+def test_storage_for_schemes() -> None:
+    assert isinstance(storage_for("/data/in"), LocalStorage)
+    assert isinstance(storage_for("relative/dir"), LocalStorage)
+    assert isinstance(storage_for("file:///data/in"), LocalStorage)
+    assert isinstance(storage_for("s3://bucket/prefix"), S3Storage)
+    for bad in ("gs://bucket/x", "az://c/x", "https://example.com/a.pdf"):
+        with pytest.raises(errors.ConfigError) as ei:
+            storage_for(bad)
+        assert "s3://" in str(ei.value) and "file://" in str(ei.value)
+    with pytest.raises(errors.ConfigError):
+        LocalStorage.path("file://somehost/x")
+
+
+def test_workarea_local_round_trip(tmp_path: Path) -> None:
+    wa = WorkArea(str(tmp_path / "work"))
+    uri = wa.uri("docs", "ab" * 32, "page-0001.json")
+    assert uri == LocalStorage.uri(tmp_path / "work") + f"/docs/{'ab' * 32}/page-0001.json"
+    assert not wa.exists(uri)
+    obj = {"text": "Grüße — 東京", "n": 3, "nested": [1, None, True]}
+    assert wa.write_json(uri, obj) == uri
+    assert wa.exists(uri) and wa.read_json(uri) == obj
+    raw = (tmp_path / "work" / "docs" / ("ab" * 32) / "page-0001.json").read_bytes()
+    assert raw == '{"text":"Grüße — 東京","n":3,"nested":[1,null,true]}'.encode()
+    rows = [{"i": i, "s": "é"} for i in range(3)]
+    wa.write_jsonl("manifests/batch.jsonl", rows)  # relative to the root
+    assert wa.read_jsonl(wa.uri("manifests", "batch.jsonl")) == rows
+    assert [r.uri for r in wa.list("manifests")] == [wa.uri("manifests/batch.jsonl")]
+    with pytest.raises(errors.ConfigError):
+        wa.uri("..", "escape.json")
+
+
+# --------------------------------------------------------------------------------------------
+# S3 (moto server)
+
+
+@pytest.fixture()
+def bucket(s3_client: Any) -> str:
+    name = f"deepocr-{uuid.uuid4().hex[:8]}"
+    s3_client.create_bucket(Bucket=name)
+    return name
+
+
+def test_s3_listing_prefix_semantics_and_versions(s3_client: Any, bucket: str) -> None:
+    for key in ("in/b.pdf", "in/a.pdf", "in/sub/c.png", "in/.DS_Store", "in/sub/", "in2/x.pdf", "other.pdf"):
+        s3_client.put_object(Bucket=bucket, Key=key, Body=b"" if key.endswith("/") else key.encode())
+    st = S3Storage(client=s3_client)
+    refs = list_documents(f"s3://{bucket}/in", storage=st)
+    assert [r.uri for r in refs] == [
+        f"s3://{bucket}/in/a.pdf",
+        f"s3://{bucket}/in/b.pdf",
+        f"s3://{bucket}/in/sub/c.png",
+    ]
+    head = s3_client.head_object(Bucket=bucket, Key="in/a.pdf")
+    assert refs[0].version == head["ETag"].strip('"') and '"' not in refs[0].version
+    assert refs[0].size == len(b"in/a.pdf")
+    # trailing slash, single object, whole bucket, via storage_for(s3_client=...)
+    assert len(list_documents(f"s3://{bucket}/in/", s3_client=s3_client)) == 3
+    assert [r.uri for r in list_documents(f"s3://{bucket}/in/b.pdf", s3_client=s3_client)] == [
+        f"s3://{bucket}/in/b.pdf"
+    ]
+    assert len(list_documents(f"s3://{bucket}", s3_client=s3_client)) == 5
+    assert list_documents(f"s3://{bucket}/nothing-here", s3_client=s3_client) == []
+
+
+def test_s3_pagination(s3_client: Any, bucket: str) -> None:
+    keys = [f"p/{i:03d}.pdf" for i in range(23)]
+    for key in keys:
+        s3_client.put_object(Bucket=bucket, Key=key, Body=b"x")
+    calls: list[dict[str, Any]] = []
+    real = s3_client.list_objects_v2
+
+    def spy(**kw: Any) -> Any:
+        calls.append(kw)
+        return real(**kw)
+
+    s3_client.list_objects_v2 = spy
+    refs = list(S3Storage(client=s3_client, page_size=5).list(f"s3://{bucket}/p/"))
+    assert [r.uri for r in refs] == [f"s3://{bucket}/{k}" for k in keys]
+    assert len(calls) == 5 and all(c["MaxKeys"] == 5 for c in calls)
+    assert "ContinuationToken" in calls[-1]
+
+
+def test_s3_read_write_exists_and_read_error(s3_client: Any, s3_endpoint: str, bucket: str) -> None:
+    st = S3Storage(endpoint_url=s3_endpoint)  # lazily made boto3 client
+    uri = f"s3://{bucket}/out/obj.bin"
+    assert not st.exists(uri)
+    st.write(uri, b"\x00payload")
+    assert st.exists(uri) and st.read(uri) == b"\x00payload"
+    assert not st.exists(f"s3://{bucket}/out/")
+    (ref,) = list_documents(f"s3://{bucket}/out", storage=st)
+    doc = read_document(ref, st)
+    assert doc.data == b"\x00payload"
+    with pytest.raises(errors.DocumentError) as ei:
+        read_document(DocumentRef(uri=f"s3://{bucket}/missing.pdf"), st)
+    assert ei.value.reason == errors.READ_ERROR and "NoSuchKey" in ei.value.detail
+
+
+def test_workarea_s3_round_trip(s3_client: Any, bucket: str) -> None:
+    wa = WorkArea(f"s3://{bucket}/work/", s3_client=s3_client)
+    uri = wa.uri("ocr", "abc", "page-0002.json")
+    assert uri == f"s3://{bucket}/work/ocr/abc/page-0002.json"
+    assert not wa.exists(uri)
+    wa.write_json(uri, {"k": "ü", "v": [1.5]})
+    assert wa.exists(uri) and wa.read_json(uri) == {"k": "ü", "v": [1.5]}
+    body = s3_client.get_object(Bucket=bucket, Key="work/ocr/abc/page-0002.json")["Body"].read()
+    assert body == '{"k":"ü","v":[1.5]}'.encode()
+    wa.write_jsonl(wa.uri("m.jsonl"), [{"a": 1}, {"b": 2}])
+    assert wa.read_jsonl("m.jsonl") == [{"a": 1}, {"b": 2}]
