@@ -376,6 +376,14 @@ def make_engine(url: str) -> sa.Engine:
     return engine
 
 
+def _describe(exc: BaseException) -> str:
+    """A text-free description of a database error: exception class and SQLSTATE if any."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    name = f"{type(exc).__name__}/{type(orig).__name__}" if orig is not exc else type(exc).__name__
+    return f"{name} (sqlstate {code})" if code else name
+
+
 def _begin_write(conn: sa.Connection, lock_key: str) -> None:
     """Start the write transaction and take the lock for ``lock_key``, per dialect."""
     name = conn.dialect.name
@@ -392,13 +400,25 @@ def _begin_write(conn: sa.Connection, lock_key: str) -> None:
             sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
             {"k": lock_key},
         )
-    # duckdb: serialised by the process lock in Warehouse._write (single writer per file).
+    elif name == "duckdb":
+        # serialised by the process lock in Warehouse._write (single writer per file); the
+        # first statement opens the transaction the bulk path's raw connection then joins.
+        conn.exec_driver_sql("SELECT 1")
 
 
 def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> bool:
-    """Fast path: PostgreSQL COPY through psycopg 3 in the current transaction."""
-    if conn.dialect.name != "postgresql" or conn.dialect.driver != "psycopg":
-        return False
+    """Bulk path inside the current transaction; False when the dialect has none."""
+    if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
+        _pg_copy(conn, table, rows)
+        return True
+    if conn.dialect.name == "duckdb":
+        _duckdb_bulk(conn, table, rows)
+        return True
+    return False
+
+
+def _pg_copy(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """PostgreSQL ``COPY ... FROM STDIN`` through psycopg 3 (identifiers quoted by psycopg)."""
     from psycopg import sql
 
     cols = [c.name for c in table.columns]
@@ -408,7 +428,26 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, An
     with raw.cursor() as cur, cur.copy(stmt) as cp:  # type: ignore[union-attr]
         for r in rows:
             cp.write_row([r.get(c) for c in cols])
-    return True
+
+
+def _duckdb_bulk(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+    """DuckDB: register the rows as a DataFrame and ``INSERT ... SELECT`` (executemany is slow)."""
+    import uuid
+
+    import pandas as pd
+
+    cols = [c.name for c in table.columns]
+    frame = pd.DataFrame.from_records([[r.get(c) for c in cols] for r in rows], columns=cols)
+    prep = conn.dialect.identifier_preparer
+    name = f"_deepocr_stage_{uuid.uuid4().hex}"
+    col_sql = ", ".join(prep.quote(c) for c in cols)
+    target = prep.format_table(table)
+    raw = conn.connection.driver_connection
+    raw.register(name, frame)  # type: ignore[union-attr]
+    try:
+        raw.execute(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM {name}")  # type: ignore[union-attr]
+    finally:
+        raw.unregister(name)  # type: ignore[union-attr]
 
 
 def _insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], copy_min: int) -> None:
@@ -486,13 +525,19 @@ class Warehouse:
             plock.acquire()
         try:
             with self.engine.connect() as conn:
-                _begin_write(conn, f"{self._lock_ns}:{lock_key}")
                 try:
+                    _begin_write(conn, f"{self._lock_ns}:{lock_key}")
                     yield conn
+                    conn.commit()
                 except BaseException:
                     conn.rollback()
                     raise
-                conn.commit()
+        except errors.DeepOcrError:
+            raise
+        except Exception as exc:
+            # Driver messages quote the offending values (SQLAlchemy adds the bound parameters):
+            # that is document text, so it stays out of the error; class and SQLSTATE only.
+            raise errors.DeepOcrError(errors.LOAD_ERROR, f"{lock_key}: {_describe(exc)}") from None
         finally:
             if plock is not None:
                 plock.release()
@@ -591,8 +636,14 @@ class Warehouse:
         ``unchanged`` (1 when the ledger already held this exact content under this config,
         in which case nothing was rewritten).
         """
-        prep = self._prepare(result)
         doc_id = result.doc_id
+        try:
+            prep = self._prepare(result)
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            # the message would quote the bad value, which may be document text
+            raise errors.DeepOcrError(
+                errors.LOAD_ERROR, f"doc {doc_id}: malformed record ({type(exc).__name__})"
+            ) from None
         counts = {
             "documents": 1,
             "pages": len(prep.pages),
