@@ -12,6 +12,7 @@ TRUNCATED_FILE = "truncated_file"
 EMPTY_FILE = "empty_file"
 TOO_MANY_PAGES = "too_many_pages"
 IMAGE_TOO_LARGE = "image_too_large"
+FILE_TOO_LARGE = "file_too_large"
 UNSUPPORTED_TYPE = "unsupported_type"
 READ_ERROR = "read_error"
 OCR_ERROR = "ocr_error"
@@ -39,6 +40,10 @@ class DocumentError(DeepOcrError):
 
 class PageError(DeepOcrError):
     """One page failed; recorded as a failure row, the document goes on."""
+
+    def __init__(self, reason: str, detail: str = "", page_no: int | None = None) -> None:
+        super().__init__(reason, detail)
+        self.page_no = page_no
 
 
 class EngineUnavailable(DeepOcrError):

@@ -230,8 +230,7 @@ def ocr_document(
     try:
         for item in render_pages(doc, dpi=settings.dpi, limits=settings.limits()):
             if isinstance(item, errors.DeepOcrError):
-                page_no = getattr(item, "page_no", None)
-                entry.failures.append(_failure(ref, doc_id, page_no, "render", item))
+                entry.failures.append(_failure(ref, doc_id, getattr(item, "page_no", None), "render", item))
                 continue
             if work.exists(_page_uri(work, ocr_dir, item.page_no)):
                 entry.pages_ok.append(item.page_no)  # finished by an earlier, interrupted try

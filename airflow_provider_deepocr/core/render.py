@@ -8,7 +8,7 @@ Failure isolation
   called, before any page is produced: ``empty_file``, ``unsupported_type`` (decided by magic
   bytes, never by the file name), ``encrypted``, ``corrupt``, ``truncated_file``,
   ``too_many_pages``, and ``image_too_large`` for a raster image whose (first) frame header
-  declares more than ``max_pixels`` pixels or whose file exceeds ``max_bytes``.
+  declares more than ``max_pixels`` pixels or whose file exceeds ``max_bytes`` (``file_too_large``).
 * Problems with one *page* do not raise: the page iterator yields an :class:`errors.PageError`
   in that page's place (its ``page_no`` attribute is set), so the caller records a failure row
   and goes on with the next page. This covers a PDF page whose pixel count at the requested
@@ -132,7 +132,7 @@ def _supported_media_type(doc: Document, limits: RenderLimits) -> str:
         raise errors.DocumentError(errors.UNSUPPORTED_TYPE, f"{media_type} is not supported")
     if len(doc.data) > limits.max_bytes:
         raise errors.DocumentError(
-            errors.IMAGE_TOO_LARGE, f"file of {len(doc.data)} bytes exceeds max_bytes={limits.max_bytes}"
+            errors.FILE_TOO_LARGE, f"file of {len(doc.data)} bytes exceeds max_bytes={limits.max_bytes}"
         )
     return media_type
 
@@ -371,9 +371,7 @@ def _image_pages(
 
 
 def _page_error(reason: str, page_no: int, detail: str) -> errors.PageError:
-    err = errors.PageError(reason, f"page {page_no}: {detail}")
-    err.page_no = page_no  # type: ignore[attr-defined]
-    return err
+    return errors.PageError(reason, f"page {page_no}: {detail}", page_no=page_no)
 
 
 def _page_numbers(pages: Iterable[int] | None, n: int) -> list[int]:

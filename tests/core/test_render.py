@@ -185,7 +185,7 @@ def test_max_pages_and_max_bytes(sample_dir: Path) -> None:
     assert len(list(render_pages(doc, limits=RenderLimits(max_pages=2)))) == 2
     with pytest.raises(errors.DocumentError) as ei:
         render_pages(doc, limits=RenderLimits(max_bytes=1000))
-    assert ei.value.reason == errors.IMAGE_TOO_LARGE
+    assert ei.value.reason == errors.FILE_TOO_LARGE
 
 
 def test_oversized_pdf_page_is_a_page_error_not_a_document_failure(sample_dir: Path) -> None:
