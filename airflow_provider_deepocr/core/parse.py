@@ -106,7 +106,12 @@ _BLOCK_RE = re.compile(
 _QUAD_RE = re.compile(r"\[\s*(-?\d{1,6})\s*,\s*(-?\d{1,6})\s*,\s*(-?\d{1,6})\s*,\s*(-?\d{1,6})\s*\]")
 _PAGE_SPLIT_RE = re.compile(r"^[ \t]*<--- Page Split --->[ \t]*(?:\n|$)", re.M)
 # Special tokens left in the text (stray ref/det tags, vLLM's <｜end▁of▁sentence｜>, ...).
-_STRAY_TOKEN_RE = re.compile(r"<[|｜][^<>\n]{0,40}?[|｜]>|<[|｜][^<>\n]{0,200}\Z")
+_STRAY_TOKEN_RE = re.compile(
+    r"<\|(?:ref|det)\|>[^<>\n]{0,200}\Z"  # a block header cut by the token limit: drop all of it
+    r"|<[|｜][^<>\n]{0,40}?[|｜]>"  # any other special token
+    r"|<[|｜][^<>\n]{0,40}\Z"  # half a token at the very end
+)
+_FULLWIDTH_TOKEN_RE = re.compile(r"<｜[^<>\n]{0,40}?｜>|<｜[^<>\n]{0,40}\Z")
 _MAX_BOXES = 64  # boxes kept per block (a looping coordinate list can hold thousands)
 _MAX_QUADS_SCANNED = 4096
 
@@ -331,7 +336,7 @@ def parse_page(
     if not raw or raw.isspace():
         return _finish([], page_no, width, height, page_flags)
     if "<｜" in raw:  # vLLM with skip_special_tokens=False leaves <｜end▁of▁sentence｜>
-        raw = _STRAY_TOKEN_RE.sub("", raw)
+        raw = _FULLWIDTH_TOKEN_RE.sub("", raw)
 
     blocks: list[Block] = []
     matches = list(_BLOCK_RE.finditer(raw))
@@ -433,8 +438,9 @@ def parse_structured(
         label_v = d.get("label")
         label = label_v.strip() if isinstance(label_v, str) and label_v.strip() else "text"
         text_v = d.get("text")
-        content = text_v if isinstance(text_v, str) else ("" if text_v is None else str(text_v))
-        content = content.strip()
+        content = _clean_content(
+            text_v if isinstance(text_v, str) else ("" if text_v is None else str(text_v))
+        )
         flags: list[str] = []
         bbox_v = d.get("bbox")
         box = None
@@ -636,7 +642,7 @@ def _table_row_loop_cut(content: str) -> int | None:
     if last - i + 1 < _TABLE_ROW_LOOP_MIN:
         return None
     # Keep everything up to and including the first copy of the repeated row.
-    return t0 + sum(len(r) + 3 for r in rows[: i + 1])
+    return t0 + sum(len(r) for r in rows[: i + 1]) + 3 * i  # 3 = len('<tr')
 
 
 # ---- plain text -------------------------------------------------------------------------------
