@@ -34,12 +34,16 @@ def _positive_int(value: str) -> int:
 def _expectation(value: str) -> tuple[str, str]:
     table, sep, path = value.partition("=")
     if not sep or table not in ("pages", "blocks", "cells") or not path:
-        raise argparse.ArgumentTypeError(f"expected TABLE=SUITE.json with TABLE in pages|blocks|cells, got {value!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected TABLE=SUITE.json with TABLE in pages|blocks|cells, got {value!r}"
+        )
     return table, path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="deepocr", description="Documents in object storage -> OCR -> warehouse rows.")
+    p = argparse.ArgumentParser(
+        prog="deepocr", description="Documents in object storage -> OCR -> warehouse rows."
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
@@ -50,7 +54,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--model", default=None, help="model id or local path (DeepSeek-OCR-2)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     run.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
-    run.add_argument("--prompt", default="markdown", help="markdown (grounded), free, figure, or a literal prompt")
+    run.add_argument(
+        "--prompt", default="markdown", help="markdown (grounded), free, figure, or a literal prompt"
+    )
     run.add_argument("--dpi", type=_positive_int, default=144, help="render resolution for PDF pages")
     run.add_argument("--max-new-tokens", type=_positive_int, default=4096, help="generation limit per page")
     run.add_argument("--batch-size", type=_positive_int, default=1, help="pages per engine batch")
@@ -74,11 +80,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["quarantine", "fail", "warn"],
         help="what to do with a document that fails validation",
     )
-    run.add_argument("--s3-endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="S3-compatible endpoint")
+    run.add_argument(
+        "--s3-endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="S3-compatible endpoint"
+    )
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
 
     parse = sub.add_parser("parse", help="parse one raw DeepSeek-OCR output file")
-    parse.add_argument("raw_file", help="a text file of raw model output (pages joined by <--- Page Split --->)")
+    parse.add_argument(
+        "raw_file", help="a text file of raw model output (pages joined by <--- Page Split --->)"
+    )
     parse.add_argument("--width", type=_positive_int, default=None, help="page image width in pixels")
     parse.add_argument("--height", type=_positive_int, default=None, help="page image height in pixels")
     parse.add_argument("--truncated", action="store_true", help="the output stopped at the token limit")

@@ -12,7 +12,9 @@ from airflow_provider_deepocr.get_provider_info import get_provider_info
 def test_provider_info_names_importable_modules_and_the_connection_type() -> None:
     info = get_provider_info()
     assert info["package-name"] == "airflow-provider-deepocr"
-    modules = [m for section in ("hooks", "operators") for entry in info[section] for m in entry["python-modules"]]
+    modules = [
+        m for section in ("hooks", "operators") for entry in info[section] for m in entry["python-modules"]
+    ]
     for module in modules:
         importlib.import_module(module)
     (conn,) = info["connection-types"]

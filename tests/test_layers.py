@@ -6,7 +6,17 @@ import ast
 from pathlib import Path
 
 PKG = Path(__file__).resolve().parents[1] / "airflow_provider_deepocr"
-HEAVY = {"torch", "transformers", "vllm", "great_expectations", "fitz", "pymupdf", "pandas", "rapidocr", "cv2"}
+HEAVY = {
+    "torch",
+    "transformers",
+    "vllm",
+    "great_expectations",
+    "fitz",
+    "pymupdf",
+    "pandas",
+    "rapidocr",
+    "cv2",
+}
 
 
 def _imports(tree: ast.AST, top_level_only: bool) -> set[str]:

@@ -21,6 +21,7 @@ TOKEN_LIMIT = "token_limit"
 VALIDATION_FAILED = "validation_failed"
 LOAD_ERROR = "load_error"
 PARSE_ERROR = "parse_error"
+INTERNAL_ERROR = "internal_error"
 
 
 class DeepOcrError(Exception):

@@ -20,10 +20,12 @@ a document that fails is a failure row of the batch; nothing else is lost.
 from __future__ import annotations
 
 import logging
+import queue
+import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -56,6 +58,7 @@ class OcrSettings:
     dpi: int = 144
     max_pages: int = 2000
     max_pixels: int = 50_000_000
+    prefetch: int = 2  # batches rendered ahead of the engine (0: no overlap); not fingerprinted
 
     def limits(self) -> RenderLimits:
         from airflow_provider_deepocr.core.render import RenderLimits
@@ -161,122 +164,266 @@ class OcrEntry:
         return cls(**d)
 
 
-def _batched(items: Iterable[Any], n: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= n:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _page_uri(work: WorkArea, ocr_dir: str, page_no: int) -> str:
+def _page_uri(ocr_dir: str, page_no: int) -> str:
     return f"{ocr_dir.rstrip('/')}/p{page_no:05d}.json"
 
 
-def ocr_document(
-    ref: DocumentRef,
-    storage: Storage,
+@dataclass
+class _DocState:
+    """A document moving through the OCR stage (shared by the producer and the consumer)."""
+
+    entry: OcrEntry
+    summary_uri: str | None
+    t0: float
+    inflight: int = 0  # pages handed to the engine queue and not finished yet
+    rendered_all: bool = False
+    finished: bool = False
+
+
+@dataclass
+class _Batch:
+    pages: list[PageImage]
+    states: list[_DocState]
+    prepared: Any = None
+
+
+_END = object()
+
+
+class _OcrRun:
+    """Read -> render -> (prepare) in a producer thread, OCR in the calling thread.
+
+    Pages are batched across documents (a folder of one-page receipts fills a GPU batch as
+    well as one long filing), and a bounded queue of ``prefetch`` batches keeps memory flat on a
+    3,000-page PDF while the next batch is rendered and preprocessed during the current generate.
+    """
+
+    def __init__(
+        self,
+        refs: Sequence[DocumentRef],
+        storage_of: Any,
+        engine: OcrEngine,
+        work: WorkArea,
+        settings: OcrSettings,
+        fp: str,
+    ) -> None:
+        self.refs = refs
+        self.storage_of = storage_of
+        self.engine = engine
+        self.work = work
+        self.settings = settings
+        self.fp = fp
+        self.batch_size = max(1, int(getattr(engine, "batch_size", 1) or 1))
+        self.states: list[_DocState] = []
+        self.done_docs = 0
+        self.lock = threading.Lock()
+
+    # -- producer ---------------------------------------------------------------------------
+
+    def _open(self, ref: DocumentRef) -> tuple[_DocState, Any]:
+        """Read and check one document; returns its state and a page iterator (or None)."""
+        from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
+        from airflow_provider_deepocr.core.sources import read_document
+
+        t0 = time.perf_counter()
+        fp = self.fp
+        try:
+            doc = read_document(ref, self.storage_of(ref.uri))
+        except errors.DeepOcrError as exc:
+            log.warning("document %s unreadable: %s", ref.uri, exc.reason)
+            entry = OcrEntry(ref, None, "", 0, fp, None, failures=[_failure(ref, None, None, "read", exc)])
+            return _DocState(entry, None, t0), None
+        doc_id = doc.sha256
+        ocr_dir = self.work.uri("ocr", fp, doc_id)
+        summary_uri = f"{ocr_dir}/document.json"
+        if self.work.exists(summary_uri):
+            entry = OcrEntry.from_dict(self.work.read_json(summary_uri))
+            entry.ref = ref  # the same content may be listed under another URI or version
+            log.info("document %s (%s): OCR already done, skipping", ref.uri, doc_id[:12])
+            state = _DocState(entry, None, t0)
+            state.finished = True
+            return state, None
+        try:
+            media_type = detect_media_type(doc.data)
+            page_count = count_pages(doc)
+            pages = render_pages(doc, dpi=self.settings.dpi, limits=self.settings.limits())
+        except errors.DeepOcrError as exc:
+            log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
+            entry = OcrEntry(
+                ref, doc_id, "", 0, fp, None, failures=[_failure(ref, doc_id, None, "render", exc)]
+            )
+            return _DocState(entry, None, t0), None
+        return _DocState(OcrEntry(ref, doc_id, media_type, page_count, fp, ocr_dir), summary_uri, t0), pages
+
+    def _prepare(self, batch: _Batch) -> _Batch:
+        prepare = getattr(self.engine, "prepare", None)
+        if prepare is not None:
+            try:
+                batch.prepared = prepare(batch.pages)
+            except Exception:  # the engine retries page by page in ocr_prepared / ocr
+                log.warning(
+                    "engine %s: preparing a batch of %d pages failed", self.engine.name, len(batch.pages)
+                )
+                batch.prepared = None
+        return batch
+
+    def produce(self, put: Any) -> None:
+        batch = _Batch([], [])
+        for ref in self.refs:
+            state, pages = self._open(ref)
+            with self.lock:
+                self.states.append(state)
+            if pages is not None:
+                entry = state.entry
+                try:
+                    for item in pages:
+                        if isinstance(item, errors.DeepOcrError):
+                            entry.failures.append(_failure(ref, entry.doc_id, item.page_no, "render", item))
+                            continue
+                        assert entry.ocr_dir is not None
+                        if self.work.exists(_page_uri(entry.ocr_dir, item.page_no)):
+                            entry.pages_ok.append(item.page_no)  # finished by an earlier, interrupted try
+                            continue
+                        with self.lock:
+                            state.inflight += 1
+                        batch.pages.append(item)
+                        batch.states.append(state)
+                        if len(batch.pages) >= self.batch_size:
+                            put(self._prepare(batch))
+                            batch = _Batch([], [])
+                except errors.DeepOcrError as exc:
+                    log.warning(
+                        "document %s (%s) rejected: %s", ref.uri, (entry.doc_id or "")[:12], exc.reason
+                    )
+                    entry.failures.append(_failure(ref, entry.doc_id, None, "render", exc))
+                except Exception as exc:  # a renderer bug fails this document only
+                    log.exception("document %s: rendering failed", ref.uri)
+                    entry.failures.append(
+                        Failure(
+                            ref.uri, errors.INTERNAL_ERROR, type(exc).__name__, entry.doc_id, None, "render"
+                        )
+                    )
+            with self.lock:
+                state.rendered_all = True
+            put(state)  # a marker: this document has no more pages coming
+        if batch.pages:
+            put(self._prepare(batch))
+
+    # -- consumer ---------------------------------------------------------------------------
+
+    def _run_batch(self, batch: _Batch) -> None:
+        ocr_prepared = getattr(self.engine, "ocr_prepared", None)
+        try:
+            if batch.prepared is not None and ocr_prepared is not None:
+                results = ocr_prepared(batch.prepared)
+            else:
+                results = self.engine.ocr(batch.pages)
+            if len(results) != len(batch.pages):
+                raise RuntimeError(f"{len(results)} results for {len(batch.pages)} pages")
+        except Exception as exc:  # an engine bug must not lose the rest of the run
+            log.exception("engine %s failed on a batch of %d pages", self.engine.name, len(batch.pages))
+            results = [
+                OcrResult(
+                    raw_text="", finish_reason="error", engine=self.engine.name, model=self.engine.model
+                )
+                for _ in batch.pages
+            ]
+            detail = type(exc).__name__
+        else:
+            detail = "engine error"
+        for page, state, result in zip(batch.pages, batch.states, results, strict=True):
+            entry = state.entry
+            if result.finish_reason == "error":
+                entry.failures.append(
+                    Failure(entry.ref.uri, errors.OCR_ERROR, detail, entry.doc_id, page.page_no, "ocr")
+                )
+            else:
+                assert entry.ocr_dir is not None
+                meta = result.to_dict()
+                meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
+                self.work.write_json(_page_uri(entry.ocr_dir, page.page_no), meta)
+                entry.pages_ok.append(page.page_no)
+            with self.lock:
+                state.inflight -= 1
+        for state in {id(s): s for s in batch.states}.values():
+            self._maybe_finish(state)
+
+    def _maybe_finish(self, state: _DocState) -> None:
+        with self.lock:
+            if state.finished or not state.rendered_all or state.inflight:
+                return
+            state.finished = True
+        entry = state.entry
+        entry.pages_ok.sort()
+        if state.summary_uri is not None and not any(f.page_no is None for f in entry.failures):
+            # only a document that rendered completely is marked done; its failed pages are
+            # retried by the next run, its finished pages are not
+            if not any(f.stage == "ocr" for f in entry.failures):
+                self.work.write_json(state.summary_uri, entry.to_dict())
+        self.done_docs += 1
+        log.info(
+            "OCR %d/%d documents: %s (%s) %d/%d pages by %s in %.2fs, %d failures",
+            self.done_docs,
+            len(self.refs),
+            entry.ref.uri,
+            (entry.doc_id or "-")[:12],
+            len(entry.pages_ok),
+            entry.page_count,
+            self.engine.name,
+            time.perf_counter() - state.t0,
+            len(entry.failures),
+        )
+
+    def run(self) -> list[OcrEntry]:
+        prefetch = max(0, int(self.settings.prefetch))
+        if prefetch == 0:
+            self.produce(self._consume_one)
+        else:
+            q: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
+            failure: list[BaseException] = []
+
+            def producer() -> None:
+                try:
+                    self.produce(q.put)
+                except BaseException as exc:  # surfaced in the calling thread below
+                    failure.append(exc)
+                finally:
+                    q.put(_END)
+
+            thread = threading.Thread(target=producer, name="deepocr-render", daemon=True)
+            thread.start()
+            while (item := q.get()) is not _END:
+                self._consume_one(item)
+            thread.join()
+            if failure:
+                raise failure[0]
+        for state in self.states:
+            self._maybe_finish(state)
+        return [s.entry for s in self.states]
+
+    def _consume_one(self, item: _Batch | _DocState) -> None:
+        if isinstance(item, _Batch):
+            self._run_batch(item)
+        else:
+            self._maybe_finish(item)
+
+
+def ocr_documents(
+    refs: Sequence[DocumentRef],
     engine: OcrEngine,
     work: WorkArea,
     settings: OcrSettings,
     fp: str,
-) -> OcrEntry:
-    """Read, render and OCR one document. Never raises for bad input: failures are in the entry."""
-    from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
-    from airflow_provider_deepocr.core.sources import read_document
+    storage: Storage | None = None,
+    s3_client: Any = None,
+) -> list[OcrEntry]:
+    """Read, render and OCR documents. Never raises for bad input: failures are in the entries."""
+    from airflow_provider_deepocr.core.sources import storage_for
 
-    t0 = time.perf_counter()
-    try:
-        doc = read_document(ref, storage)
-    except errors.DeepOcrError as exc:
-        log.warning("document %s unreadable: %s", ref.uri, exc.reason)
-        return OcrEntry(ref, None, "", 0, fp, None, failures=[_failure(ref, None, None, "read", exc)])
+    def storage_of(uri: str) -> Storage:
+        return storage or storage_for(uri, s3_client=s3_client)
 
-    doc_id = doc.sha256
-    ocr_dir = work.uri("ocr", fp, doc_id)
-    summary_uri = f"{ocr_dir}/document.json"
-    if work.exists(summary_uri):
-        entry = OcrEntry.from_dict(work.read_json(summary_uri))
-        entry.ref = ref  # same content may be listed under another URI or version
-        log.info("document %s (%s): OCR already done, skipping", ref.uri, doc_id[:12])
-        return entry
-
-    try:
-        media_type = detect_media_type(doc.data)
-        page_count = count_pages(doc)
-    except errors.DeepOcrError as exc:
-        log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
-        return OcrEntry(ref, doc_id, "", 0, fp, None, failures=[_failure(ref, doc_id, None, "render", exc)])
-
-    entry = OcrEntry(ref, doc_id, media_type, page_count, fp, ocr_dir)
-    todo: list[PageImage] = []
-
-    def flush(batch: Sequence[PageImage]) -> None:
-        results = _ocr_batch(engine, batch)
-        for page, result in zip(batch, results, strict=True):
-            if result.finish_reason == "error":
-                entry.failures.append(
-                    Failure(ref.uri, errors.OCR_ERROR, result.raw_text[:200], doc_id, page.page_no, "ocr")
-                )
-                continue
-            meta = result.to_dict()
-            meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
-            work.write_json(_page_uri(work, ocr_dir, page.page_no), meta)
-            entry.pages_ok.append(page.page_no)
-
-    try:
-        for item in render_pages(doc, dpi=settings.dpi, limits=settings.limits()):
-            if isinstance(item, errors.DeepOcrError):
-                entry.failures.append(_failure(ref, doc_id, getattr(item, "page_no", None), "render", item))
-                continue
-            if work.exists(_page_uri(work, ocr_dir, item.page_no)):
-                entry.pages_ok.append(item.page_no)  # finished by an earlier, interrupted try
-                continue
-            todo.append(item)
-            if len(todo) >= max(1, engine.batch_size):
-                flush(todo)
-                todo = []
-        if todo:
-            flush(todo)
-    except errors.DeepOcrError as exc:
-        log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
-        entry.failures.append(_failure(ref, doc_id, None, "render", exc))
-        entry.pages_ok = []
-        return entry
-
-    entry.pages_ok.sort()
-    work.write_json(summary_uri, entry.to_dict())
-    log.info(
-        "document %s (%s): %d/%d pages OCR'd by %s in %.2fs, %d failures",
-        ref.uri,
-        doc_id[:12],
-        len(entry.pages_ok),
-        page_count,
-        engine.name,
-        time.perf_counter() - t0,
-        len(entry.failures),
-    )
-    return entry
-
-
-def _ocr_batch(engine: OcrEngine, batch: Sequence[PageImage]) -> list[OcrResult]:
-    """Run the engine on a batch; an engine that raises fails only that batch's pages."""
-    try:
-        results = engine.ocr(batch)
-    except Exception as exc:  # an engine bug must not lose the rest of the run
-        log.exception("engine %s failed on a batch of %d pages", engine.name, len(batch))
-        return [
-            OcrResult(
-                raw_text=type(exc).__name__, finish_reason="error", engine=engine.name, model=engine.model
-            )
-            for _ in batch
-        ]
-    if len(results) != len(batch):
-        raise RuntimeError(f"engine {engine.name} returned {len(results)} results for {len(batch)} pages")
-    return results
+    return _OcrRun(refs, storage_of, engine, work, settings, fp).run()
 
 
 def _failure(
@@ -297,17 +444,10 @@ def stage_ocr(
     settings: OcrSettings | None = None,
 ) -> StageResult:
     """OCR every document in a listing manifest; writes the OCR manifest."""
-    from airflow_provider_deepocr.core.sources import storage_for
-
     settings = settings or OcrSettings()
     fp = config_fingerprint(engine, settings)
     refs = [DocumentRef.from_dict(d) for d in work.read_jsonl(manifest_uri)]
-    entries = []
-    for i, ref in enumerate(refs, 1):
-        st = storage or storage_for(ref.uri, s3_client=s3_client)
-        entry = ocr_document(ref, st, engine, work, settings, fp)
-        entries.append(entry)
-        log.info("OCR progress: %d/%d documents", i, len(refs))
+    entries = ocr_documents(refs, engine, work, settings, fp, storage=storage, s3_client=s3_client)
     uri = work.uri("runs", run_id, "ocr.jsonl")
     work.write_jsonl(uri, [e.to_dict() for e in entries])
     return StageResult(
@@ -336,10 +476,10 @@ def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
         config_fingerprint=entry.config_fingerprint,
         failures=list(entry.failures),
     )
-    if entry.ocr_dir is None:
-        return result
+    if entry.ocr_dir is None or any(f.page_no is None for f in entry.failures):
+        return result  # a document-level failure rejects the whole document: no partial loads
     for page_no in entry.pages_ok:
-        meta = work.read_json(_page_uri(work, entry.ocr_dir, page_no))
+        meta = work.read_json(_page_uri(entry.ocr_dir, page_no))
         width, height, dpi = meta.pop("width"), meta.pop("height"), meta.pop("dpi")
         meta.pop("page_no")
         ocr = OcrResult.from_dict(meta)

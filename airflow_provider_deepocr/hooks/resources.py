@@ -42,7 +42,9 @@ def work_area_for_airflow(work_uri: str, aws_conn_id: str | None = None) -> Work
     return WorkArea(work_uri, storage_for_airflow(work_uri, aws_conn_id))
 
 
-def warehouse_for_airflow(conn_id_or_url: str, schema: str | None = None, prefix: str = "deepocr_") -> Warehouse:
+def warehouse_for_airflow(
+    conn_id_or_url: str, schema: str | None = None, prefix: str = "deepocr_"
+) -> Warehouse:
     """A core Warehouse from an Airflow SQL connection id, or from a SQLAlchemy URL (contains ``://``)."""
     from airflow_provider_deepocr.core.warehouse import Warehouse
 

@@ -180,7 +180,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             batch_size=_opt_int(self.batch_size),
         )
         self.log.info("OCR engine %s, model %s", engine.name, engine.model)
-        settings = OcrSettings(dpi=int(self.dpi), max_pages=int(self.max_pages), max_pixels=int(self.max_pixels))
+        settings = OcrSettings(
+            dpi=int(self.dpi), max_pages=int(self.max_pages), max_pixels=int(self.max_pixels)
+        )
         result = stage_ocr(
             _manifest_uri(self.manifest),
             self._work(),
@@ -229,7 +231,9 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
             suites=self.expectations,
             on_failure=self.on_validation_failure,
         )
-        self.log.info("parsed %d documents, %d pages, failed %s", result.documents, result.pages, result.failed)
+        self.log.info(
+            "parsed %d documents, %d pages, failed %s", result.documents, result.pages, result.failed
+        )
         return result.to_dict()
 
 
@@ -244,9 +248,9 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
     :param table_prefix: table name prefix (default ``deepocr_``).
     :return: ``{"manifest_uri", "documents", "pages", "failed", "skipped"}``.
 
-    The task declares an Airflow Asset (``x-deepocr://<connection>/<schema>/<prefix>tables``; the ``x-`` scheme marks a
-    custom URI, so DAG parsing loads no provider URI handlers) as its
-    outlet, so downstream DAGs can be scheduled on fresh rows.
+    The task declares an Airflow Asset ``x-deepocr://<connection>/<schema>/<prefix>tables`` as its
+    outlet, so downstream DAGs can be scheduled on fresh rows (the ``x-`` scheme marks a custom URI,
+    so DAG parsing loads no provider URI handlers).
     """
 
     template_fields: Sequence[str] = ("manifest", "work_uri", "warehouse_conn_id", "schema", "table_prefix")
@@ -272,7 +276,9 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
         from airflow_provider_deepocr.core.pipeline import stage_load
         from airflow_provider_deepocr.hooks.resources import warehouse_for_airflow
 
-        warehouse = warehouse_for_airflow(self.warehouse_conn_id, schema=self.schema or None, prefix=self.table_prefix)
+        warehouse = warehouse_for_airflow(
+            self.warehouse_conn_id, schema=self.schema or None, prefix=self.table_prefix
+        )
         result = stage_load(_manifest_uri(self.manifest), self._work(), _safe_run_id(context), warehouse)
         self.log.info(
             "loaded %d documents (%d skipped, already loaded), %d pages, failed %s",

@@ -59,7 +59,9 @@ def airflow_home(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     return env
 
 
-def test_airflow_dags_test_loads_the_samples_into_sqlite(airflow_home: dict[str, str], tmp_path: Path) -> None:
+def test_airflow_dags_test_loads_the_samples_into_sqlite(
+    airflow_home: dict[str, str], tmp_path: Path
+) -> None:
     from airflow_provider_deepocr.testing.samples import write_samples
 
     docs = tmp_path / "docs"

@@ -1,0 +1,193 @@
+"""The pipeline over real parts: S3 (moto server), the tiny DeepSeek-OCR-2, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.engines.base import OcrEngine
+from airflow_provider_deepocr.core.pipeline import (
+    OcrSettings,
+    run_pipeline,
+    stage_list,
+    stage_ocr,
+)
+from airflow_provider_deepocr.core.records import OcrResult, PageImage
+from airflow_provider_deepocr.core.sources import LocalStorage, WorkArea, storage_for
+from airflow_provider_deepocr.core.warehouse import Warehouse
+
+
+def _png(text: str, size: tuple[int, int] = (320, 120)) -> bytes:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", size, "white")
+    ImageDraw.Draw(img).text((10, 40), text, fill="black")
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _tiff(pages: int) -> bytes:
+    from PIL import Image, ImageDraw
+
+    frames = []
+    for i in range(pages):
+        img = Image.new("RGB", (300, 140), "white")
+        ImageDraw.Draw(img).text((10, 50), f"fax page {i + 1}", fill="black")
+        frames.append(img)
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    return buf.getvalue()
+
+
+class Recording(OcrEngine):
+    """A real engine wrapped to record which pages it was asked for (and optionally fail some)."""
+
+    def __init__(self, inner: OcrEngine, fail_pages: set[int] | None = None) -> None:
+        self.inner = inner
+        self.name, self.model, self.batch_size = inner.name, inner.model, inner.batch_size
+        self.calls: list[list[tuple[str, int]]] = []
+        self.fail_pages = fail_pages or set()
+
+    def describe(self) -> dict[str, object]:
+        return self.inner.describe()
+
+    def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
+        self.calls.append([(p.doc_id, p.page_no) for p in pages])
+        results = self.inner.ocr(pages)
+        for i, p in enumerate(pages):
+            if p.page_no in self.fail_pages:
+                results[i] = OcrResult("", "error", self.name, self.model)
+        return results
+
+
+@pytest.fixture(scope="module")
+def tiny_engine(tiny_model_dir: Path) -> OcrEngine:
+    from airflow_provider_deepocr.core.engines import get_engine
+
+    return get_engine("deepseek", model=str(tiny_model_dir), max_new_tokens=8, batch_size=3)
+
+
+@pytest.fixture()
+def inbox(tmp_path: Path) -> Path:
+    root = tmp_path / "inbox"
+    (root / "a").mkdir(parents=True)
+    (root / "a" / "one.png").write_bytes(_png("invoice 1"))
+    (root / "a" / "two.png").write_bytes(_png("invoice 2", (200, 300)))
+    (root / "fax.tiff").write_bytes(_tiff(3))
+    (root / "broken.pdf").write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 50)
+    return root
+
+
+def _work(tmp_path: Path) -> WorkArea:
+    root = str(tmp_path / "work")
+    return WorkArea(root, storage_for(root))
+
+
+def test_s3_source_and_s3_work_area_end_to_end(
+    s3_client: Any, tiny_engine: OcrEngine, inbox: Path, tmp_path: Path
+) -> None:
+    s3_client.create_bucket(Bucket="docs")
+    for path in sorted(p for p in inbox.rglob("*") if p.is_file()):
+        s3_client.put_object(Bucket="docs", Key=f"in/{path.relative_to(inbox)}", Body=path.read_bytes())
+    work = WorkArea("s3://docs/work", storage_for("s3://docs/work", s3_client=s3_client))
+    db = tmp_path / "wh.db"
+    # 8 new tokens of a random model end at the token limit: pages are flagged truncated and would
+    # be quarantined by the default suite, so this test loads them with a warning instead
+    summary = run_pipeline(
+        "s3://docs/in/",
+        Warehouse(f"sqlite:///{db}"),
+        tiny_engine,
+        work,
+        s3_client=s3_client,
+        on_validation_failure="warn",
+    )
+    assert summary.documents == 4
+    assert summary.pages == 5  # 1 + 1 + 3 pages in the readable documents
+    assert summary.failed == {"corrupt": 1}
+    with sqlite3.connect(db) as conn:
+        uris = {r[0] for r in conn.execute("select source_uri from deepocr_pages")}
+        pages = conn.execute("select count(*) from deepocr_pages").fetchone()[0]
+        failure = conn.execute("select source_uri, reason from deepocr_failures").fetchall()
+    assert all(u.startswith("s3://docs/in/") for u in uris) and len(uris) == 3
+    assert pages == summary.ok == 5
+    assert failure == [("s3://docs/in/broken.pdf", "corrupt")]
+    # the work area is in the bucket, content-addressed
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket="docs", Prefix="work/ocr/")["Contents"]]
+    assert sum(k.endswith(".json") and "/p000" in k for k in keys) == 5
+
+
+def test_pages_are_batched_across_documents_and_prefetch_changes_nothing(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path
+) -> None:
+    outputs = {}
+    for prefetch in (0, 2):
+        rec = Recording(tiny_engine)
+        work = WorkArea(str(tmp_path / f"w{prefetch}"), storage_for(str(tmp_path)))
+        listed = stage_list(str(inbox), work, "r1")
+        res = stage_ocr(listed.manifest_uri, work, "r1", rec, settings=OcrSettings(prefetch=prefetch))
+        assert res.pages == 5 and res.failed == {"corrupt": 1}
+        # 5 pages from 3 documents in batches of 3: the first batch spans two documents
+        assert [len(c) for c in rec.calls] == [3, 2]
+        assert len({doc for doc, _ in rec.calls[0]}) >= 2
+        texts = {}
+        for entry in work.read_jsonl(res.manifest_uri):
+            for page_no in entry["pages_ok"]:
+                meta = work.read_json(f"{entry['ocr_dir']}/p{page_no:05d}.json")
+                texts[(entry["doc_id"], page_no)] = meta["raw_text"]
+        outputs[prefetch] = texts
+    assert outputs[0] == outputs[2]
+
+
+def test_rerun_skips_finished_pages_and_documents(tiny_engine: OcrEngine, inbox: Path, tmp_path: Path) -> None:
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1")
+    first = Recording(tiny_engine)
+    stage_ocr(listed.manifest_uri, work, "r1", first)
+    assert sum(len(c) for c in first.calls) == 5
+
+    # simulate a task killed after page 2 of the fax was written but before the document finished
+    fax = next(e for e in work.read_jsonl(work.uri("runs", "r1", "ocr.jsonl")) if e["page_count"] == 3)
+    LocalStorage.path(f"{fax['ocr_dir']}/document.json").unlink()
+    LocalStorage.path(f"{fax['ocr_dir']}/p00003.json").unlink()
+
+    second = Recording(tiny_engine)
+    res = stage_ocr(listed.manifest_uri, work, "r2", second)
+    assert second.calls == [[(fax["doc_id"], 3)]]
+    assert res.pages == 5
+
+
+def test_a_failing_page_is_a_failure_row_and_its_siblings_load(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path, pg_url: str
+) -> None:
+    wh = Warehouse(pg_url)
+    summary = run_pipeline(
+        str(inbox), wh, Recording(tiny_engine, fail_pages={2}), _work(tmp_path), on_validation_failure="warn"
+    )
+    assert summary.failed == {"corrupt": 1, errors.OCR_ERROR: 1}
+    import sqlalchemy as sa
+
+    with wh.engine.connect() as conn:
+        pages = conn.execute(sa.text("select doc_id, page_no from deepocr_pages order by 1, 2")).all()
+        fails = conn.execute(sa.text("select reason, page_no, stage from deepocr_failures order by 1")).all()
+    assert len(pages) == 4 and all(p != 2 for _, p in pages)
+    assert (errors.OCR_ERROR, 2, "ocr") in [tuple(f) for f in fails]
+    assert summary.ok == 4
+
+
+def test_truncated_pages_are_quarantined_by_default(tiny_engine: OcrEngine, inbox: Path, tmp_path: Path) -> None:
+    db = tmp_path / "q.db"
+    summary = run_pipeline(str(inbox), Warehouse(f"sqlite:///{db}"), tiny_engine, _work(tmp_path))
+    assert summary.failed == {"corrupt": 1, errors.VALIDATION_FAILED: 3}
+    with sqlite3.connect(db) as conn:
+        assert conn.execute("select count(*) from deepocr_pages").fetchone()[0] == 0
+        reasons = [r[0] for r in conn.execute("select reason from deepocr_failures order by 1")]
+        failed_checks = conn.execute("select count(*) from deepocr_validation_results where not success").fetchone()
+    assert reasons == ["corrupt"] + [errors.VALIDATION_FAILED] * 3
+    assert failed_checks[0] >= 3
