@@ -115,6 +115,7 @@ _FULLWIDTH_TOKEN_RE = re.compile(r"<｜[^<>\n]{0,40}?｜>|<｜[^<>\n]{0,40}\Z")
 _MAX_BOXES = 64  # boxes kept per block (a looping coordinate list can hold thousands)
 _MAX_QUADS_SCANNED = 4096
 
+_REFINE_FIRST = frozenset("#-*+•<0123456789")  # first characters _content_kind looks at
 _HEADING_LINE_RE = re.compile(r"#{1,6}[ \t]")
 _LIST_LINE_RE = re.compile(r"(?:[-*+•]|\d{1,3}[.)])[ \t]+\S")
 
@@ -124,15 +125,8 @@ _CENTER_RE = re.compile(r"</?center\s*>", re.I)
 _LINE_TAG_RE = re.compile(r"<(?:br\s*/?|/(?:tr|p|div|li|h[1-6]|caption)\s*|(?:tr|li|p)\b[^<>]*)>", re.I)
 _CELL_END_RE = re.compile(r"</t[dh]\s*>", re.I)
 _TAG_RE = re.compile(r"</?[A-Za-z!][^<>]*>")
-_MATH_RE = re.compile(r"\\[(\[](.*?)\\[)\]]", re.S)  # \( inline \) and \[ display \]
-_MATH_OPEN_TAIL_RE = re.compile(r"\\[(\[](.*)\Z", re.S)  # one left open at the end (cut, truncated)
 _HEADING_RE = re.compile(r"^[ \t]*#{1,6}[ \t]+", re.M)
 _BULLET_RE = re.compile(r"^[ \t]*[-*+•][ \t]+", re.M)
-_LATEX_WRAP_RE = re.compile(
-    r"\\(?:text|textrm|textbf|textit|texttt|mathrm|mathbf|mathit|mathbb|mathcal|mathsf|mathtt|"
-    r"mathfrak|mathscr|operatorname|boldsymbol|bm|mbox|emph|underline|overline|hat|bar|vec|dot|ddot|"
-    r"tilde|widehat|widetilde)\s*\{([^{}]*)\}"
-)
 _LATEX_FRAC_RE = re.compile(r"\\[dt]?frac\s*\{([^{}]*)\}\s*\{([^{}]*)\}")
 _LATEX_CMD_RE = re.compile(r"\\([A-Za-z]+|.)", re.S)
 _LATEX_SYMBOLS: dict[str, str] = {
@@ -301,6 +295,7 @@ _TABLE_SPLIT_RE = re.compile(r"<(tr|t[dh])\b([^>]*)>")
 _ROWSPAN_RE = re.compile(r"rowspan\s*=\s*[\"']?\s*(\d{1,5})", re.I)
 _COLSPAN_RE = re.compile(r"colspan\s*=\s*[\"']?\s*(\d{1,5})", re.I)
 _MAX_COLSPAN = 1000  # the HTML limit
+_MAX_SPAN_AREA = 1 << 16  # rowspan x colspan of one cell, so a garbage span cannot stall the grid
 _WS_RE = re.compile(r"\s+")
 
 _BoxT = tuple[int, int, int, int]
@@ -344,38 +339,42 @@ def parse_page(
     if lead_end:
         lead = _clean_content(raw[:lead_end])
         if lead:
-            blocks.append(Block(0, "", _content_kind("text", lead), None, None, lead, "", [FLAG_NO_BOX]))
+            lead_flags = [FLAG_NO_BOX]
+            if len(lead) >= _LOOP_MIN_CHARS:  # untagged output (e.g. the free OCR prompt) loops too
+                cut = _loop_cut(lead)
+                if cut is not None:
+                    lead = lead[:cut].rstrip()
+                    lead_flags.append(FLAG_REPETITION_LOOP)
+            blocks.append(Block(0, "", _content_kind("text", lead), None, None, lead, "", lead_flags))
     kinds = _KIND_BY_LABEL
-    n = len(matches)
-    for i in range(n):
-        m = matches[i]
-        content = raw[m.end() : matches[i + 1].start() if i + 1 < n else len(raw)]
+    ends = [m.start() for m in matches[1:]]
+    ends.append(len(raw))
+    for m, end in zip(matches, ends, strict=False):  # no match: one end, nothing to zip
+        content = raw[m.end() : end]
         if "<|" in content:
             content = _STRAY_TOKEN_RE.sub("", content)
         content = content.strip()
-        label = m.group(1)
+        label, x0s, y0s, x1s, y1s, det, close = m.groups()
         kind = kinds.get(label)
         if kind is None:
             label = label.strip()
             kind = kinds.get(label) or kinds.get(label.lower(), "other")
-        if kind == "text" and content:
+        if kind == "text" and content and content[0] in _REFINE_FIRST:
             kind = _content_kind(kind, content)
         flags: list[str] = []
         bbox: _BoxT | None = None
         extra: list[_BoxT] = []
-        x0s = m.group(2)
         if x0s is not None:  # fast path: one well-formed box
-            box = (int(x0s), int(m.group(3)), int(m.group(4)), int(m.group(5)))
+            box = (int(x0s), int(y0s), int(x1s), int(y1s))
             if box[0] < box[2] <= GRID and box[1] < box[3] <= GRID:
                 bbox = box
             else:
                 flags.append(FLAG_BAD_BBOX)
         else:
-            det = m.group(6)
             if det is None:
                 flags.append(FLAG_NO_BOX)
             else:
-                closed = m.group(7) is not None
+                closed = close is not None
                 if not closed:
                     flags.append(FLAG_UNCLOSED_DET)
                 boxes, bad = _parse_boxes(det)
@@ -622,7 +621,11 @@ def _loop_start(s: str) -> int | None:
                 break
     if start < 0 or count < _LOOP_MIN_RUN:
         return None
-    return starts[start]
+    cut = starts[start]
+    # The loop's phase is ambiguous by up to n-1 tokens; prefer cutting at a line break.
+    ahead = s[cut : starts[min(start + _NGRAM - 1, len(starts) - 1)]]
+    nl = ahead.find("\n")
+    return cut + nl if nl >= 0 else cut
 
 
 def _table_row_loop_cut(content: str) -> int | None:
@@ -671,9 +674,7 @@ def _plain(s: str, kind: str) -> str:
         s = _CELL_END_RE.sub(" ", s)
         s = _TAG_RE.sub("", s)
     if "\\" in s:
-        s = _MATH_RE.sub(_math_plain, s)
-        if "\\(" in s or "\\[" in s:  # a formula left open (loop cut, token limit)
-            s = _MATH_OPEN_TAIL_RE.sub(_math_plain, s)
+        s = _latex_plain(s)
     if "&" in s:
         s = html.unescape(s)
     if "#" in s and kind != "table":
@@ -689,24 +690,24 @@ def _plain(s: str, kind: str) -> str:
     return s.strip()
 
 
-def _math_plain(m: re.Match[str]) -> str:
-    return _latex_plain(m.group(1))
-
-
 def _latex_plain(t: str) -> str:
-    """LaTeX -> searchable text: wrappers unwrapped, symbols as Unicode, markup dropped."""
-    t, k = _LATEX_WRAP_RE.subn(r"\1", t)
-    while k and "{" in t:  # nested wrappers
-        t, k = _LATEX_WRAP_RE.subn(r"\1", t)
+    """LaTeX -> searchable text in one pass over the whole string.
+
+    Delimiters ``\\( \\) \\[ \\]`` and spacing/font/wrapper commands become spaces, symbols become
+    Unicode (``\\delta`` -> δ, ``\\rightarrow`` -> →), other commands keep their name, braces go.
+    """
     if "frac" in t:
-        t = _LATEX_FRAC_RE.sub(r"\1/\2", t)
-    if "\\" in t:
-        t = _LATEX_CMD_RE.sub(_latex_cmd, t)
+        t = _LATEX_FRAC_RE.sub(_frac_plain, t)
+    t = _LATEX_CMD_RE.sub(_latex_cmd, t)
     if "{" in t:
         t = t.replace("{", "")
     if "}" in t:
         t = t.replace("}", "")
     return t
+
+
+def _frac_plain(m: re.Match[str]) -> str:
+    return f"{m.group(1)}/{m.group(2)}"
 
 
 def _latex_cmd(m: re.Match[str]) -> str:
@@ -715,7 +716,7 @@ def _latex_cmd(m: re.Match[str]) -> str:
     if sym is not None:
         return sym
     if len(name) == 1 and not name.isalpha():  # \% \& \_ \, \; \\ ...
-        return name if name in "%&_$#|" else " "
+        return name if name in "%&_$#|" else ("" if name in ")]" else " ")
     return " " if name in _LATEX_BLANK else name
 
 
@@ -785,6 +786,8 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
             mc = _COLSPAN_RE.search(attrs)
             if mc:
                 cs = max(1, min(int(mc.group(1)), _MAX_COLSPAN))
+            if rs * cs > _MAX_SPAN_AREA:
+                rs = max(1, _MAX_SPAN_AREA // cs)
             if rs > 1:
                 if occupied is None:
                     occupied = [set() for _ in range(n_decl)]
@@ -820,11 +823,10 @@ def _table_text(cells: list[TableCell]) -> str:
         lines.append(" ".join(row))
     text = "\n".join(lines)
     if "\\" in text:
-        text = _MATH_RE.sub(_math_plain, text)
-        if "\\(" in text or "\\[" in text:
-            text = _MATH_OPEN_TAIL_RE.sub(_math_plain, text)
+        text = _latex_plain(text)
         if "  " in text:
             text = _SPACES_RE.sub(" ", text)
+        text = text.strip()
     return text
 
 

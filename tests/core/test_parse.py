@@ -642,3 +642,16 @@ def test_property_tag_soup_never_raises(raw: str, finish: str | None) -> None:
 )
 def test_property_structured_never_raises(blocks: list[dict[str, object]]) -> None:
     _check_invariants(parse_structured(blocks, 1, 100, 100))  # type: ignore[arg-type]
+
+
+def test_untagged_output_loop_and_huge_span() -> None:
+    raw = "Freitext ohne Tags.\n" + "Immer wieder dieselbe Zeile hier.\n" * 50
+    page = parse_page(raw)
+    assert page.flags == [FLAG_REPETITION_LOOP]
+    assert page.blocks[0].raw == "Freitext ohne Tags.\nImmer wieder dieselbe Zeile hier."
+    rows = "<tr><td>r</td></tr>" * 3000
+    html = f'<table><tr><td rowspan="65000" colspan="1000">x</td></tr>{rows}</table>'
+    page = parse_page("<|ref|>table<|/ref|><|det|>[[1, 1, 998, 998]]<|/det|>\n" + html)
+    first = page.tables[0].cells[0]
+    assert first.colspan == 1000 and first.rowspan * first.colspan <= 1 << 16
+    _check_invariants(page)
