@@ -24,6 +24,26 @@ Broken output never raises: it is flagged (see the ``FLAG_*`` constants) and the
 kept. Block flags are on :attr:`Block.flags`; :attr:`ParsedPage.flags` is the sorted set of page
 flags plus the block flags that matter page-wide (:data:`PAGE_WIDE_FLAGS`).
 
+Choices worth knowing:
+
+- ``Block.label`` is the model's own label; text before the first tag gets label ``""`` (and
+  ``no_box``). ``Block.kind`` is normalised (records.BLOCK_KINDS); a ``text`` block whose content
+  is a markdown heading (``## ...``) is kind ``heading``, one that is a list line ``list_item``.
+- ``Block.raw`` is the content as the model wrote it (stripped); ``Block.text`` is plain text for
+  search: no HTML tags (``<center>`` unwrapped), entities decoded, LaTeX delimiters and markup
+  dropped (``\\delta`` -> δ), heading hashes and list bullets removed, whitespace collapsed.
+- Several boxes for one ref: the first valid one is ``bbox``, the rest ``extra_boxes`` (deduplicated,
+  at most 64). Invalid boxes are dropped and flag ``bad_bbox``; their coordinates are kept nowhere.
+- case04's shape (table det, caption det, caption text, then ``<table>``): the HTML moves to the
+  table block and the caption is placed before the table, the order the text was written in.
+- A table is linked to the caption block right before it, else right after it (each caption once,
+  image captions never); an empty caption links nothing (``caption=None``).
+- Repetition: a block whose tail repeats (n-gram score of the tail window, after a cheap
+  precheck) is cut where the loop starts, keeping one copy of the repeated unit; an unclosed
+  table ending in >= 8 identical rows, and >= 8 identical consecutive blocks, count as loops too.
+- Markdown: block contents joined by blank lines; :func:`document_markdown` writes
+  ``<!-- page N -->`` before each page.
+
 Standard library only; no document text is ever logged.
 """
 
