@@ -165,6 +165,7 @@ class ParsedPage:
                     "text": b.text,
                     "raw": b.raw,
                     "flags": list(b.flags),
+                    "extra_boxes": [list(x) for x in b.extra_boxes],
                 }
                 for b in self.blocks
             ],
@@ -236,6 +237,7 @@ class PageRecord:
                     raw=b.get("raw", b["text"]),
                     text=b["text"],
                     flags=list(b["flags"]),
+                    extra_boxes=[tuple(x) for x in b.get("extra_boxes", [])],  # type: ignore[misc]
                 )
                 for b in p["blocks"]
             ],

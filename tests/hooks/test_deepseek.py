@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_deepocr.hooks.deepseek import DeepSeekOCRHook
+
+
+def _conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, extra: dict, host: str | None = None) -> None:
+    body: dict = {"conn_type": "deepseek_ocr", "extra": extra}
+    if host:
+        body["host"] = host
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
+
+
+def test_connection_extra_is_merged_with_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
+    _conn(monkeypatch, "ocr_a", {"engine": "deepseek", "model": "/models/x", "batch_size": 8, "unrelated": 1})
+    hook = DeepSeekOCRHook("ocr_a")
+    assert hook.engine_settings() == {"engine": "deepseek", "model": "/models/x", "batch_size": 8}
+    assert hook.engine_settings(batch_size=2, device=None)["batch_size"] == 2
+
+
+def test_engine_from_connection_is_built_once_per_process(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    _conn(monkeypatch, "ocr_tiny", {"engine": "deepseek", "model": str(tiny_model_dir), "max_new_tokens": 4})
+    first = DeepSeekOCRHook("ocr_tiny").get_engine()
+    second = DeepSeekOCRHook("ocr_tiny").get_engine()
+    assert first is second
+    assert first.name == "deepseek-ocr2" and first.model == str(tiny_model_dir)
+    assert DeepSeekOCRHook("ocr_tiny").get_engine(max_new_tokens=5) is not first
+
+
+def test_no_connection_means_defaults_and_auto_falls_back(tmp_path: Path) -> None:
+    engine = DeepSeekOCRHook(None).get_engine(model=str(tmp_path / "no-weights-here"))
+    assert engine.name == "rapidocr"
+
+
+def test_ui_field_behaviour_hides_unused_fields() -> None:
+    ui = DeepSeekOCRHook.get_ui_field_behaviour()
+    assert {"schema", "port", "login"} <= set(ui["hidden_fields"])

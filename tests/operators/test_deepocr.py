@@ -1,0 +1,76 @@
+"""Operators run their stages through execute(), chained by the dicts they push to XCom."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from airflow_provider_deepocr.operators.deepocr import (
+    DeepOcrListDocumentsOperator,
+    DeepOcrLoadOperator,
+    DeepOcrOcrOperator,
+    DeepOcrParseValidateOperator,
+    _manifest_uri,
+    warehouse_asset,
+)
+
+
+def test_ocr_operator_defaults_to_the_gpu_queue_and_can_be_moved() -> None:
+    assert DeepOcrOcrOperator(task_id="ocr", manifest="x").queue == "gpu"
+    assert DeepOcrOcrOperator(task_id="ocr2", manifest="x", queue="default").queue == "default"
+    assert DeepOcrListDocumentsOperator(task_id="l", source_uri="x").queue != "gpu"
+
+
+def test_template_fields_cover_the_runtime_arguments() -> None:
+    assert {"source_uri", "work_uri"} <= set(DeepOcrListDocumentsOperator.template_fields)
+    assert {"manifest", "engine", "model", "dpi", "batch_size"} <= set(DeepOcrOcrOperator.template_fields)
+    assert {"manifest", "warehouse_conn_id", "schema"} <= set(DeepOcrLoadOperator.template_fields)
+
+
+def test_manifest_accepts_a_uri_or_the_upstream_dict_only() -> None:
+    assert _manifest_uri("file:///w/m.jsonl") == "file:///w/m.jsonl"
+    assert _manifest_uri({"manifest_uri": "s3://b/m.jsonl", "documents": 3}) == "s3://b/m.jsonl"
+    with pytest.raises(ValueError):
+        _manifest_uri({"documents": 3})
+
+
+def test_load_operator_declares_an_asset_without_credentials() -> None:
+    op = DeepOcrLoadOperator(task_id="load", manifest="m", warehouse_conn_id="postgresql://u:secret@h/db")
+    (asset,) = op.outlets
+    assert "secret" not in asset.uri and asset.uri.startswith("x-deepocr://default/")
+    assert warehouse_asset("wh_pg", "ocr", "t_").uri == "x-deepocr://wh_pg/ocr/t_tables"
+
+
+def test_the_four_operators_chain_through_xcom_sized_dicts(tmp_path: Path) -> None:
+    from airflow_provider_deepocr.testing.samples import write_samples
+
+    docs = tmp_path / "docs"
+    receipt = [p for p in write_samples(docs) if p.suffix == ".png"]
+    work = str(tmp_path / "work")
+    db = tmp_path / "wh.db"
+    ctx = {"run_id": "manual__2026-11-28T10:00:00+00:00"}
+
+    listed = DeepOcrListDocumentsOperator(
+        task_id="list", source_uri=str(receipt[0].parent), work_uri=work
+    ).execute(ctx)
+    ocr = DeepOcrOcrOperator(task_id="ocr", manifest=listed, work_uri=work, engine="rapidocr").execute(ctx)
+    parsed = DeepOcrParseValidateOperator(task_id="parse", manifest=ocr, work_uri=work).execute(ctx)
+    loaded = DeepOcrLoadOperator(
+        task_id="load", manifest=parsed, work_uri=work, warehouse_conn_id=f"sqlite:///{db}"
+    ).execute(ctx)
+
+    for pushed in (listed, ocr, parsed, loaded):
+        assert len(json.dumps(pushed)) < 1000  # references and counts, never content
+    assert listed["documents"] == 1 and ocr["pages"] == 1 and loaded["pages"] == 1
+    assert "manual__2026-11-28T10_00_00_00_00" in listed["manifest_uri"]
+    with sqlite3.connect(db) as conn:
+        text = " ".join(r[0] for r in conn.execute("select text from deepocr_blocks"))
+    assert "TOTAL" in text.upper()
+    # the XCom values carry no document text: no word read off the receipt appears in them
+    pushed = json.dumps([listed, ocr, parsed, loaded]).lower()
+    keys = {"manifest_uri", "documents", "pages", "failed", "skipped", "config_fingerprint", "total_pages"}
+    words = {w for w in text.lower().split() if len(w) >= 5 and w.isalpha() and not any(w in k for k in keys)}
+    assert words and not [w for w in words if w in pushed]
