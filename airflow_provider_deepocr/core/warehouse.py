@@ -384,8 +384,8 @@ def _describe(exc: BaseException) -> str:
     return f"{name} (sqlstate {code})" if code else name
 
 
-def _begin_write(conn: sa.Connection, lock_key: str) -> None:
-    """Start the write transaction and take the lock for ``lock_key``, per dialect."""
+def _begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
+    """Start the write transaction and take the locks for ``lock_keys``, per dialect."""
     name = conn.dialect.name
     if name == "sqlite":
         # pysqlite's legacy transaction control begins lazily and DEFERRED; a deferred
@@ -396,10 +396,9 @@ def _begin_write(conn: sa.Connection, lock_key: str) -> None:
         if dbapi is not None and not dbapi.in_transaction:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
     elif name == "postgresql":
-        conn.execute(
-            sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"),
-            {"k": lock_key},
-        )
+        # sorted, so two writers needing the same keys cannot deadlock; released at commit
+        for key in sorted(set(lock_keys)):
+            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
     elif name == "duckdb":
         # serialised by the process lock in Warehouse._write (single writer per file); the
         # first statement opens the transaction the bulk path's raw connection then joins.
@@ -519,14 +518,14 @@ class Warehouse:
     # -- transactions ---------------------------------------------------------------------
 
     @contextmanager
-    def _write(self, lock_key: str) -> Iterator[sa.Connection]:
+    def _write(self, *lock_keys: str) -> Iterator[sa.Connection]:
         plock = _process_lock(f"{self.engine.url}|{self._lock_ns}") if self.dialect == "duckdb" else None
         if plock is not None:
             plock.acquire()
         try:
             with self.engine.connect() as conn:
                 try:
-                    _begin_write(conn, f"{self._lock_ns}:{lock_key}")
+                    _begin_write(conn, [f"{self._lock_ns}:{k}" for k in lock_keys])
                     yield conn
                     conn.commit()
                 except BaseException:
@@ -537,7 +536,8 @@ class Warehouse:
         except Exception as exc:
             # Driver messages quote the offending values (SQLAlchemy adds the bound parameters):
             # that is document text, so it stays out of the error; class and SQLSTATE only.
-            raise errors.DeepOcrError(errors.LOAD_ERROR, f"{lock_key}: {_describe(exc)}") from None
+            what = lock_keys[0] if len(lock_keys) == 1 else f"{len(lock_keys)} keys"
+            raise errors.DeepOcrError(errors.LOAD_ERROR, f"{what}: {_describe(exc)}") from None
         finally:
             if plock is not None:
                 plock.release()
@@ -740,7 +740,9 @@ class Warehouse:
         rows = [
             failure_row(f, run_id=run_id, config_fingerprint=config_fingerprint, now=now) for f in failures
         ]
-        with self._write("__failures__") as conn:
+        # the same locks a load/quarantine of those documents takes: no duplicate-key races
+        keys = {r["doc_id"] if r["doc_id"] is not None else f"uri:{r['source_uri']}" for r in rows}
+        with self._write(*sorted(keys)) as conn:
             n = self._insert_failures(conn, rows)
         log.info("warehouse: recorded %d failure row(s) for run %s", n, run_id)
         return n

@@ -430,6 +430,36 @@ def test_threads_racing_on_one_document_postgres(pg_url: str) -> None:
     w.dispose()
 
 
+def test_failure_writers_racing_with_loads_postgres(pg_url: str) -> None:
+    """record_failures and load_document writing the same failure id serialise, no dup-key error."""
+    w = Warehouse(pg_url)
+    w.create()
+    r = make_result(1, 5, page_failure=True)
+    page_failure = r.failures[0]
+    errs: list[BaseException] = []
+    barrier = threading.Barrier(6)
+
+    def go(i: int) -> None:
+        try:
+            barrier.wait()
+            if i % 2:
+                w.record_failures([page_failure], f"run-{i}", r.config_fingerprint)
+            else:
+                w.load_document(r, f"run-{i}", force=True)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errs.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errs
+    c = w.counts()
+    assert (c["documents"], c["blocks"], c["failures"]) == (1, 6, 1)
+    w.dispose()
+
+
 def _load_in_process(url: str, i: int, start: float) -> None:
     w = Warehouse(url)
     r = make_result(2, 200, fingerprint=f"fp-{i}")
