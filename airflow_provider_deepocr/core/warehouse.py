@@ -71,6 +71,21 @@ SQLITE_BUSY_TIMEOUT_MS = 60_000
 # --------------------------------------------------------------------------------------------
 
 
+def clean_text(value: str | None) -> str | None:
+    """Model text made storable everywhere: NUL removed (PostgreSQL text cannot hold it) and
+    lone surrogates (undecodable model bytes) replaced, so UTF-8 encoding cannot fail."""
+    if value is None:
+        return None
+    if "\x00" in value:
+        value = value.replace("\x00", "")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            value = value.encode("utf-8", "replace").decode("utf-8")
+    return value
+
+
 def _flags(flags: Iterable[str]) -> str:
     return ",".join(flags)
 
@@ -108,7 +123,7 @@ def page_rows(result: DocumentResult) -> list[dict[str, Any]]:
             "output_tokens": p.output_tokens,
             "seconds": float(p.seconds),
             "flags": _flags(p.flags),
-            "markdown": p.markdown,
+            "markdown": clean_text(p.markdown),
             "config_fingerprint": p.config_fingerprint or result.config_fingerprint,
         }
         for p in result.pages
@@ -128,7 +143,7 @@ def block_rows(result: DocumentResult) -> list[dict[str, Any]]:
                     "doc_id": result.doc_id,
                     "page_no": p.page_no,
                     "block_no": b.index,
-                    "label": b.label,
+                    "label": clean_text(b.label),
                     "kind": b.kind,
                     "x0": int(bb[0]) if bb is not None else None,
                     "y0": int(bb[1]) if bb is not None else None,
@@ -138,8 +153,8 @@ def block_rows(result: DocumentResult) -> list[dict[str, Any]]:
                     "px_y0": float(px[1]) if px is not None else None,
                     "px_x1": float(px[2]) if px is not None else None,
                     "px_y1": float(px[3]) if px is not None else None,
-                    "text": b.text,
-                    "raw": b.raw,
+                    "text": clean_text(b.text),
+                    "raw": clean_text(b.raw),
                     "flags": _flags(b.flags),
                     "engine": p.engine,
                     "model": p.model,
@@ -165,8 +180,8 @@ def cell_rows(result: DocumentResult) -> list[dict[str, Any]]:
                         "rowspan": c.rowspan,
                         "colspan": c.colspan,
                         "is_header": bool(c.is_header),
-                        "text": c.text,
-                        "caption": t.caption,
+                        "text": clean_text(c.text),
+                        "caption": clean_text(t.caption),
                     }
                 )
     return rows

@@ -389,6 +389,20 @@ def test_bulk_and_executemany_give_same_rows(wh: Warehouse, bulk: bool) -> None:
     assert [dict(c) for c in cells] == sorted(cell_rows(r), key=lambda c: (c["row_no"], c["col_no"]))
 
 
+def test_nul_and_surrogates_in_model_text_load_everywhere(wh: Warehouse) -> None:
+    r = make_result(1, 2)
+    blk = r.pages[0].parsed.blocks[0]
+    blk.text = "a\x00b \ud800 c"
+    blk.raw = "\x00" * 3
+    r.pages[0].parsed.markdown = "x\x00y"
+    r.pages[0].parsed.tables[0].cells[0].text = "\x00\udfff"
+    assert wh.load_document(r, "run-1")["blocks"] == 3
+    with wh.engine.connect() as conn:
+        text = conn.execute(sa.select(wh.blocks.c.text).where(wh.blocks.c.block_no == 0)).scalar_one()
+        md = conn.execute(sa.select(wh.pages.c.markdown)).scalar_one()
+    assert text == "ab ? c" and md == "xy"
+
+
 def test_schema_on_postgres(pg_url: str) -> None:
     w = Warehouse(pg_url, schema="ocr", prefix="t_")
     w.create()
