@@ -42,17 +42,25 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check airflow_provider_deepocr tests dags bench
 
 demo: $(STAMP)
-	rm -rf $(DEMO) && mkdir -p $(DEMO)/airflow
-	start=$$(date +%s)
-	$(BIN)/python -m airflow_provider_deepocr.testing.samples $(DEMO)/docs
-	export AIRFLOW_HOME=$(DEMO)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
-	  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__LOGGING__LOGGING_LEVEL=WARNING \
+	@rm -rf $(DEMO) && mkdir -p $(DEMO)/airflow
+	@start=$$(date +%s)
+	@echo "== writing sample documents to $(DEMO)/docs"
+	@$(BIN)/python -m airflow_provider_deepocr.testing.samples $(DEMO)/docs
+	@export AIRFLOW_HOME=$(DEMO)/airflow AIRFLOW__CORE__DAGS_FOLDER=$(CURDIR)/dags \
+	  AIRFLOW__CORE__LOAD_EXAMPLES=False \
 	  DEEPOCR_SOURCE_URI=$(DEMO)/docs DEEPOCR_WAREHOUSE=sqlite:///$(DEMO)/warehouse.db \
 	  DEEPOCR_WORK_URI=$(DEMO)/work DEEPOCR_OCR_QUEUE=default DEEPOCR_ENGINE=auto
-	$(BIN)/airflow db migrate > $(DEMO)/airflow-db-migrate.log 2>&1
-	$(BIN)/airflow dags test deepocr_documents_to_warehouse 2>&1 | tee $(DEMO)/dags-test.log | grep -E "state=|Marking|failed|ERROR" || true
-	$(BIN)/deepocr show --warehouse sqlite:///$(DEMO)/warehouse.db
-	echo "demo finished in $$(( $$(date +%s) - start )) s; warehouse: $(DEMO)/warehouse.db"
+	@echo "== initialising the Airflow metadata database (log: $(DEMO)/airflow-db-migrate.log)"
+	@$(BIN)/airflow db migrate > $(DEMO)/airflow-db-migrate.log 2>&1
+	@echo "== airflow dags test deepocr_documents_to_warehouse (log: $(DEMO)/dags-test.log)"
+	@if ! $(BIN)/airflow dags test deepocr_documents_to_warehouse > $(DEMO)/dags-test.log 2>&1; then \
+	  tail -40 $(DEMO)/dags-test.log; echo "the DAG run failed"; exit 1; fi
+	@grep -E "airflow.task.operators" $(DEMO)/dags-test.log \
+	  | grep -oE "(listed [0-9]+ documents|OCR engine .*|OCR: .*|parsed .*|loaded [0-9]+ documents.*)" \
+	  | sed -E 's/ \[airflow\.task.*//; s/^/   /' || true
+	@echo "== what landed"
+	@$(BIN)/deepocr show --warehouse sqlite:///$(DEMO)/warehouse.db
+	@echo "demo finished in $$(( $$(date +%s) - start )) s; warehouse: $(DEMO)/warehouse.db"
 
 clean:
 	rm -rf $(VENV) $(DEMO) .deepocr-work .pytest_cache .ruff_cache

@@ -71,7 +71,6 @@ class RapidOcrEngine(OcrEngine):
     def __init__(self, params: dict[str, Any] | None = None, batch_size: int = 1) -> None:
         """``params``: RapidOCR config overrides, e.g. ``{"Rec.lang_type": "en"}``."""
         try:
-            import rapidocr
             from rapidocr import RapidOCR
         except ImportError as exc:
             raise EngineUnavailable(f"RapidOCR is not installed: pip install '{CPU_OCR_EXTRA}'") from exc
@@ -86,7 +85,7 @@ class RapidOcrEngine(OcrEngine):
             raise EngineUnavailable(f"RapidOCR failed to initialise ({type(exc).__name__})") from exc
         logging.getLogger("RapidOCR").setLevel(logging.ERROR)
         det = self._ocr.cfg.Det
-        version = getattr(rapidocr, "__version__", "unknown")
+        version = _package_version("rapidocr")
         self.model = f"rapidocr-{version}/{_enum_value(det.ocr_version)}-{_enum_value(det.model_type)}"
         self.revision = version
         self.batch_size = max(1, int(batch_size))
@@ -156,3 +155,12 @@ class RapidOcrEngine(OcrEngine):
                 }
             )
         return blocks
+
+
+def _package_version(name: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return "unknown"
