@@ -145,7 +145,9 @@ def test_pages_are_batched_across_documents_and_prefetch_changes_nothing(
     assert outputs[0] == outputs[2]
 
 
-def test_rerun_skips_finished_pages_and_documents(tiny_engine: OcrEngine, inbox: Path, tmp_path: Path) -> None:
+def test_rerun_skips_finished_pages_and_documents(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path
+) -> None:
     work = _work(tmp_path)
     listed = stage_list(str(inbox), work, "r1")
     first = Recording(tiny_engine)
@@ -181,13 +183,17 @@ def test_a_failing_page_is_a_failure_row_and_its_siblings_load(
     assert summary.ok == 4
 
 
-def test_truncated_pages_are_quarantined_by_default(tiny_engine: OcrEngine, inbox: Path, tmp_path: Path) -> None:
+def test_truncated_pages_are_quarantined_by_default(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path
+) -> None:
     db = tmp_path / "q.db"
     summary = run_pipeline(str(inbox), Warehouse(f"sqlite:///{db}"), tiny_engine, _work(tmp_path))
     assert summary.failed == {"corrupt": 1, errors.VALIDATION_FAILED: 3}
     with sqlite3.connect(db) as conn:
         assert conn.execute("select count(*) from deepocr_pages").fetchone()[0] == 0
         reasons = [r[0] for r in conn.execute("select reason from deepocr_failures order by 1")]
-        failed_checks = conn.execute("select count(*) from deepocr_validation_results where not success").fetchone()
+        failed_checks = conn.execute(
+            "select count(*) from deepocr_validation_results where not success"
+        ).fetchone()
     assert reasons == ["corrupt"] + [errors.VALIDATION_FAILED] * 3
     assert failed_checks[0] >= 3
