@@ -28,12 +28,13 @@ class OcrEngine(abc.ABC):
     batch_size: int = 1
 
     @abc.abstractmethod
-    def ocr(self, pages: Sequence[PageImage]) -> list[OcrResult]:
+    def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
         """OCR a batch of pages; one result per page, in order.
 
+        ``temperature`` 0 is greedy decoding (the default and the authors' setting); a retry
+        ladder raises it for pages that looped. Engines without sampling ignore it.
         A page that fails must come back as an ``OcrResult`` with ``finish_reason="error"``
-        (and the reason code in ``raw_text`` left empty, see ``error``), never as an exception
-        that loses the rest of the batch.
+        and empty text, never as an exception that loses the rest of the batch.
         """
 
     def describe(self) -> dict[str, object]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +157,7 @@ class DeepSeekOcr2Engine(OcrEngine):
         attn_implementation: str | None = None,
         ngram_size: int = 30,
         ngram_window: int = 90,
+        seed: int = 0,
     ) -> None:
         if max_new_tokens < 1:
             raise ConfigError("max_new_tokens must be >= 1")
@@ -170,6 +172,7 @@ class DeepSeekOcr2Engine(OcrEngine):
         self.batch_size = int(batch_size)
         self.ngram_size = int(ngram_size)
         self.ngram_window = int(ngram_window)
+        self.seed = int(seed)
 
         try:
             import torch
@@ -246,20 +249,47 @@ class DeepSeekOcr2Engine(OcrEngine):
             "ngram_window": self.ngram_window,
         }
 
-    def ocr(self, pages: Sequence[PageImage]) -> list[OcrResult]:
-        results: list[OcrResult | None] = [None] * len(pages)
-        todo: list[int] = []
+    def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
+        return self.ocr_prepared(self.prepare(pages), temperature=temperature)
+
+    def prepare(self, pages: Sequence[PageImage]) -> _Prepared:
+        """CPU work for a batch (image checks and the processor), split from :meth:`ocr_prepared`.
+
+        The pipeline calls this in its render thread, so preprocessing of the next batch runs
+        while the current batch is in ``generate()``. A batch whose processor call fails is left
+        unprepared and goes page by page in :meth:`ocr_prepared`.
+        """
+        prepared = _Prepared(list(pages), [None] * len(pages), [])
         for i, page in enumerate(pages):
             if not _is_image(page.image):
-                results[i] = self._error(page, "InvalidImage")
+                prepared.results[i] = self._error(page, "InvalidImage")
             else:
-                todo.append(i)
-        for start in range(0, len(todo), self.batch_size):
-            idx = todo[start : start + self.batch_size]
-            batch = [pages[i] for i in idx]
+                prepared.todo.append(i)
+        if prepared.todo and len(prepared.todo) <= self.batch_size:
             try:
-                out = self._generate(batch)
+                prepared.inputs = self._inputs([pages[i] for i in prepared.todo])
+            except Exception:
+                prepared.inputs = None
+        return prepared
+
+    def ocr_prepared(self, prepared: _Prepared, temperature: float = 0.0) -> list[OcrResult]:
+        pages, results = prepared.pages, prepared.results
+        todo = prepared.todo
+        size = self.batch_size
+        start = 0
+        while start < len(todo):
+            idx = todo[start : start + size]
+            batch = [pages[i] for i in idx]
+            inputs = prepared.inputs if (start == 0 and len(idx) == len(todo)) else None
+            try:
+                out = self._generate(batch, temperature, inputs)
             except Exception as exc:
+                if _is_oom(exc) and len(batch) > 1:
+                    size = max(1, len(batch) // 2)
+                    log.warning("CUDA out of memory at batch %d; retrying with batch %d", len(batch), size)
+                    self._empty_cache()
+                    prepared.inputs = None
+                    continue  # same pages, smaller batches
                 if len(batch) == 1:
                     out = [self._error(batch[0], type(exc).__name__)]
                 else:
@@ -269,12 +299,18 @@ class DeepSeekOcr2Engine(OcrEngine):
                     out = []
                     for page in batch:
                         try:
-                            out.extend(self._generate([page]))
+                            out.extend(self._generate([page], temperature))
                         except Exception as exc1:
                             out.append(self._error(page, type(exc1).__name__))
             for i, res in zip(idx, out, strict=True):
                 results[i] = res
+            start += len(idx)
         return [r for r in results if r is not None]
+
+    def _empty_cache(self) -> None:
+        torch = self._torch
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def close(self) -> None:
         model = getattr(self, "_model", None)
@@ -300,15 +336,21 @@ class DeepSeekOcr2Engine(OcrEngine):
             mode=self.mode,
         )
 
-    def _generate(self, batch: Sequence[PageImage]) -> list[OcrResult]:
+    def _inputs(self, batch: Sequence[PageImage]) -> Any:
+        images = [_rgb(p.image) for p in batch]
+        return self._processor(
+            images=images, text=[self.prompt] * len(batch), return_tensors="pt", padding=True
+        )
+
+    def _generate(
+        self, batch: Sequence[PageImage], temperature: float = 0.0, inputs: Any = None
+    ) -> list[OcrResult]:
         torch = self._torch
         from transformers import LogitsProcessorList
 
         t0 = time.perf_counter()
-        images = [_rgb(p.image) for p in batch]
-        inputs = self._processor(
-            images=images, text=[self.prompt] * len(batch), return_tensors="pt", padding=True
-        )
+        if inputs is None:
+            inputs = self._inputs(batch)
         inputs = inputs.to(self.device, dtype=self.torch_dtype)
         prompt_len = int(inputs["input_ids"].shape[1])
         processors = LogitsProcessorList()
@@ -316,10 +358,15 @@ class DeepSeekOcr2Engine(OcrEngine):
             processors.append(
                 NgramRepetitionBan(self.ngram_size, self.ngram_window, prompt_len, self._ngram_whitelist)
             )
+        sampling: dict[str, Any] = {"do_sample": False}
+        if temperature > 0:
+            # seeded, so a retry at a given temperature is reproducible run to run
+            torch.manual_seed(self.seed)
+            sampling = {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0}
         with torch.inference_mode():
             out = self._model.generate(
                 **inputs,
-                do_sample=False,
+                **sampling,
                 num_beams=1,
                 max_new_tokens=self.max_new_tokens,
                 eos_token_id=sorted(self.eos_token_ids),
@@ -368,6 +415,22 @@ class DeepSeekOcr2Engine(OcrEngine):
         for s in self._strip_texts:
             text = text.replace(s, "")
         return text, finish, n_out
+
+
+@dataclass
+class _Prepared:
+    """A batch after :meth:`DeepSeekOcr2Engine.prepare`: processor outputs and early errors."""
+
+    pages: list[PageImage]
+    results: list[OcrResult | None]
+    todo: list[int]
+    inputs: Any = None
+
+
+def _is_oom(exc: BaseException) -> bool:
+    """CUDA out-of-memory, recognised without importing torch where it is absent."""
+    name = type(exc).__name__
+    return name == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
 
 
 def _is_image(obj: Any) -> bool:

@@ -92,7 +92,7 @@ class RapidOcrEngine(OcrEngine):
         self.mode = f"lang-{_enum_value(self._ocr.cfg.Rec.lang_type)}"
         log.info("RapidOCR %s ready in %.1fs", self.model, time.perf_counter() - t0)
 
-    def ocr(self, pages: Sequence[PageImage]) -> list[OcrResult]:
+    def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
         return [self._one(p) for p in pages]
 
     def _one(self, page: PageImage) -> OcrResult:
