@@ -1,0 +1,122 @@
+"""The retry ladder: pages that loop or stop at the token limit are tried again.
+
+A page whose output ends in a repetition loop (the parser's own detector decides, the same one
+that flags ``repetition_loop`` for validation) or without end-of-sequence is retried at the next
+temperature of the ladder (only the failing pages, batched together), then optionally sent to a
+fallback engine. The result records ``attempts`` (all tries), the final ``finish_reason`` and the
+``engine``/``model`` of the attempt that won. If every attempt fails, the best one is kept (an
+attempt that ended with EOS over one that did not, else the first), so the page is still loaded
+and flagged, or quarantined by the validation gate.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from airflow_provider_deepocr.core.engines.base import OcrEngine
+from airflow_provider_deepocr.core.records import OcrResult, PageImage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LADDER = (0.0, 0.2, 0.4)
+
+
+def needs_retry(result: OcrResult) -> bool:
+    """True for an output that stopped at the token limit or degenerated into a loop."""
+    if result.finish_reason == "length":
+        return True
+    if result.finish_reason != "eos" or result.blocks is not None:
+        return False  # errors are not retried here; structured engines do not loop
+    from airflow_provider_deepocr.core.parse import FLAG_REPETITION_LOOP, parse_page
+
+    return FLAG_REPETITION_LOOP in parse_page(result.raw_text).flags
+
+
+def _better(a: OcrResult, b: OcrResult) -> OcrResult:
+    """The attempt to keep when neither is clean: EOS beats the token limit, earlier beats later."""
+    if a.finish_reason != "eos" and b.finish_reason == "eos":
+        return b
+    return a
+
+
+class RetryingEngine(OcrEngine):
+    """Wraps an engine with a temperature ladder and an optional fallback engine."""
+
+    def __init__(
+        self,
+        inner: OcrEngine,
+        temperatures: Sequence[float] = DEFAULT_LADDER,
+        fallback: OcrEngine | None = None,
+        loop_check: Callable[[OcrResult], bool] = needs_retry,
+    ) -> None:
+        if not temperatures:
+            raise ValueError("the ladder needs at least one temperature")
+        self.inner = inner
+        self.temperatures = tuple(float(t) for t in temperatures)
+        self.fallback = fallback
+        self.loop_check = loop_check
+        self.name, self.model, self.revision = inner.name, inner.model, inner.revision
+        self.batch_size = inner.batch_size
+
+    def describe(self) -> dict[str, object]:
+        d = dict(self.inner.describe())
+        d["retry_temperatures"] = list(self.temperatures)
+        d["fallback"] = self.fallback.describe() if self.fallback is not None else None
+        return d
+
+    def prepare(self, pages: Sequence[PageImage]) -> object:
+        prepare = getattr(self.inner, "prepare", None)
+        return (list(pages), prepare(pages) if prepare is not None else None)
+
+    def ocr_prepared(self, prepared: object, temperature: float = 0.0) -> list[OcrResult]:
+        pages, inner_prepared = prepared  # type: ignore[misc]
+        return self._ladder(pages, inner_prepared)
+
+    def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
+        return self._ladder(list(pages), None)
+
+    def _ladder(self, pages: list[PageImage], inner_prepared: object) -> list[OcrResult]:
+        first_t = self.temperatures[0]
+        ocr_prepared = getattr(self.inner, "ocr_prepared", None)
+        if inner_prepared is not None and ocr_prepared is not None:
+            best = ocr_prepared(inner_prepared, temperature=first_t)
+        else:
+            best = self.inner.ocr(pages, temperature=first_t)
+        attempts = [1] * len(pages)
+        todo = [i for i, r in enumerate(best) if self.loop_check(r)]
+        for t in self.temperatures[1:]:
+            if not todo:
+                break
+            log.info("retrying %d of %d pages at temperature %.2f", len(todo), len(pages), t)
+            again = self.inner.ocr([pages[i] for i in todo], temperature=t)
+            still = []
+            for i, r in zip(todo, again, strict=True):
+                attempts[i] += 1
+                if r.finish_reason == "error":
+                    still.append(i)
+                elif not self.loop_check(r):
+                    best[i] = r
+                else:
+                    best[i] = _better(best[i], r)
+                    still.append(i)
+            todo = still
+        if todo and self.fallback is not None:
+            log.info("sending %d pages to fallback engine %s", len(todo), self.fallback.name)
+            rescued = self.fallback.ocr([pages[i] for i in todo])
+            for i, r in zip(todo, rescued, strict=True):
+                attempts[i] += 1
+                if r.finish_reason == "eos":
+                    best[i] = r
+        if todo:
+            log.warning(
+                "%d pages still loop or stop at the token limit after %d tries", len(todo), max(attempts)
+            )
+        for r, n in zip(best, attempts, strict=True):
+            r.attempts = n
+        return best
+
+    def close(self) -> None:
+        self.inner.close()
+        if self.fallback is not None:
+            self.fallback.close()
