@@ -60,6 +60,23 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dpi", type=_positive_int, default=144, help="render resolution for PDF pages")
     run.add_argument("--max-new-tokens", type=_positive_int, default=4096, help="generation limit per page")
     run.add_argument("--batch-size", type=_positive_int, default=1, help="pages per engine batch")
+    run.add_argument(
+        "--text-layer",
+        default="never",
+        choices=["never", "auto", "only"],
+        help="auto: PDF pages with a good text layer skip the model (engine pdf-text); only: never OCR",
+    )
+    run.add_argument(
+        "--retry-temperatures",
+        default="0,0.2,0.4",
+        help="temperature ladder for pages that loop or hit the token limit ('0' or 'none': no retries)",
+    )
+    run.add_argument(
+        "--fallback-engine",
+        default="none",
+        choices=["none", "rapidocr"],
+        help="engine for pages that still loop after the ladder",
+    )
     run.add_argument("--max-pages", type=_positive_int, default=2000, help="reject documents with more pages")
     run.add_argument("--max-pixels", type=_positive_int, default=50_000_000, help="reject larger page images")
     run.add_argument("--max-documents", type=_positive_int, default=None, help="process at most N documents")
@@ -105,6 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_run(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core import errors
     from airflow_provider_deepocr.core.engines import get_engine
+    from airflow_provider_deepocr.core.engines.retry import parse_ladder, with_retries
     from airflow_provider_deepocr.core.pipeline import OcrSettings, run_pipeline
     from airflow_provider_deepocr.core.sources import WorkArea, storage_for
     from airflow_provider_deepocr.core.warehouse import Warehouse
@@ -133,6 +151,12 @@ def cmd_run(args: argparse.Namespace) -> int:
             prompt=args.prompt,
             batch_size=args.batch_size,
         )
+        fallback = get_engine("rapidocr") if args.fallback_engine == "rapidocr" else None
+        try:
+            ladder = parse_ladder(args.retry_temperatures)
+        except ValueError as exc:
+            raise errors.ConfigError(f"--retry-temperatures: {exc}") from None
+        engine = with_retries(engine, ladder, fallback)
         work_dir = args.work_dir if "://" in args.work_dir else str(Path(args.work_dir).resolve())
         work = WorkArea(work_dir, storage_for(work_dir, s3_client=s3_client))
         summary = run_pipeline(
@@ -140,7 +164,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             warehouse,
             engine,
             work,
-            settings=OcrSettings(dpi=args.dpi, max_pages=args.max_pages, max_pixels=args.max_pixels),
+            settings=OcrSettings(
+                dpi=args.dpi, max_pages=args.max_pages, max_pixels=args.max_pixels, text_layer=args.text_layer
+            ),
             s3_client=s3_client,
             suites=dict(args.expectations) or None,
             on_validation_failure=args.on_validation_failure,

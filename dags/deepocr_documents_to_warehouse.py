@@ -46,6 +46,7 @@ with DAG(
         "dpi": Param(144, type="integer", minimum=36, maximum=600),
         "max_new_tokens": Param(4096, type="integer", minimum=1),
         "batch_size": Param(4, type="integer", minimum=1),
+        "text_layer": Param(os.environ.get("DEEPOCR_TEXT_LAYER", "never"), enum=["never", "auto", "only"]),
         "on_validation_failure": Param("quarantine", enum=["quarantine", "fail", "warn"]),
     },
 ) as dag:
@@ -65,6 +66,7 @@ with DAG(
         dpi="{{ params.dpi }}",
         max_new_tokens="{{ params.max_new_tokens }}",
         batch_size="{{ params.batch_size }}",
+        text_layer="{{ params.text_layer }}",
         queue=os.environ.get("DEEPOCR_OCR_QUEUE", "gpu"),
         retries=2,
     )

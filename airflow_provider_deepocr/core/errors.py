@@ -22,6 +22,7 @@ VALIDATION_FAILED = "validation_failed"
 LOAD_ERROR = "load_error"
 PARSE_ERROR = "parse_error"
 INTERNAL_ERROR = "internal_error"
+NO_TEXT_LAYER = "no_text_layer"
 
 
 class DeepOcrError(Exception):

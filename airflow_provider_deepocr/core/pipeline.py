@@ -19,6 +19,7 @@ a document that fails is a failure row of the batch; nothing else is lost.
 
 from __future__ import annotations
 
+import json
 import logging
 import queue
 import threading
@@ -59,6 +60,13 @@ class OcrSettings:
     max_pages: int = 2000
     max_pixels: int = 50_000_000
     prefetch: int = 2  # batches rendered ahead of the engine (0: no overlap); not fingerprinted
+    text_layer: str = "never"  # "auto": good PDF text layers skip the model; "only": never use it
+
+    def __post_init__(self) -> None:
+        from airflow_provider_deepocr.core.engines.pdf_text import TEXT_LAYER_MODES
+
+        if self.text_layer not in TEXT_LAYER_MODES:
+            raise errors.ConfigError(f"text_layer must be one of {TEXT_LAYER_MODES}, got {self.text_layer!r}")
 
     def limits(self) -> RenderLimits:
         from airflow_provider_deepocr.core.render import RenderLimits
@@ -76,6 +84,7 @@ def config_fingerprint(engine: OcrEngine, settings: OcrSettings) -> str:
             "dpi": settings.dpi,
             "max_pixels": settings.max_pixels,
             "parser": PARSER_VERSION,
+            "text_layer": settings.text_layer,
         }
     )
 
@@ -178,6 +187,7 @@ class _DocState:
     inflight: int = 0  # pages handed to the engine queue and not finished yet
     rendered_all: bool = False
     finished: bool = False
+    text_blocks: dict[int, list[dict[str, Any]]] | None = None  # PDF text layer by page, when routed
 
 
 @dataclass
@@ -185,6 +195,7 @@ class _Batch:
     pages: list[PageImage]
     states: list[_DocState]
     prepared: Any = None
+    engine: OcrEngine | None = None  # None: the run's engine; else e.g. the pdf-text engine
 
 
 _END = object()
@@ -214,6 +225,11 @@ class _OcrRun:
         self.settings = settings
         self.fp = fp
         self.batch_size = max(1, int(getattr(engine, "batch_size", 1) or 1))
+        self.text_engine: OcrEngine | None = None
+        if settings.text_layer != "never":
+            from airflow_provider_deepocr.core.engines.pdf_text import PdfTextEngine
+
+            self.text_engine = PdfTextEngine()
         self.states: list[_DocState] = []
         self.done_docs = 0
         self.lock = threading.Lock()
@@ -253,7 +269,27 @@ class _OcrRun:
                 ref, doc_id, "", 0, fp, None, failures=[_failure(ref, doc_id, None, "render", exc)]
             )
             return _DocState(entry, None, t0), None
-        return _DocState(OcrEntry(ref, doc_id, media_type, page_count, fp, ocr_dir), summary_uri, t0), pages
+        state = _DocState(OcrEntry(ref, doc_id, media_type, page_count, fp, ocr_dir), summary_uri, t0)
+        if self.text_engine is not None and media_type == "application/pdf":
+            from airflow_provider_deepocr.core.engines.pdf_text import extract_pdf_blocks
+
+            try:
+                state.text_blocks = extract_pdf_blocks(doc.data)
+            except Exception as exc:  # no usable text layer: every page goes to the model
+                log.warning("document %s: text layer unreadable (%s)", doc_id[:12], type(exc).__name__)
+        return state, pages
+
+    def _route(self, state: _DocState, page: PageImage) -> str:
+        """``model``, ``text`` (the page's own text layer) or ``none`` (text_layer="only", no layer)."""
+        if self.text_engine is None:
+            return "model"
+        from airflow_provider_deepocr.core.engines.pdf_text import page_text, text_layer_quality
+
+        blocks = (state.text_blocks or {}).get(page.page_no)
+        if blocks and text_layer_quality(page_text(blocks)):
+            page.text_layer = json.dumps(blocks, ensure_ascii=False)
+            return "text"
+        return "none" if self.settings.text_layer == "only" else "model"
 
     def _prepare(self, batch: _Batch) -> _Batch:
         prepare = getattr(self.engine, "prepare", None)
@@ -284,8 +320,24 @@ class _OcrRun:
                         if self.work.exists(_page_uri(entry.ocr_dir, item.page_no)):
                             entry.pages_ok.append(item.page_no)  # finished by an earlier, interrupted try
                             continue
+                        route = self._route(state, item)
+                        if route == "none":
+                            entry.failures.append(
+                                Failure(
+                                    ref.uri,
+                                    errors.NO_TEXT_LAYER,
+                                    "text_layer=only and the page has no usable text layer",
+                                    entry.doc_id,
+                                    item.page_no,
+                                    "route",
+                                )
+                            )
+                            continue
                         with self.lock:
                             state.inflight += 1
+                        if route == "text":
+                            put(_Batch([item], [state], engine=self.text_engine))
+                            continue
                         batch.pages.append(item)
                         batch.states.append(state)
                         if len(batch.pages) >= self.batch_size:
@@ -312,20 +364,19 @@ class _OcrRun:
     # -- consumer ---------------------------------------------------------------------------
 
     def _run_batch(self, batch: _Batch) -> None:
-        ocr_prepared = getattr(self.engine, "ocr_prepared", None)
+        engine = batch.engine or self.engine
+        ocr_prepared = getattr(engine, "ocr_prepared", None)
         try:
             if batch.prepared is not None and ocr_prepared is not None:
                 results = ocr_prepared(batch.prepared)
             else:
-                results = self.engine.ocr(batch.pages)
+                results = engine.ocr(batch.pages)
             if len(results) != len(batch.pages):
                 raise RuntimeError(f"{len(results)} results for {len(batch.pages)} pages")
         except Exception as exc:  # an engine bug must not lose the rest of the run
-            log.exception("engine %s failed on a batch of %d pages", self.engine.name, len(batch.pages))
+            log.exception("engine %s failed on a batch of %d pages", engine.name, len(batch.pages))
             results = [
-                OcrResult(
-                    raw_text="", finish_reason="error", engine=self.engine.name, model=self.engine.model
-                )
+                OcrResult(raw_text="", finish_reason="error", engine=engine.name, model=engine.model)
                 for _ in batch.pages
             ]
             detail = type(exc).__name__

@@ -7,7 +7,9 @@ Connection fields:
 - ``password``: API key for that server, optional.
 - ``extra`` (JSON): ``engine`` (auto | deepseek | rapidocr), ``model`` (hub id or local path),
   ``device`` (auto | cpu | cuda | cuda:N | mps), ``dtype`` (auto | bfloat16 | float16 | float32),
-  ``prompt`` (markdown | free | figure | literal prompt), ``max_new_tokens``, ``batch_size``.
+  ``prompt`` (markdown | free | figure | literal prompt), ``max_new_tokens``, ``batch_size``,
+  ``retry_temperatures`` (e.g. ``"0,0.2,0.4"``, the default; ``"none"`` for no retries),
+  ``fallback_engine`` (``rapidocr`` or ``none``).
 
 Operator arguments override connection values; the connection overrides the defaults.
 """
@@ -21,7 +23,17 @@ from airflow.sdk import BaseHook
 if TYPE_CHECKING:
     from airflow_provider_deepocr.core.engines.base import OcrEngine
 
-ENGINE_KEYS = ("engine", "model", "device", "dtype", "prompt", "max_new_tokens", "batch_size")
+ENGINE_KEYS = (
+    "engine",
+    "model",
+    "device",
+    "dtype",
+    "prompt",
+    "max_new_tokens",
+    "batch_size",
+    "retry_temperatures",
+    "fallback_engine",
+)
 
 
 class DeepSeekOCRHook(BaseHook):
@@ -72,7 +84,12 @@ class DeepSeekOCRHook(BaseHook):
         key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
         engine = self._engines.get(key)
         if engine is None:
+            from airflow_provider_deepocr.core.engines.retry import parse_ladder, with_retries
+
             name = settings.pop("engine", "auto")
-            engine = get_engine(name, **settings)
+            ladder = parse_ladder(settings.pop("retry_temperatures", None))
+            fallback_name = settings.pop("fallback_engine", None)
+            fallback = get_engine(fallback_name) if fallback_name and fallback_name != "none" else None
+            engine = with_retries(get_engine(name, **settings), ladder, fallback)
             self._engines[key] = engine
         return engine

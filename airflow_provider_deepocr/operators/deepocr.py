@@ -116,6 +116,11 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :param batch_size: pages per engine batch.
     :param max_pages: documents with more pages are failure rows (``too_many_pages``).
     :param max_pixels: page images with more pixels are failure rows (``image_too_large``).
+    :param text_layer: ``never`` (default), ``auto`` (PDF pages with a good text layer skip the model
+        and are read by the ``pdf-text`` engine), ``only`` (never use the model).
+    :param retry_temperatures: temperature ladder for pages that loop or stop at the token limit,
+        e.g. ``"0,0.2,0.4"`` (the default) or ``"none"``.
+    :param fallback_engine: ``rapidocr`` to send pages that still loop to the CPU engine, or ``none``.
     :return: ``{"manifest_uri", "documents", "pages", "failed", "config_fingerprint", …}``.
     """
 
@@ -130,6 +135,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         "dpi",
         "max_new_tokens",
         "batch_size",
+        "text_layer",
     )
 
     def __init__(
@@ -147,6 +153,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         batch_size: int | str | None = None,
         max_pages: int = 2000,
         max_pixels: int = 50_000_000,
+        text_layer: str = "never",
+        retry_temperatures: str | None = None,
+        fallback_engine: str | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("queue", "gpu")
@@ -163,6 +172,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         self.batch_size = batch_size
         self.max_pages = max_pages
         self.max_pixels = max_pixels
+        self.text_layer = text_layer
+        self.retry_temperatures = retry_temperatures
+        self.fallback_engine = fallback_engine
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_deepocr.core.pipeline import OcrSettings, stage_ocr
@@ -178,10 +190,15 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             prompt=self.prompt or None,
             max_new_tokens=_opt_int(self.max_new_tokens),
             batch_size=_opt_int(self.batch_size),
+            retry_temperatures=self.retry_temperatures,
+            fallback_engine=self.fallback_engine,
         )
         self.log.info("OCR engine %s, model %s", engine.name, engine.model)
         settings = OcrSettings(
-            dpi=int(self.dpi), max_pages=int(self.max_pages), max_pixels=int(self.max_pixels)
+            dpi=int(self.dpi),
+            max_pages=int(self.max_pages),
+            max_pixels=int(self.max_pixels),
+            text_layer=self.text_layer,
         )
         result = stage_ocr(
             _manifest_uri(self.manifest),

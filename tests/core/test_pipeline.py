@@ -197,3 +197,37 @@ def test_truncated_pages_are_quarantined_by_default(
         ).fetchone()
     assert reasons == ["corrupt"] + [errors.VALIDATION_FAILED] * 3
     assert failed_checks[0] >= 3
+
+
+def test_text_layer_routing_sends_born_digital_pages_to_pdf_text(
+    tiny_engine: OcrEngine, tmp_path: Path
+) -> None:
+    from airflow_provider_deepocr.testing.samples import write_samples
+
+    docs = write_samples(tmp_path / "docs")
+    folders = {p.parent.name for p in docs}
+    assert {"finance", "clinic"} <= folders  # a born-digital PDF and an image-only scan
+    engines: dict[str, dict[str, set[str]]] = {}
+    for mode in ("never", "auto", "only"):
+        db = tmp_path / f"{mode}.db"
+        summary = run_pipeline(
+            str(tmp_path / "docs"),
+            Warehouse(f"sqlite:///{db}"),
+            Recording(tiny_engine),
+            _work(tmp_path / mode),
+            settings=OcrSettings(text_layer=mode),
+            on_validation_failure="warn",
+        )
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute(
+                "select d.source_uri, p.engine from deepocr_pages p join deepocr_documents d using (doc_id)"
+            ).fetchall()
+        engines[mode] = {}
+        for uri, engine in rows:
+            engines[mode].setdefault(Path(uri).parent.name, set()).add(engine)
+        if mode == "only":
+            # every page without a text layer (the scan, the TIFF's two pages, the PNG) is a failure row
+            assert summary.failed == {errors.NO_TEXT_LAYER: summary.pages - 2}
+    assert engines["never"] == {f: {"deepseek-ocr2"} for f in folders}
+    assert engines["auto"] == {f: {"pdf-text" if f == "finance" else "deepseek-ocr2"} for f in folders}
+    assert engines["only"] == {"finance": {"pdf-text"}}

@@ -120,3 +120,36 @@ class RetryingEngine(OcrEngine):
         self.inner.close()
         if self.fallback is not None:
             self.fallback.close()
+
+
+STRUCTURED_ENGINES = frozenset({"rapidocr", "pdf-text"})
+
+
+def with_retries(
+    engine: OcrEngine,
+    temperatures: Sequence[float] | None = DEFAULT_LADDER,
+    fallback: OcrEngine | None = None,
+) -> OcrEngine:
+    """Wrap a generative engine in the ladder; engines that cannot loop are returned as they are.
+
+    ``temperatures`` None or a single rung with no fallback means no retries.
+    """
+    if engine.name in STRUCTURED_ENGINES or not temperatures:
+        return engine
+    if len(temperatures) == 1 and fallback is None:
+        return engine
+    return RetryingEngine(engine, temperatures, fallback)
+
+
+def parse_ladder(value: str | Sequence[float] | None) -> tuple[float, ...]:
+    """``"0,0.2,0.4"`` (or a sequence) -> ``(0.0, 0.2, 0.4)``; empty or ``"none"`` -> ``()``."""
+    if value is None:
+        return DEFAULT_LADDER
+    if isinstance(value, str):
+        if value.strip().lower() in ("", "none", "off"):
+            return ()
+        value = [float(x) for x in value.split(",") if x.strip()]
+    ladder = tuple(float(x) for x in value)
+    if any(t < 0 for t in ladder):
+        raise ValueError("temperatures must be >= 0")
+    return ladder
