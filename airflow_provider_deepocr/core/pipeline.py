@@ -670,12 +670,19 @@ def stage_parse_validate(
 
 
 def stage_load(
-    manifest_uri: str, work: WorkArea, run_id: str, warehouse: Warehouse, force: bool = False
+    manifest_uri: str,
+    work: WorkArea,
+    run_id: str,
+    warehouse: Warehouse,
+    force: bool = False,
+    batch_rows: int = 50_000,
 ) -> StageResult:
-    """Load every document of a records manifest, one transaction per document.
+    """Load every document of a records manifest, exactly once in effect.
 
-    A document whose (doc id, config fingerprint) the warehouse's load ledger already holds is
-    skipped unless ``force``; loading it again would leave the same rows anyway.
+    Good documents are loaded in transactions of whole documents (up to ``batch_rows`` block
+    rows each: one delete, one COPY per table, one commit); if a batch fails it is retried one
+    document per transaction, so a bad document fails alone. A document whose (doc id, config
+    fingerprint) the load ledger already holds is skipped unless ``force``.
     """
     warehouse.create()
     entries = work.read_jsonl(manifest_uri)
@@ -683,7 +690,48 @@ def stage_load(
     loaded_docs = 0
     skipped = 0
     failures: list[Failure] = []
-    for i, e in enumerate(entries, 1):
+    pending: list[DocumentResult] = []
+
+    def load_one(result: DocumentResult) -> None:
+        nonlocal loaded_docs, loaded_pages
+        try:
+            counts = warehouse.load_document(result, run_id, force=force)
+        except Exception as exc:
+            log.exception("load failed for document %s", result.doc_id[:12])
+            failures.append(
+                Failure(result.ref.uri, errors.LOAD_ERROR, type(exc).__name__, result.doc_id, None, "load")
+            )
+            return
+        failures.extend(result.failures)
+        loaded_docs += 1
+        loaded_pages += counts.get("pages", len(result.pages))
+
+    def flush() -> None:
+        nonlocal loaded_docs, loaded_pages
+        batch = list(pending)
+        pending.clear()
+        if not batch:
+            return
+        if len(batch) == 1:
+            load_one(batch[0])
+            return
+        try:
+            counts = warehouse.load_documents(batch, run_id, force=force)
+        except errors.DeepOcrError as exc:
+            log.warning(
+                "a batch of %d documents failed (%s); loading them one by one", len(batch), exc.reason
+            )
+            for result in batch:
+                load_one(result)
+            return
+        for result in batch:
+            failures.extend(result.failures)
+        loaded_docs += len(batch)
+        loaded_pages += sum(len(r.pages) for r in batch)
+        log.info("loaded %d documents (%d block rows) in one transaction", len(batch), counts["blocks"])
+
+    rows = 0
+    for e in entries:
         if e["records_uri"] is None:
             failures.extend(Failure.from_dict(f) for f in e["failures"])
             continue
@@ -709,18 +757,12 @@ def stage_load(
             failures.extend(result.failures)
             log.info("document %s already loaded with this config, skipping", result.doc_id[:12])
             continue
-        try:
-            counts = warehouse.load_document(result, run_id)
-        except Exception as exc:
-            log.exception("load failed for document %s", result.doc_id[:12])
-            failures.append(
-                Failure(result.ref.uri, errors.LOAD_ERROR, type(exc).__name__, result.doc_id, None, "load")
-            )
-            continue
-        failures.extend(result.failures)
-        loaded_docs += 1
-        loaded_pages += counts.get("pages", len(result.pages))
-        log.info("loaded document %d/%d: %s (%s)", i, len(entries), result.doc_id[:12], counts)
+        pending.append(result)
+        rows += sum(len(p.parsed.blocks) for p in result.pages)
+        if rows >= batch_rows:
+            flush()
+            rows = 0
+    flush()
     # documents without a content id (unreadable) only have failure rows
     orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
     if orphan:

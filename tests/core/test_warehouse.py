@@ -521,3 +521,43 @@ def test_bench_load_10k_blocks(wh: Warehouse, capsys: pytest.CaptureFixture[str]
     assert wh.counts()["blocks"] == 10_000
     with capsys.disabled():
         print(f"\n[bench] {wh.dialect}: load 10k blocks at {rate:,.0f} rows/s")
+
+
+# --------------------------------------------------------------------------------------------
+# batches of whole documents in one transaction
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_batch_load_equals_loading_each_document(wh: Warehouse, tmp_path: Path) -> None:
+    docs = [make_result(2, 3, name=f"doc-{i}", page_failure=i == 1) for i in range(4)]
+    other = Warehouse(f"sqlite:///{tmp_path / 'one_by_one.db'}")
+    other.create()
+    for d in docs:
+        other.load_document(d, "run-1")
+    counts = wh.load_documents(docs, "run-1")
+    assert counts["documents"] == 4 and counts["unchanged"] == 0
+    assert wh.counts() == other.counts()
+    assert snapshot(wh) == snapshot(other)
+    # the same batch again changes nothing; forced, it rewrites identical rows
+    again = wh.load_documents(docs, "run-2")
+    assert again["unchanged"] == 4 and again["documents"] == 0
+    wh.load_documents(docs, "run-3", force=True)
+    no_run = ("loaded_at", "recorded_at", "run_id")
+    assert snapshot(wh, skip=no_run) == snapshot(other, skip=no_run)
+    # a new config for one document replaces just that one
+    changed = make_result(1, 2, name="doc-2", fingerprint="fp-new")
+    assert wh.load_documents([docs[0], changed], "run-4")["documents"] == 1
+    assert wh.ledger_entry(changed.doc_id)["config_fingerprint"] == "fp-new"  # type: ignore[index]
+    assert wh.counts()["documents"] == 4
+
+
+def test_a_bad_document_rolls_back_its_whole_batch(wh: Warehouse) -> None:
+    good = make_result(2, 3, name="good")
+    wh.load_documents([good], "run-1")
+    before = snapshot(wh, skip=())
+    bad = make_result(2, 3, name="bad")
+    bad.pages[0].parsed.blocks[1].index = 0  # duplicate block id
+    with pytest.raises(errors.DeepOcrError) as ei:
+        wh.load_documents([make_result(1, 1, name="new"), bad], "run-2")
+    assert ei.value.reason == errors.LOAD_ERROR and SECRET not in str(ei.value)
+    assert snapshot(wh, skip=()) == before
