@@ -211,6 +211,23 @@ def failure_row(
     }
 
 
+def _live_columns(conn: sa.Connection, table: sa.Table) -> set[str]:
+    """Column names of the table as it exists (information_schema; SQLite's PRAGMA).
+
+    Not ``sa.inspect``: duckdb-engine's inspector queries catalog tables DuckDB 2 lacks.
+    """
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(
+            f"PRAGMA table_info({conn.dialect.identifier_preparer.quote(table.name)})"
+        )
+        return {r[1] for r in rows}
+    stmt = sa.text(
+        "SELECT column_name FROM information_schema.columns "
+        "WHERE table_name = :t AND table_schema = COALESCE(:s, current_schema())"
+    )
+    return {r[0] for r in conn.execute(stmt, {"t": table.name, "s": table.schema})}
+
+
 def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
     return [items[i : i + n] for i in range(0, len(items), n)]
 
@@ -580,16 +597,37 @@ class Warehouse:
             if plock is not None:
                 plock.release()
 
-    def create(self) -> None:
-        """Create the schema (where supported) and all tables if missing. Idempotent."""
+    def create(self) -> list[str]:
+        """Create the schema (where supported) and all tables if missing. Idempotent.
+
+        Tables made by an older version get the columns they lack, added as nullable columns
+        (``ALTER TABLE … ADD COLUMN``); nothing is ever dropped, renamed or retyped. Returns the
+        ``table.column`` names added.
+        """
         if self.dialect == "sqlite":
             # WAL lets readers read while a document loads; it must be set outside a transaction
             with self.engine.connect() as conn:
                 conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+        added: list[str] = []
         with self._write("__ddl__") as conn:
             if self.schema is not None:
                 conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
             self.metadata.create_all(conn, checkfirst=True)
+            prep = conn.dialect.identifier_preparer
+            for table in self._tables.values():
+                live = _live_columns(conn, table)
+                for col in table.columns:
+                    if col.name in live or col.primary_key:
+                        continue
+                    ddl = (
+                        f"ALTER TABLE {prep.format_table(table)} ADD COLUMN {prep.quote(col.name)} "
+                        f"{col.type.compile(dialect=conn.dialect)}"
+                    )
+                    conn.exec_driver_sql(ddl)
+                    added.append(f"{table.name}.{col.name}")
+        if added:
+            log.info("warehouse: added columns %s", ", ".join(added))
+        return added
 
     # -- loading --------------------------------------------------------------------------
 

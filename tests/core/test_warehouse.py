@@ -561,3 +561,20 @@ def test_a_bad_document_rolls_back_its_whole_batch(wh: Warehouse) -> None:
         wh.load_documents([make_result(1, 1, name="new"), bad], "run-2")
     assert ei.value.reason == errors.LOAD_ERROR and SECRET not in str(ei.value)
     assert snapshot(wh, skip=()) == before
+
+
+def test_create_adds_missing_columns_to_an_older_table(wh: Warehouse) -> None:
+    """A table made by an older version gains the new nullable columns; its rows stay."""
+    wh.create()
+    r = make_result(1, 2)
+    wh.load_document(r, "run-1")
+    pages = wh.pages.name
+    with wh.engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {pages} DROP COLUMN output_tokens")
+        conn.exec_driver_sql(f"ALTER TABLE {pages} DROP COLUMN mode")
+    assert sorted(wh.create()) == [f"{pages}.mode", f"{pages}.output_tokens"]
+    assert wh.create() == []
+    assert wh.counts()["pages"] == 1
+    wh.load_document(r, "run-2", force=True)
+    with wh.engine.connect() as conn:
+        assert conn.execute(sa.select(wh.pages.c.output_tokens)).scalar_one() == r.pages[0].output_tokens
