@@ -50,7 +50,10 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="run the whole pipeline in this process")
     run.add_argument("source", help="a folder, a file, file://… or s3://bucket/prefix")
     run.add_argument("--warehouse", required=True, help="SQLAlchemy URL, e.g. sqlite:///deepocr.db")
-    run.add_argument("--engine", default="auto", choices=["auto", "deepseek", "rapidocr"], help="OCR engine")
+    run.add_argument(
+        "--engine", default="auto", choices=["auto", "deepseek", "rapidocr", "server"], help="OCR engine"
+    )
+    run.add_argument("--server-url", default=None, help="OpenAI-compatible server for --engine server")
     run.add_argument("--model", default=None, help="model id or local path (DeepSeek-OCR-2)")
     run.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     run.add_argument("--dtype", default="auto", help="auto, bfloat16, float16, float32")
@@ -111,6 +114,16 @@ def build_parser() -> argparse.ArgumentParser:
     parse.add_argument("--truncated", action="store_true", help="the output stopped at the token limit")
     parse.add_argument("--json", action="store_true", help="print records as JSON")
 
+    srv = sub.add_parser("serve", help="serve DeepSeek-OCR-2 as an OpenAI-compatible /v1/chat/completions")
+    srv.add_argument("--model", required=True, help="model id or local path")
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=_positive_int, default=8000)
+    srv.add_argument("--device", default="auto")
+    srv.add_argument("--dtype", default="auto")
+    srv.add_argument("--max-new-tokens", type=_positive_int, default=4096, help="upper limit per request")
+    srv.add_argument("--max-batch-size", type=_positive_int, default=8, help="requests per model batch")
+    srv.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
+
     show = sub.add_parser("show", help="print what landed in a warehouse")
     show.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
     show.add_argument("--schema", default=None)
@@ -150,6 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_new_tokens=args.max_new_tokens,
             prompt=args.prompt,
             batch_size=args.batch_size,
+            server_url=args.server_url,
         )
         fallback = get_engine("rapidocr") if args.fallback_engine == "rapidocr" else None
         try:
@@ -208,6 +222,22 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from airflow_provider_deepocr.server import serve
+
+    serve(
+        args.model,
+        host=args.host,
+        port=args.port,
+        device=args.device,
+        dtype=args.dtype,
+        max_new_tokens=args.max_new_tokens,
+        max_batch_size=args.max_batch_size,
+        batch_wait_ms=args.batch_wait_ms,
+    )
+    return EXIT_OK
+
+
 def cmd_show(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
@@ -261,7 +291,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("great_expectations", "httpx", "urllib3", "botocore", "transformers", "RapidOCR"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    handlers = {"run": cmd_run, "parse": cmd_parse, "show": cmd_show}
+    handlers = {"run": cmd_run, "parse": cmd_parse, "serve": cmd_serve, "show": cmd_show}
     return handlers[args.command](args)
 
 

@@ -3,6 +3,9 @@
 - ``deepseek``: DeepSeek-OCR-2 on the native transformers classes (extra ``[gpu]``).
 - ``rapidocr``: RapidOCR on onnxruntime, CPU (extra ``[cpu-ocr]``).
 - ``auto``: DeepSeek-OCR-2 when its weights are here (local dir or the HF cache), else RapidOCR.
+- ``server``: an OpenAI-compatible server (``vllm serve``, ``deepocr serve``) at ``server_url``;
+  ``auto`` with a ``server_url`` picks it too.
+- ``pdf-text``: a PDF page's own text layer (used by ``text_layer="auto"`` routing).
 """
 
 from __future__ import annotations
@@ -16,9 +19,15 @@ from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("auto", "deepseek", "rapidocr")
+ENGINE_NAMES = ("auto", "deepseek", "rapidocr", "server", "pdf-text")
 DEFAULT_MODEL = "deepseek-community/DeepSeek-OCR-2"
-_ALIASES = {"deepseek-ocr2": "deepseek", "deepseek-ocr-2": "deepseek", "rapid": "rapidocr"}
+_ALIASES = {
+    "deepseek-ocr2": "deepseek",
+    "deepseek-ocr-2": "deepseek",
+    "rapid": "rapidocr",
+    "openai-server": "server",
+    "openai": "server",
+}
 
 __all__ = ["ENGINE_NAMES", "PROMPTS", "OcrEngine", "get_engine", "weights_available"]
 
@@ -70,10 +79,26 @@ def get_engine(
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in ENGINE_NAMES:
         raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
-    if kwargs.get("server_url"):
-        raise EngineUnavailable("OpenAI-compatible server engines are not available in this version")
-    kwargs.pop("server_url", None)
-    kwargs.pop("api_key", None)
+    server_url = kwargs.pop("server_url", None)
+    api_key = kwargs.pop("api_key", None)
+    if key == "server" or (key == "auto" and server_url):
+        if not server_url:
+            raise ConfigError("the server engine needs server_url (the connection's host)")
+        from airflow_provider_deepocr.core.engines.server import OpenAIServerEngine
+
+        return OpenAIServerEngine(
+            server_url,
+            model=model or "deepseek-ocr",
+            api_key=api_key,
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            batch_size=max(batch_size, 64),
+            **{k: v for k, v in kwargs.items() if k in ("max_concurrency", "timeout", "retries", "backoff")},
+        )
+    if key == "pdf-text":
+        from airflow_provider_deepocr.core.engines.pdf_text import PdfTextEngine
+
+        return PdfTextEngine()
     rapid_kwargs = {k: v for k, v in kwargs.items() if k == "params"}
     if key == "rapidocr":
         return _rapid(batch_size, **rapid_kwargs)
