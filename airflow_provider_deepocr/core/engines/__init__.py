@@ -5,6 +5,7 @@
 - ``auto``: DeepSeek-OCR-2 when its weights are here (local dir or the HF cache), else RapidOCR.
 - ``server``: an OpenAI-compatible server (``vllm serve``, ``deepocr serve``) at ``server_url``;
   ``auto`` with a ``server_url`` picks it too.
+- ``vllm``: DeepSeek-OCR (v1) or -OCR-2 in-process through vLLM (extra ``[vllm]``, GPU).
 - ``pdf-text``: a PDF page's own text layer (used by ``text_layer="auto"`` routing).
 """
 
@@ -19,7 +20,7 @@ from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("auto", "deepseek", "rapidocr", "server", "pdf-text")
+ENGINE_NAMES = ("auto", "deepseek", "rapidocr", "server", "vllm", "pdf-text")
 DEFAULT_MODEL = "deepseek-community/DeepSeek-OCR-2"
 _ALIASES = {
     "deepseek-ocr2": "deepseek",
@@ -94,6 +95,19 @@ def get_engine(
             max_new_tokens=max_new_tokens,
             batch_size=max(batch_size, 64),
             **{k: v for k, v in kwargs.items() if k in ("max_concurrency", "timeout", "retries", "backoff")},
+        )
+    if key == "vllm":
+        from airflow_provider_deepocr.core.engines.vllm import VllmEngine
+
+        vllm_kwargs = {
+            k: v for k, v in kwargs.items() if k in ("mode", "revision", "ngram_size", "ngram_window")
+        }
+        return VllmEngine(
+            model=model or "deepseek-ai/DeepSeek-OCR",
+            prompt=prompt,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            **vllm_kwargs,
         )
     if key == "pdf-text":
         from airflow_provider_deepocr.core.engines.pdf_text import PdfTextEngine
