@@ -158,6 +158,7 @@ class DeepSeekOcr2Engine(OcrEngine):
         ngram_size: int = 30,
         ngram_window: int = 90,
         seed: int = 0,
+        fast_preprocess: bool = True,
     ) -> None:
         if max_new_tokens < 1:
             raise ConfigError("max_new_tokens must be >= 1")
@@ -206,6 +207,10 @@ class DeepSeekOcr2Engine(OcrEngine):
         self._model.to(self.device).eval()
         self._torch = torch
 
+        if fast_preprocess:
+            from airflow_provider_deepocr.core.engines.preprocess import fast_image_processor
+
+            self._processor.image_processor = fast_image_processor(self._processor.image_processor)
         tok = self._processor.tokenizer
         tok.padding_side = "left"
         gen = self._model.generation_config

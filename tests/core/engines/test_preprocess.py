@@ -1,0 +1,86 @@
+"""The fast preprocessor gives the stock processor's tensors and tokens, and the same OCR output."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+from PIL import Image, ImageDraw
+
+from airflow_provider_deepocr.core.engines.preprocess import (
+    FastDeepseekOcr2ImageProcessor,
+    fast_image_processor,
+)
+from airflow_provider_deepocr.core.records import PageImage
+
+PROMPT = "<image>\n<|grounding|>Convert the document to markdown."
+
+
+def _page(size: tuple[int, int], mode: str = "RGB") -> Image.Image:
+    img = Image.new("RGB", size, (250, 248, 240))
+    draw = ImageDraw.Draw(img)
+    for y in range(10, size[1] - 10, 18):
+        draw.text((8, y), f"line {y} total 1,234.{y % 100:02d}", fill=(10, 10, 10))
+    return img.convert(mode)
+
+
+@pytest.fixture(scope="module")
+def processors(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
+    from transformers import AutoProcessor
+
+    stock = AutoProcessor.from_pretrained(tiny_model_dir)
+    fast = copy.copy(stock)
+    fast.image_processor = fast_image_processor(stock.image_processor)
+    assert isinstance(fast.image_processor, FastDeepseekOcr2ImageProcessor)
+    return stock, fast
+
+
+@pytest.mark.parametrize(
+    "size", [(1191, 1684), (640, 200), (300, 900), (2000, 800), (769, 769), (768, 1000)], ids=str
+)
+def test_tensors_and_tokens_match_the_stock_processor(processors, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+    stock, fast = processors
+    img = _page(size)
+    a = stock(images=[img], text=[PROMPT], return_tensors="pt")
+    b = fast(images=[img], text=[PROMPT], return_tensors="pt")
+    assert a["input_ids"].tolist() == b["input_ids"].tolist()
+    assert a["num_local_patches"].tolist() == b["num_local_patches"].tolist()
+    assert set(a.keys()) == set(b.keys())
+    for key in a:
+        if key.startswith("pixel_values"):
+            assert a[key].shape == b[key].shape
+            assert float((a[key] - b[key]).abs().max()) <= 1e-2
+
+
+def test_a_batch_of_mixed_pages_and_a_grey_page(processors) -> None:  # type: ignore[no-untyped-def]
+    stock, fast = processors
+    imgs = [_page((1191, 1684)), _page((640, 200), "L"), _page((300, 900))]
+    a = stock(images=imgs, text=[PROMPT] * 3, return_tensors="pt", padding=True)
+    b = fast(images=imgs, text=[PROMPT] * 3, return_tensors="pt", padding=True)
+    assert a["input_ids"].tolist() == b["input_ids"].tolist()
+    for key in ("pixel_values", "pixel_values_local"):
+        assert float((a[key] - b[key]).abs().max()) <= 1e-2
+
+
+def test_unsupported_options_fall_back_to_the_stock_code(processors) -> None:  # type: ignore[no-untyped-def]
+    stock, fast = processors
+    img = _page((900, 700))
+    assert not fast.image_processor.supports([img], {"max_patches": 3})
+    a = stock.image_processor([img], max_patches=3, return_tensors="pt")
+    b = fast.image_processor([img], max_patches=3, return_tensors="pt")
+    assert float((a["pixel_values_local"] - b["pixel_values_local"]).abs().max()) == 0.0
+
+
+def test_the_engine_reads_the_same_text_with_either_path(tiny_model_dir: Path) -> None:
+    from airflow_provider_deepocr.core.engines.deepseek import DeepSeekOcr2Engine
+
+    pages = [
+        PageImage("p" * 64, i + 1, _page(s), 144, s[0], s[1])
+        for i, s in enumerate([(1191, 1684), (640, 200)])
+    ]
+    fast = DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens=10, batch_size=2)
+    stock = DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens=10, batch_size=2, fast_preprocess=False)
+    assert isinstance(fast._processor.image_processor, FastDeepseekOcr2ImageProcessor)
+    assert not isinstance(stock._processor.image_processor, FastDeepseekOcr2ImageProcessor)
+    assert [r.raw_text for r in fast.ocr(pages)] == [r.raw_text for r in stock.ocr(pages)]
