@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from airflow_provider_deepocr.core.engines.base import OcrEngine
@@ -86,3 +87,28 @@ def test_sampling_at_a_temperature_is_reproducible(tiny_model_dir: Path) -> None
     greedy = tiny.ocr([_page(1)])[0].raw_text
     assert a == b
     assert greedy == tiny.ocr([_page(1)], temperature=0.0)[0].raw_text
+
+
+def test_cuda_out_of_memory_halves_the_batch_and_keeps_every_page(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_deepocr.core.engines.deepseek import DeepSeekOcr2Engine
+
+    class OutOfMemoryError(RuntimeError):  # what torch.cuda raises, by name
+        pass
+
+    engine = DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens=4, batch_size=4)
+    expected = [r.raw_text for r in engine.ocr([_page(i) for i in range(1, 5)])]
+    real = engine._generate
+    sizes: list[int] = []
+
+    def tight_memory(batch, temperature=0.0, inputs=None):  # type: ignore[no-untyped-def]
+        sizes.append(len(batch))
+        if len(batch) > 1:
+            raise OutOfMemoryError("CUDA out of memory")
+        return real(batch, temperature, inputs)
+
+    monkeypatch.setattr(engine, "_generate", tight_memory)
+    results = engine.ocr([_page(i) for i in range(1, 5)])
+    assert sizes == [4, 2, 1, 1, 1, 1]
+    assert [r.raw_text for r in results] == expected
