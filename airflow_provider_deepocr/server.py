@@ -11,7 +11,6 @@ Unknown fields (``vllm_xargs``, ``skip_special_tokens``) are accepted and ignore
 applies its own n-gram guard and keeps special tokens.
 """
 
-
 import asyncio
 import base64
 import binascii
