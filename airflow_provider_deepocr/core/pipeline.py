@@ -375,10 +375,7 @@ class _OcrRun:
                 raise RuntimeError(f"{len(results)} results for {len(batch.pages)} pages")
         except Exception as exc:  # an engine bug must not lose the rest of the run
             log.exception("engine %s failed on a batch of %d pages", engine.name, len(batch.pages))
-            results = [
-                OcrResult(raw_text="", finish_reason="error", engine=engine.name, model=engine.model)
-                for _ in batch.pages
-            ]
+            results = [engine.error_result() for _ in batch.pages]
             detail = type(exc).__name__
         else:
             detail = "engine error"

@@ -37,6 +37,14 @@ class OcrEngine(abc.ABC):
         and empty text, never as an exception that loses the rest of the batch.
         """
 
+    def error_result(self, **extra: object) -> OcrResult:
+        """The result for a page this engine could not read: empty text, ``finish_reason="error"``."""
+        fields: dict[str, object] = {"revision": self.revision, "prompt": getattr(self, "prompt", None)}
+        if isinstance(getattr(self, "mode", None), str):
+            fields["mode"] = self.mode  # type: ignore[attr-defined]
+        fields.update(extra)
+        return OcrResult("", "error", self.name, self.model, **fields)  # type: ignore[arg-type]
+
     def describe(self) -> dict[str, object]:
         """Everything about the engine that changes its output (goes into the config fingerprint)."""
         return {"engine": self.name, "model": self.model, "revision": self.revision}

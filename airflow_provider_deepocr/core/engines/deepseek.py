@@ -331,15 +331,7 @@ class DeepSeekOcr2Engine(OcrEngine):
 
     def _error(self, page: PageImage, exc_name: str) -> OcrResult:
         log.warning("OCR failed on doc %s page %s: %s", page.doc_id[:12], page.page_no, exc_name)
-        return OcrResult(
-            raw_text="",
-            finish_reason="error",
-            engine=self.name,
-            model=self.model,
-            revision=self.revision,
-            prompt=self.prompt,
-            mode=self.mode,
-        )
+        return self.error_result()
 
     def _inputs(self, batch: Sequence[PageImage]) -> Any:
         images = [_rgb(p.image) for p in batch]

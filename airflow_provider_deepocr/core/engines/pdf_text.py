@@ -121,7 +121,7 @@ class PdfTextEngine(OcrEngine):
             try:
                 blocks = json.loads(page.text_layer or "[]")
             except ValueError:
-                results.append(OcrResult("", "error", self.name, self.model))
+                results.append(self.error_result())
                 continue
             results.append(
                 OcrResult(

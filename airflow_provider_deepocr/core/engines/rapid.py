@@ -109,15 +109,7 @@ class RapidOcrEngine(OcrEngine):
             log.warning(
                 "RapidOCR failed on doc %s page %s: %s", page.doc_id[:12], page.page_no, type(exc).__name__
             )
-            return OcrResult(
-                raw_text="",
-                finish_reason="error",
-                engine=self.name,
-                model=self.model,
-                revision=self.revision,
-                mode=self.mode,
-                seconds=time.perf_counter() - t0,
-            )
+            return self.error_result(seconds=time.perf_counter() - t0)
         return OcrResult(
             raw_text="\n".join(b["text"] for b in blocks),
             finish_reason="eos",

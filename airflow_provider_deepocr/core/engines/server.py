@@ -202,4 +202,4 @@ class OpenAIServerEngine(OcrEngine):
         )
 
     def _error(self) -> OcrResult:
-        return OcrResult("", "error", self.name, self.model, prompt=self.prompt)
+        return self.error_result()

@@ -145,7 +145,7 @@ class VllmEngine(OcrEngine):
             outputs = self._llm.generate(inputs, params, use_tqdm=False)
         except Exception as exc:
             log.warning("vLLM failed on a batch of %d pages: %s", len(pages), type(exc).__name__)
-            return [OcrResult("", "error", self.name, self.model, prompt=self.prompt) for _ in pages]
+            return [self.error_result() for _ in pages]
         seconds = (time.perf_counter() - t0) / max(1, len(pages))
         results = []
         for out in outputs:
