@@ -23,7 +23,7 @@ import os
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
@@ -303,12 +303,55 @@ _ROW_BUILDERS: dict[str, Callable[[DocumentResult], list[dict[str, Any]]]] = {
 }
 
 
-def frames(result: DocumentResult) -> dict[str, Any]:
+def frames(result: DocumentResult, tables: Sequence[str] = TABLE_NAMES) -> dict[str, Any]:
     """pandas DataFrames of the document's rows, one per table, warehouse columns."""
     import pandas as pd
 
     cols = _columns()
-    return {t: pd.DataFrame.from_records(_ROW_BUILDERS[t](result), columns=cols[t]) for t in TABLE_NAMES}
+    return {t: pd.DataFrame.from_records(_ROW_BUILDERS[t](result), columns=cols[t]) for t in tables}
+
+
+_LEAN_BLOCK_COLUMNS = frozenset({"doc_id", "page_no", "block_no", "kind", "x0", "y0", "x1", "y1"})
+
+
+def _spec_columns(spec: dict[str, Any]) -> set[str] | None:
+    """Columns a spec reads, or None when it cannot be told (a row condition, an unknown form)."""
+    kw = spec.get("kwargs") or {}
+    if kw.get("row_condition"):
+        return None
+    cols = {kw[k] for k in ("column", "column_A", "column_B") if isinstance(kw.get(k), str)}
+    for k in ("column_list", "column_set"):
+        if isinstance(kw.get(k), (list, tuple, set)):
+            cols.update(kw[k])
+    return cols
+
+
+def lean_blocks_frame(result: DocumentResult) -> Any:
+    """The blocks frame with only the columns the default suite reads, built column by column.
+
+    Numbers as numpy arrays (missing boxes as NaN), ``doc_id`` and ``kind`` as categoricals: no
+    per-row dicts and no text columns, which is most of the cost at a million blocks.
+    """
+    import numpy as np
+    import pandas as pd
+
+    pairs = [(p.page_no, b) for p in result.pages for b in p.parsed.blocks]
+    n = len(pairs)
+    nan4 = (np.nan, np.nan, np.nan, np.nan)
+    boxes = np.array([b.bbox if b.bbox is not None else nan4 for _, b in pairs], dtype=np.float64).reshape(
+        n, 4
+    )
+    data = {
+        "doc_id": pd.Categorical([result.doc_id] * n),
+        "page_no": np.fromiter((p for p, _ in pairs), dtype=np.int64, count=n),
+        "block_no": np.fromiter((b.index for _, b in pairs), dtype=np.int64, count=n),
+        "kind": pd.Categorical([b.kind for _, b in pairs]),
+        "x0": boxes[:, 0],
+        "y0": boxes[:, 1],
+        "x1": boxes[:, 2],
+        "y1": boxes[:, 3],
+    }
+    return pd.DataFrame(data)
 
 
 def _observed(res: Any) -> dict[str, Any]:
@@ -385,11 +428,17 @@ def validate_document(
     t0 = time.perf_counter()
     extra = user_specs(suites)
     specs = default_specs(result) if defaults else {t: [] for t in TABLE_NAMES}
-    dfs = frames(result)
+    todo_by_table = {t: specs[t] + extra[t] for t in TABLE_NAMES}
+    needed = [_spec_columns(sp) for sp in todo_by_table["blocks"]]
+    if all(c is not None and c <= _LEAN_BLOCK_COLUMNS for c in needed):
+        dfs = frames(result, tables=("pages", "cells"))
+        dfs["blocks"] = lean_blocks_frame(result)
+    else:
+        dfs = frames(result)
     rows: list[dict[str, Any]] = []
     with _LOCK:  # the cached GX context is shared; GX is not documented as thread-safe
         for table in TABLE_NAMES:
-            todo = specs[table] + extra[table]
+            todo = todo_by_table[table]
             if not todo or (len(dfs[table]) == 0 and not extra[table]):
                 continue
             rows.extend(_run_table(table, dfs[table], todo, result))

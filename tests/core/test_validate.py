@@ -258,3 +258,21 @@ def test_bench_100k_block_rows(capsys: pytest.CaptureFixture[str]) -> None:
     assert report.passed
     with capsys.disabled():
         print(f"\n[bench] validate 100k block rows (+100 pages): {dt:.2f}s, {100_000 / dt:,.0f} rows/s")
+
+
+def test_the_lean_blocks_frame_gives_the_full_frames_results() -> None:
+    """The fast path (only the columns the default suite reads) must judge exactly like the full rows."""
+    r = make_result(3, 6)
+    r.pages[0].parsed.blocks[1].bbox = (5, 5, 1200, 40)  # off the grid
+    r.pages[1].parsed.blocks[2].bbox = None  # no box: allowed
+    r.pages[2].parsed.blocks[3].index = r.pages[2].parsed.blocks[2].index  # duplicate id
+    r.pages[2].parsed.blocks[4].kind = "banner"  # unknown kind
+    specs = validate.default_specs(r)["blocks"]
+    with validate._LOCK:
+        lean = validate._run_table("blocks", validate.lean_blocks_frame(r), specs, r)
+        full = validate._run_table("blocks", validate.frames(r)["blocks"], specs, r)
+    assert [(x["expectation"], x["success"]) for x in lean] == [
+        (x["expectation"], x["success"]) for x in full
+    ]
+    assert sum(not x["success"] for x in lean) == 3  # bbox range, uniqueness, kind set
+    assert [x["observed"] for x in lean] == [x["observed"] for x in full]
