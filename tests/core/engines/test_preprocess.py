@@ -36,8 +36,12 @@ def processors(tiny_model_dir: Path):  # type: ignore[no-untyped-def]
     return stock, fast
 
 
+# A4 at 144 dpi (6 tiles); a receipt (no tiles); tall and wide pages, where Pillow >= 13 runs the
+# vertical pass first for some views; square and exact-size edge cases
 @pytest.mark.parametrize(
-    "size", [(1191, 1684), (640, 200), (300, 900), (2000, 800), (769, 769), (768, 1000)], ids=str
+    "size",
+    [(1191, 1684), (640, 200), (300, 900), (2000, 800), (1000, 700), (769, 769), (768, 1000), (1024, 1024)],
+    ids=str,
 )
 def test_tensors_and_tokens_match_the_stock_processor(processors, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
     stock, fast = processors
@@ -84,3 +88,33 @@ def test_the_engine_reads_the_same_text_with_either_path(tiny_model_dir: Path) -
     assert isinstance(fast._processor.image_processor, FastDeepseekOcr2ImageProcessor)
     assert not isinstance(stock._processor.image_processor, FastDeepseekOcr2ImageProcessor)
     assert [r.raw_text for r in fast.ocr(pages)] == [r.raw_text for r in stock.ocr(pages)]
+
+
+def test_transparency_is_composited_onto_white_like_the_stock(processors) -> None:  # type: ignore[no-untyped-def]
+    stock, fast = processors
+    img = _page((500, 900)).convert("RGBA")
+    img.putalpha(Image.linear_gradient("L").resize((500, 900)))
+    for im in (img, img.convert("LA"), _page((900, 300)).convert("P")):
+        a = stock.image_processor([im], return_tensors="pt")
+        b = fast.image_processor([im], return_tensors="pt")
+        for key in a:
+            if key.startswith("pixel_values"):
+                assert float((a[key] - b[key]).abs().max()) <= 1e-2
+
+
+def test_pillow_pass_order_is_known_and_the_device_path_matches_pil() -> None:
+    """The GPU path (float64 passes, rounded like PIL) checked on CPU against PIL itself."""
+    import numpy as np
+    import torch
+
+    from airflow_provider_deepocr.core.engines.preprocess import _pass_order, _pillow_rule, _resize_on_device
+
+    assert _pillow_rule() in ("pr9549", "hv")
+    assert _pass_order((100, 100), (100, 100)) == ""
+    assert _pass_order((100, 100), (50, 100)) == "h"
+    assert _pass_order((100, 100), (200, 300)) == "hv"
+    img = _page((300, 220))
+    for size in [(420, 180), (120, 90), (200, 400), (300, 100)]:
+        pil = np.asarray(img.resize(size, Image.Resampling.BICUBIC)).astype(int)
+        dev = _resize_on_device(img, size, torch.device("cpu")).permute(1, 2, 0).numpy().astype(int)
+        assert np.abs(pil - dev).max() <= 1, size
