@@ -6,9 +6,10 @@ Weights load from safetensors only, without ``trust_remote_code``.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,13 @@ GPU_EXTRA = "airflow-provider-deepocr[gpu]"
 
 # Tokens whose repetition is legitimate (table markup repeats by nature); exempt from the n-gram ban.
 NGRAM_WHITELIST_TOKENS: tuple[str, ...] = ("<td>", "</td>", "<tr>", "</tr>")
+
+# Token budgets by prompt name: a dense page in grounded markdown runs to a few thousand tokens
+# (the authors' 8,192-token context); a figure description is shorter.
+DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"markdown": 4096, "free": 4096, "figure": 2048}
+
+# batch_size="auto": where the batch starts; CUDA out-of-memory halves it (and it stays halved).
+AUTO_BATCH = {"cuda": 64, "mps": 8, "cpu": 4}
 
 _DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 _DTYPES.update({"half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"})
@@ -97,6 +105,39 @@ def _pick_dtype(dtype: str, device: str) -> Any:
     return getattr(torch, name)
 
 
+def _resolve_max_new_tokens(value: int | Mapping[str, int] | None, prompt_name: str | None) -> int:
+    """An int, or the entry for this prompt name of a mapping (else its "default", else 4096)."""
+    if value is None:
+        value = DEFAULT_MAX_NEW_TOKENS
+    if isinstance(value, Mapping):
+        table = {str(k): int(v) for k, v in value.items()}
+        n = table.get(prompt_name or "", table.get("default", 4096))
+    else:
+        n = int(value)
+    if n < 1:
+        raise ConfigError("max_new_tokens must be >= 1")
+    return n
+
+
+def _pick_attention(device: str) -> str:
+    """The fastest attention the DeepSeek-OCR-2 classes support here.
+
+    ``flash_attention_2`` needs CUDA, the ``flash_attn`` package and a model class that declares
+    it; otherwise PyTorch's fused ``sdpa`` (flash / memory-efficient kernels on CUDA).
+    """
+    try:
+        from transformers import DeepseekOcr2ForConditionalGeneration as cls
+    except ImportError:  # pragma: no cover - transformers without the class
+        return "sdpa"
+    if (
+        device.startswith("cuda")
+        and getattr(cls, "_supports_flash_attn", False)
+        and importlib.util.find_spec("flash_attn") is not None
+    ):
+        return "flash_attention_2"
+    return "sdpa" if getattr(cls, "_supports_sdpa", False) else "eager"
+
+
 class NgramRepetitionBan:
     """Logits processor: ban the token that would repeat an n-gram seen in the recent window.
 
@@ -150,8 +191,8 @@ class DeepSeekOcr2Engine(OcrEngine):
         device: str = "auto",
         dtype: str = "auto",
         prompt: str = "markdown",
-        max_new_tokens: int = 4096,
-        batch_size: int = 1,
+        max_new_tokens: int | Mapping[str, int] | None = 4096,
+        batch_size: int | str = 1,
         revision: str | None = None,
         local_files_only: bool | None = None,
         attn_implementation: str | None = None,
@@ -159,18 +200,28 @@ class DeepSeekOcr2Engine(OcrEngine):
         ngram_window: int = 90,
         seed: int = 0,
         fast_preprocess: bool = True,
+        gpu_preprocess: bool = True,
     ) -> None:
-        if max_new_tokens < 1:
-            raise ConfigError("max_new_tokens must be >= 1")
-        if batch_size < 1:
-            raise ConfigError("batch_size must be >= 1")
+        """``max_new_tokens``: an int, or a mapping by prompt name (``{"markdown": 4096,
+        "figure": 2048, "default": 4096}``; None: :data:`DEFAULT_MAX_NEW_TOKENS`).
+        ``batch_size``: pages per ``generate()``, or ``"auto"`` (64 on CUDA, 4 on CPU), which
+        halves on CUDA out-of-memory and keeps the smaller size. ``attn_implementation``: None
+        picks the fastest the model supports (``flash_attention_2`` when installed on CUDA, else
+        ``sdpa``). ``fast_preprocess``: the fast image preprocessor (same tensors as the stock
+        one within 1e-2); with ``gpu_preprocess`` it runs on the GPU on a CUDA device.
+        """
         if ngram_size < 0 or ngram_window < 0:
             raise ConfigError("ngram_size and ngram_window must be >= 0")
         self.model = str(model)
         self.prompt_name = prompt if prompt in PROMPTS else None
         self.prompt = resolve_prompt(prompt)
-        self.max_new_tokens = int(max_new_tokens)
-        self.batch_size = int(batch_size)
+        self.max_new_tokens = _resolve_max_new_tokens(max_new_tokens, self.prompt_name)
+        self.auto_batch = isinstance(batch_size, str)
+        if self.auto_batch and str(batch_size).lower() != "auto":
+            raise ConfigError("batch_size must be an int >= 1 or 'auto'")
+        if not self.auto_batch and int(batch_size) < 1:
+            raise ConfigError("batch_size must be >= 1")
+        self.batch_size = 1 if self.auto_batch else int(batch_size)
         self.ngram_size = int(ngram_size)
         self.ngram_window = int(ngram_window)
         self.seed = int(seed)
@@ -191,12 +242,16 @@ class DeepSeekOcr2Engine(OcrEngine):
 
         common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
         common["trust_remote_code"] = False
+        if self.auto_batch:
+            self.batch_size = AUTO_BATCH.get(self.device.split(":")[0], 4)
+        self.attn_implementation = attn_implementation or _pick_attention(self.device)
+        on_cuda = self.device.startswith("cuda")
         t0 = time.perf_counter()
         try:
             self._processor = AutoProcessor.from_pretrained(self.model, **common)
-            extra: dict[str, Any] = {}
-            if attn_implementation:
-                extra["attn_implementation"] = attn_implementation
+            extra: dict[str, Any] = {"attn_implementation": self.attn_implementation}
+            if on_cuda and importlib.util.find_spec("accelerate") is not None:
+                extra["device_map"] = self.device  # weights load straight onto the GPU
             self._model = AutoModelForImageTextToText.from_pretrained(
                 self.model, dtype=self.torch_dtype, use_safetensors=True, **common, **extra
             )
@@ -204,13 +259,18 @@ class DeepSeekOcr2Engine(OcrEngine):
             raise EngineUnavailable(
                 f"cannot load DeepSeek-OCR-2 weights for {self.model} ({type(exc).__name__})"
             ) from exc
-        self._model.to(self.device).eval()
+        if "device_map" not in extra:
+            self._model.to(self.device)
+        self._model.eval()
         self._torch = torch
 
         if fast_preprocess:
             from airflow_provider_deepocr.core.engines.preprocess import fast_image_processor
 
-            self._processor.image_processor = fast_image_processor(self._processor.image_processor)
+            pre_device = self.device if (on_cuda and gpu_preprocess) else "cpu"
+            self._processor.image_processor = fast_image_processor(
+                self._processor.image_processor, device=pre_device
+            )
         tok = self._processor.tokenizer
         tok.padding_side = "left"
         gen = self._model.generation_config
@@ -231,11 +291,14 @@ class DeepSeekOcr2Engine(OcrEngine):
             f"dynamic-{ip.size['height']}-{ip.tile_size}" if ip.crop_to_patches else f"base-{ip.tile_size}"
         )
         log.info(
-            "loaded %s (revision %s) on %s/%s in %.1fs",
+            "loaded %s (revision %s) on %s/%s, attention %s, batch %s%s, in %.1fs",
             self.model,
             self.revision,
             self.device,
             str(self.torch_dtype).removeprefix("torch."),
+            self.attn_implementation,
+            self.batch_size,
+            " (auto)" if self.auto_batch else "",
             time.perf_counter() - t0,
         )
 
@@ -261,8 +324,10 @@ class DeepSeekOcr2Engine(OcrEngine):
         """CPU work for a batch (image checks and the processor), split from :meth:`ocr_prepared`.
 
         The pipeline calls this in its render thread, so preprocessing of the next batch runs
-        while the current batch is in ``generate()``. A batch whose processor call fails is left
-        unprepared and goes page by page in :meth:`ocr_prepared`.
+        while the current batch is in ``generate()``. The processor runs once for the whole
+        batch; smaller ``generate()`` batches (``batch_size``, or halved after an out-of-memory)
+        take slices of it. A batch whose processor call fails is left unprepared and goes page
+        by page in :meth:`ocr_prepared`.
         """
         prepared = _Prepared(list(pages), [None] * len(pages), [])
         for i, page in enumerate(pages):
@@ -270,32 +335,43 @@ class DeepSeekOcr2Engine(OcrEngine):
                 prepared.results[i] = self._error(page, "InvalidImage")
             else:
                 prepared.todo.append(i)
-        if prepared.todo and len(prepared.todo) <= self.batch_size:
+        if prepared.todo:
             try:
                 prepared.inputs = self._inputs([pages[i] for i in prepared.todo])
             except Exception:
                 prepared.inputs = None
         return prepared
 
+    @property
+    def effective_batch_size(self) -> int:
+        """Pages per ``generate()`` now: ``batch_size``, or less after a CUDA out-of-memory."""
+        cap = getattr(self, "_oom_cap", None)
+        return self.batch_size if cap is None else max(1, min(self.batch_size, cap))
+
     def ocr_prepared(self, prepared: _Prepared, temperature: float = 0.0) -> list[OcrResult]:
         pages, results = prepared.pages, prepared.results
         todo = prepared.todo
-        size = self.batch_size
+        size = self.effective_batch_size
         start = 0
         while start < len(todo):
             idx = todo[start : start + size]
             batch = [pages[i] for i in idx]
-            inputs = prepared.inputs if (start == 0 and len(idx) == len(todo)) else None
+            inputs = None
+            if prepared.inputs is not None:
+                rows = list(range(start, start + len(idx)))
+                inputs = prepared.inputs if len(idx) == len(todo) else _slice_inputs(prepared.inputs, rows)
             try:
                 out = self._generate(batch, temperature, inputs)
             except Exception as exc:
                 if _is_oom(exc) and len(batch) > 1:
                     size = max(1, len(batch) // 2)
+                    self._oom_cap = size  # later batches start at the size that fit
                     log.warning("CUDA out of memory at batch %d; retrying with batch %d", len(batch), size)
                     self._empty_cache()
-                    prepared.inputs = None
                     continue  # same pages, smaller batches
                 if len(batch) == 1:
+                    if _is_oom(exc):
+                        self._empty_cache()
                     out = [self._error(batch[0], type(exc).__name__)]
                 else:
                     log.warning(
@@ -372,6 +448,8 @@ class DeepSeekOcr2Engine(OcrEngine):
             )
         seconds = (time.perf_counter() - t0) / len(batch)
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()
+        tiles = inputs.get("num_local_patches")
+        tiles = [0] * len(batch) if tiles is None else [int(t) for t in tiles.tolist()]
         generated = out[:, prompt_len:].tolist()
 
         results = []
@@ -388,7 +466,7 @@ class DeepSeekOcr2Engine(OcrEngine):
                     seconds=seconds,
                     revision=self.revision,
                     prompt=self.prompt,
-                    mode=self.mode,
+                    mode=f"{self.mode};tiles={tiles[row]}",
                 )
             )
         return results
@@ -422,6 +500,42 @@ class _Prepared:
     results: list[OcrResult | None]
     todo: list[int]
     inputs: Any = None
+
+
+def _slice_inputs(inputs: Any, rows: Sequence[int]) -> Any:
+    """The processor outputs for some rows of a batch, as the processor would make them alone.
+
+    Rows of ``input_ids``/``attention_mask``/``pixel_values``; the rows' tiles of
+    ``pixel_values_local`` (by ``num_local_patches``); left-padding columns that no kept row
+    needs are dropped.
+    """
+    from transformers import BatchFeature
+
+    torch_rows = list(rows)
+    mask = inputs["attention_mask"][torch_rows]
+    used = mask.sum(dim=0) > 0
+    first = int(used.nonzero()[0]) if bool(used.any()) else 0
+    data: dict[str, Any] = {}
+    for key, value in inputs.items():
+        if key in ("input_ids", "attention_mask", "token_type_ids"):
+            data[key] = value[torch_rows][:, first:]
+        elif key == "pixel_values":
+            data[key] = value[torch_rows]
+        elif key == "num_local_patches":
+            data[key] = value[torch_rows]
+        elif key == "pixel_values_local":
+            counts = [int(c) for c in inputs["num_local_patches"].tolist()]
+            offsets = [0]
+            for c in counts:
+                offsets.append(offsets[-1] + c)
+            parts = [value[offsets[r] : offsets[r + 1]] for r in torch_rows if counts[r]]
+            if parts:
+                import torch
+
+                data[key] = torch.cat(parts) if len(parts) > 1 else parts[0]
+        else:
+            data[key] = value
+    return BatchFeature(data=data)
 
 
 def _is_oom(exc: BaseException) -> bool:

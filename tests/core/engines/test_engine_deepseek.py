@@ -189,3 +189,44 @@ def test_ngram_ban() -> None:
     assert out[0, 3] == float("-inf")
     assert torch.isfinite(out[0, [0, 1, 2, 4]]).all()
     assert torch.isfinite(out[1]).all()
+
+
+def test_tile_counts_are_recorded_per_page(unbatched) -> None:  # type: ignore[no-untyped-def]
+    # 640x200: no tiles; 300x900: a 1x3 grid; 1000x1400: 6 tiles
+    assert [r.mode.rsplit(";tiles=", 1)[1] for r in unbatched] == ["0", "3", "6"]
+    assert all(r.mode.startswith("dynamic-1024-768;") for r in unbatched)
+
+
+def test_one_processor_call_sliced_into_smaller_generate_batches(
+    engine: DeepSeekOcr2Engine, pages: list[PageImage], unbatched
+) -> None:  # type: ignore[no-untyped-def]
+    """prepare() runs the processor once; batches of 2 take slices of it, output unchanged."""
+    from airflow_provider_deepocr.core.engines.deepseek import _slice_inputs
+
+    prepared = engine.prepare(pages)
+    alone = engine._inputs([pages[1], pages[2]])
+    sliced = _slice_inputs(prepared.inputs, [1, 2])
+    assert set(sliced.keys()) == set(alone.keys())
+    for key in alone:
+        assert sliced[key].shape == alone[key].shape, key
+        assert (sliced[key] == alone[key]).all(), key
+    engine.batch_size = 2
+    try:
+        out = engine.ocr_prepared(prepared)
+    finally:
+        engine.batch_size = 1
+    assert [r.raw_text for r in out] == [r.raw_text for r in unbatched]
+
+
+def test_auto_batch_and_token_budgets_by_prompt(tiny_model_dir: Path) -> None:
+    eng = DeepSeekOcr2Engine(
+        str(tiny_model_dir), batch_size="auto", prompt="figure", max_new_tokens={"figure": 5, "default": 9}
+    )
+    assert eng.auto_batch and eng.batch_size == 4  # CPU
+    assert eng.max_new_tokens == 5
+    assert eng.attn_implementation == "sdpa"
+    assert DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens={"default": 9}).max_new_tokens == 9
+    with pytest.raises(ConfigError):
+        DeepSeekOcr2Engine(str(tiny_model_dir), batch_size="big")
+    with pytest.raises(ConfigError):
+        DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens=0)

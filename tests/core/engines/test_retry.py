@@ -112,3 +112,8 @@ def test_cuda_out_of_memory_halves_the_batch_and_keeps_every_page(
     results = engine.ocr([_page(i) for i in range(1, 5)])
     assert sizes == [4, 2, 1, 1, 1, 1]
     assert [r.raw_text for r in results] == expected
+    # the size that fit is kept: the next batch does not hit the wall again
+    assert engine.effective_batch_size == 1
+    sizes.clear()
+    engine.ocr([_page(i) for i in range(1, 3)])
+    assert sizes == [1, 1]
