@@ -22,15 +22,25 @@ log = logging.getLogger(__name__)
 DEFAULT_LADDER = (0.0, 0.2, 0.4)
 
 
-def needs_retry(result: OcrResult) -> bool:
+def looks_looped(text: str) -> bool:
+    """The parser's own repetition detector: the ``repetition_loop`` flag ``parse_page`` sets.
+
+    It sees a loop at the end of a block's content (the n-gram repetition score of the tail),
+    a table that repeats its last row, and the same block repeated; the flag is what validation
+    quarantines on, so a page the ladder accepts is one validation accepts.
+    """
+    from airflow_provider_deepocr.core.parse import FLAG_REPETITION_LOOP, parse_page
+
+    return FLAG_REPETITION_LOOP in parse_page(text).flags
+
+
+def needs_retry(result: OcrResult, loop_check: Callable[[str], bool] | None = None) -> bool:
     """True for an output that stopped at the token limit or degenerated into a loop."""
     if result.finish_reason == "length":
         return True
     if result.finish_reason != "eos" or result.blocks is not None:
         return False  # errors are not retried here; structured engines do not loop
-    from airflow_provider_deepocr.core.parse import FLAG_REPETITION_LOOP, parse_page
-
-    return FLAG_REPETITION_LOOP in parse_page(result.raw_text).flags
+    return (loop_check or looks_looped)(result.raw_text)
 
 
 def _better(a: OcrResult, b: OcrResult) -> OcrResult:
@@ -48,14 +58,17 @@ class RetryingEngine(OcrEngine):
         inner: OcrEngine,
         temperatures: Sequence[float] = DEFAULT_LADDER,
         fallback: OcrEngine | None = None,
-        loop_check: Callable[[OcrResult], bool] = needs_retry,
+        loop_check: Callable[[str], bool] | None = None,
     ) -> None:
+        """``loop_check(text)``: True when a page's text ends in a repetition loop (default: the
+        parser's detector, :func:`looks_looped`). A page is retried when it loops or stops at
+        the token limit (``finish_reason="length"``)."""
         if not temperatures:
             raise ValueError("the ladder needs at least one temperature")
         self.inner = inner
         self.temperatures = tuple(float(t) for t in temperatures)
         self.fallback = fallback
-        self.loop_check = loop_check
+        self.loop_check = loop_check or looks_looped
         self.name, self.model, self.revision = inner.name, inner.model, inner.revision
         self.batch_size = inner.batch_size
 
@@ -84,7 +97,7 @@ class RetryingEngine(OcrEngine):
         else:
             best = self.inner.ocr(pages, temperature=first_t)
         attempts = [1] * len(pages)
-        todo = [i for i, r in enumerate(best) if self.loop_check(r)]
+        todo = [i for i, r in enumerate(best) if self._bad(r)]
         for t in self.temperatures[1:]:
             if not todo:
                 break
@@ -95,7 +108,7 @@ class RetryingEngine(OcrEngine):
                 attempts[i] += 1
                 if r.finish_reason == "error":
                     still.append(i)
-                elif not self.loop_check(r):
+                elif not self._bad(r):
                     best[i] = r
                 else:
                     best[i] = _better(best[i], r)
@@ -104,10 +117,16 @@ class RetryingEngine(OcrEngine):
         if todo and self.fallback is not None:
             log.info("sending %d pages to fallback engine %s", len(todo), self.fallback.name)
             rescued = self.fallback.ocr([pages[i] for i in todo])
+            still = []
             for i, r in zip(todo, rescued, strict=True):
                 attempts[i] += 1
-                if r.finish_reason == "eos":
+                if r.finish_reason != "error" and not self._bad(r):
                     best[i] = r
+                    continue
+                if r.finish_reason != "error":
+                    best[i] = _better(best[i], r)
+                still.append(i)
+            todo = still
         if todo:
             log.warning(
                 "%d pages still loop or stop at the token limit after %d tries", len(todo), max(attempts)
@@ -115,6 +134,9 @@ class RetryingEngine(OcrEngine):
         for r, n in zip(best, attempts, strict=True):
             r.attempts = n
         return best
+
+    def _bad(self, result: OcrResult) -> bool:
+        return needs_retry(result, self.loop_check)
 
     def close(self) -> None:
         self.inner.close()

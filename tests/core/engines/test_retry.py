@@ -117,3 +117,15 @@ def test_cuda_out_of_memory_halves_the_batch_and_keeps_every_page(
     sizes.clear()
     engine.ocr([_page(i) for i in range(1, 3)])
     assert sizes == [1, 1]
+
+
+def test_a_custom_text_loop_check_and_a_fallback_that_also_loops() -> None:
+    inner = Scripted({(1, 0.0): ("AAAA", "eos"), (1, 0.5): ("AAAA", "eos")})
+    fallback = Scripted({(1, 0.0): ("AAAA", "eos")})
+    ladder = RetryingEngine(inner, (0.0, 0.5), fallback=fallback, loop_check=lambda text: "AAAA" in text)
+    (result,) = ladder.ocr([_page(1)])
+    assert result.attempts == 3 and result.raw_text == "AAAA" and result.engine == "scripted"
+    assert ladder.describe()["fallback"] == fallback.describe()
+    assert ladder.name == inner.name and ladder.model == inner.model
+    (clean,) = ladder.ocr([_page(2)])
+    assert clean.attempts == 1
