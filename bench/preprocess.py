@@ -1,8 +1,9 @@
 """DeepSeek-OCR-2 preprocessing on CPU: the stock PIL image processor vs the fast path, side by side.
 
 Pages: a dense A4 page rendered with PyMuPDF at 144 DPI (a global 1024 view + 6 tiles of 768),
-plus a small receipt-sized image and a wide one. Both run through the full processor call (image
-and prompt) the engine makes; the tensors are compared element by element.
+plus a receipt (no tiles), a wide page (where Pillow runs its vertical pass first) and a letter page.
+The stock processor is single-threaded; the fast one uses up to 4 cores. Both run through the
+full processor call (image and prompt) the engine makes; the tensors are compared element by element.
 
     .venv/bin/python bench/preprocess.py [--repeat 10]
 
@@ -56,7 +57,11 @@ def main() -> None:
         "A4 144dpi": page,
         "receipt 640x200": page.resize((640, 200)),
         "wide 2000x800": page.resize((2000, 800)),
+        "letter 1275x1650": page.resize((1275, 1650)),
     }
+    import os
+
+    print(f"{os.cpu_count()} CPU cores; fast preprocessor threads: {fast.image_processor.threads}")
     speedup = diff = 0.0
     for name, img in cases.items():
         times = {}
