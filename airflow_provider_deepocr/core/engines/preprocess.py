@@ -44,6 +44,7 @@ class FastDeepseekOcr2ImageProcessor:
 
     def __init__(self, stock: Any, device: str = "cpu", threads: int | None = None) -> None:
         self._stock = stock
+        self._stream: Any = None  # the CUDA side stream, made on first use
         self.device = str(device)
         self.threads = max(1, int(threads or min(4, os.cpu_count() or 1)))
         mean = [float(m) for m in stock.image_mean]
@@ -124,6 +125,13 @@ class FastDeepseekOcr2ImageProcessor:
                 raise ValueError("image too thin for the global view")
             if device.type == "cpu":
                 tiles, square = self._views_cpu(img, grid, gsize, ts)
+            elif device.type == "cuda":
+                # a side stream: the pipeline prepares the next batch while generate() runs on
+                # the default stream; the producer thread waits for its own work only
+                stream = self._stream = self._stream or torch.cuda.Stream(device)
+                with torch.cuda.stream(stream):
+                    tiles, square = self._views_on_device(img, grid, gsize, ts, device)
+                stream.synchronize()
             else:
                 tiles, square = self._views_on_device(img, grid, gsize, ts, device)
             if tiles is not None:
