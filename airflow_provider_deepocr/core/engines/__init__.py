@@ -30,6 +30,24 @@ _ALIASES = {
     "openai": "server",
 }
 
+VLLM_EXTRA = "airflow-provider-deepocr[vllm]"
+_SERVER_KWARGS = frozenset(
+    {
+        "max_concurrency",
+        "timeout",
+        "retries",
+        "backoff",
+        "max_backoff",
+        "ngram_size",
+        "ngram_window",
+        "whitelist_token_ids",
+        "extra_body",
+        "image_format",
+    }
+)
+# DeepSeek-OCR-2 (transformers) and RapidOCR options that mean nothing to vLLM
+_NOT_FOR_VLLM = frozenset({"params", "local_files_only", "attn_implementation"})
+
 __all__ = ["ENGINE_NAMES", "PROMPTS", "OcrEngine", "get_engine", "weights_available"]
 
 
@@ -70,10 +88,15 @@ def get_engine(
     batch_size: int = 1,
     **kwargs: Any,
 ) -> OcrEngine:
-    """Build an engine by name (``auto``, ``deepseek``, ``rapidocr``).
+    """Build an engine by name (one of :data:`ENGINE_NAMES` or an alias).
 
     Extra ``kwargs`` go to the engine: for ``deepseek`` e.g. ``revision``, ``local_files_only``,
-    ``attn_implementation``, ``ngram_size``, ``ngram_window``; for ``rapidocr`` ``params``.
+    ``attn_implementation``, ``ngram_size``, ``ngram_window``; for ``rapidocr`` ``params``;
+    for ``server`` ``server_url`` (required; also selects the server engine under ``auto``),
+    ``api_key``, ``max_concurrency``, ``timeout``, ``retries``, ``backoff``, ``max_backoff``,
+    ``extra_body``, ``image_format``, ``ngram_size``, ``ngram_window``, ``whitelist_token_ids``;
+    for ``vllm`` ``mode``, ``revision``, ``ngram_size``, ``ngram_window`` and any ``vllm.LLM``
+    argument (``gpu_memory_utilization``, ``tensor_parallel_size``, ``max_model_len`` …).
     Raises :class:`ConfigError` for an unknown name, :class:`EngineUnavailable` when the
     engine's extra is not installed.
     """
@@ -87,6 +110,7 @@ def get_engine(
             raise ConfigError("the server engine needs server_url (the connection's host)")
         from airflow_provider_deepocr.core.engines.server import OpenAIServerEngine
 
+        # the pipeline hands the engine batch_size pages at a time: keep enough in flight
         return OpenAIServerEngine(
             server_url,
             model=model or "deepseek-ocr",
@@ -94,20 +118,19 @@ def get_engine(
             prompt=prompt,
             max_new_tokens=max_new_tokens,
             batch_size=max(batch_size, 64),
-            **{k: v for k, v in kwargs.items() if k in ("max_concurrency", "timeout", "retries", "backoff")},
+            **{k: v for k, v in kwargs.items() if k in _SERVER_KWARGS},
         )
     if key == "vllm":
+        _require(("vllm",), VLLM_EXTRA, "the vLLM engine (DeepSeek-OCR v1 / -OCR-2)")
         from airflow_provider_deepocr.core.engines.vllm import VllmEngine
 
-        vllm_kwargs = {
-            k: v for k, v in kwargs.items() if k in ("mode", "revision", "ngram_size", "ngram_window")
-        }
         return VllmEngine(
             model=model or "deepseek-ai/DeepSeek-OCR",
             prompt=prompt,
             max_new_tokens=max_new_tokens,
-            batch_size=batch_size,
-            **vllm_kwargs,
+            batch_size=max(batch_size, 64),
+            **({"dtype": dtype} if dtype != "auto" else {}),
+            **{k: v for k, v in kwargs.items() if k not in _NOT_FOR_VLLM},
         )
     if key == "pdf-text":
         from airflow_provider_deepocr.core.engines.pdf_text import PdfTextEngine
