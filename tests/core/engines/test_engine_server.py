@@ -138,7 +138,8 @@ def test_a_page_that_exhausts_its_retries_does_not_cost_the_batch(stub: Any) -> 
     pages = [_page(1, 64), _page(2, 111), _page(3, 80), _page(4, 222), _page(5, 90)]
     results = engine.ocr(pages)
     assert [r.finish_reason for r in results] == ["eos", "error", "length", "error", "eos"]
-    assert [r.raw_text for r in results] == ["page of width 64", "", "page of width 80", "", "page of width 90"]
+    texts = ["page of width 64", "", "page of width 80", "", "page of width 90"]
+    assert [r.raw_text for r in results] == texts
     assert sum(_width(b) == 111 for b in s.bodies) == 4  # 1 + 3 retries
     assert sum(_width(b) == 222 for b in s.bodies) == 1
 
@@ -178,7 +179,8 @@ def test_request_shape(stub: Any) -> None:
     assert body["model"] == "deepseek-ai/DeepSeek-OCR"
     assert body["max_tokens"] == 123 and body["temperature"] == 0.3
     assert body["skip_special_tokens"] is False
-    assert body["vllm_xargs"] == {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": [128821, 128822]}
+    xargs = {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": [128821, 128822]}
+    assert body["vllm_xargs"] == xargs
     image_part, text_part = body["messages"][0]["content"]
     assert text_part == {"type": "text", "text": PROMPTS["free"].replace("<image>", "").strip()}
     url = image_part["image_url"]["url"]
