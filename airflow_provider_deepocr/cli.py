@@ -123,6 +123,9 @@ def build_parser() -> argparse.ArgumentParser:
     srv.add_argument("--max-new-tokens", type=_positive_int, default=4096, help="upper limit per request")
     srv.add_argument("--max-batch-size", type=_positive_int, default=8, help="requests per model batch")
     srv.add_argument("--batch-wait-ms", type=float, default=10.0, help="how long a batch waits to fill")
+    srv.add_argument(
+        "--served-model-name", default=None, help="model name in responses and /v1/models (default: --model)"
+    )
 
     show = sub.add_parser("show", help="print what landed in a warehouse")
     show.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
@@ -234,6 +237,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         max_batch_size=args.max_batch_size,
         batch_wait_ms=args.batch_wait_ms,
+        served_model_name=args.served_model_name,
     )
     return EXIT_OK
 

@@ -41,9 +41,9 @@ class Server:
         self.model, self.port, self.proc = model, port, None
 
     def start(self) -> None:
-        exe = Path(sys.executable).with_name("deepocr")
-        cmd = [str(exe), "serve", "--model", str(self.model), "--port", str(self.port)]
-        cmd += ["--max-new-tokens", "12", "--max-batch-size", "4"]
+        cmd = [sys.executable, "-m", "airflow_provider_deepocr.cli", "serve", "--model", str(self.model)]
+        cmd += ["--port", str(self.port), "--max-new-tokens", "12", "--max-batch-size", "4"]
+        cmd += ["--served-model-name", "tiny-ocr2"]
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
         )
@@ -73,20 +73,38 @@ def server(tiny_model_dir: Path) -> Iterator[Server]:
 
 def test_models_and_bad_requests(server: Server) -> None:
     base = f"http://127.0.0.1:{server.port}/v1"
-    assert httpx.get(f"{base}/models").json()["data"][0]["id"] == str(server.model)
+    assert httpx.get(f"{base}/models").json()["data"][0]["id"] == "tiny-ocr2"
     r = httpx.post(f"{base}/chat/completions", json={"messages": [{"role": "user", "content": "no image"}]})
     assert r.status_code == 400
+    bad_image = {"type": "image_url", "image_url": {"url": "data:image/png;base64,bm90IGFuIGltYWdl"}}
+    r = httpx.post(f"{base}/chat/completions", json={"messages": [{"role": "user", "content": [bad_image]}]})
+    assert r.status_code == 400 and "bm90" not in r.text  # no request content in errors
+
+
+def _stats(server: Server) -> dict[str, int]:
+    return httpx.get(f"http://127.0.0.1:{server.port}/health").json()  # type: ignore[no-any-return]
 
 
 def test_server_engine_matches_the_in_process_engine(server: Server, tiny_model_dir: Path) -> None:
-    pages = _pages(6)
+    pages = _pages(8)
     local = get_engine("deepseek", model=str(tiny_model_dir), max_new_tokens=12).ocr(pages)
+    before = _stats(server)
     remote = get_engine(
-        "server", server_url=f"http://127.0.0.1:{server.port}/v1", max_new_tokens=12, max_concurrency=4
+        "server",
+        server_url=f"http://127.0.0.1:{server.port}/v1",
+        model="tiny-ocr2",
+        max_new_tokens=12,
+        max_concurrency=8,
     ).ocr(pages)
-    assert [r.raw_text for r in remote] == [r.raw_text for r in local]
+    after = _stats(server)
+    assert [r.raw_text for r in remote] == [r.raw_text for r in local]  # greedy: batching changes nothing
     assert [r.finish_reason for r in remote] == [r.finish_reason for r in local]
-    assert all(r.engine == "openai-server" and r.output_tokens == 12 for r in remote)
+    assert [r.output_tokens for r in remote] == [r.output_tokens for r in local]
+    assert [r.prompt_tokens for r in remote] == [r.prompt_tokens for r in local]
+    assert all(r.engine == "openai-server" and r.model == "tiny-ocr2" for r in remote)
+    # 8 concurrent requests were micro-batched (max 4 per batch), not run one by one
+    assert after["pages"] - before["pages"] == 8
+    assert after["batches"] - before["batches"] < 8
 
 
 def test_a_server_killed_mid_batch_loses_no_page(server: Server, tiny_model_dir: Path) -> None:
@@ -119,5 +137,7 @@ def test_a_server_killed_mid_batch_loses_no_page(server: Server, tiny_model_dir:
     t.join(180)
     assert restarted.is_set()
     assert 3 <= engine.completed <= 12 + 2  # type: ignore[attr-defined]
+    assert len(results) == 12  # one result per page: none lost, none duplicated
     assert [r.finish_reason for r in results] == ["length"] * 12
-    assert [r.raw_text for r in results] == expected  # every page, once, in order
+    assert [r.raw_text for r in results] == expected  # every page, in order, as uninterrupted
+    assert engine.requests > engine.completed  # type: ignore[attr-defined]  # some were retried
