@@ -5,6 +5,14 @@ The authors' settings are applied: prefix caching off, ``mm_processor_cache_gb=0
 repetition logits processor (``NGramPerReqLogitsProcessor``, ngram 30 / window 90 with the
 ``<td>``/``</td>`` ids whitelisted), temperature 0, ``skip_special_tokens=False`` (the grounding
 tags are special tokens). vLLM is imported only when this engine is built.
+
+DeepSeek-OCR-2 runs as ``DeepseekOCR2ForCausalLM`` (vLLM >= 0.16) from the authors' checkpoint
+``deepseek-ai/DeepSeek-OCR-2`` (the converted ``deepseek-community/DeepSeek-OCR-2`` is for the
+transformers engine); its resolution is fixed (mode ``v2``: a 1024 global view plus 768 tiles).
+v1 takes a resolution ``mode`` (:data:`MODES`); the default is Gundam.
+
+The pure functions :func:`mode_settings`, :func:`sampling_settings` and :func:`llm_settings`
+are what the engine passes to vLLM; they are importable (and tested) without vLLM.
 """
 
 from __future__ import annotations
@@ -23,21 +31,41 @@ log = logging.getLogger(__name__)
 
 VLLM_EXTRA = "airflow-provider-deepocr[vllm]"
 TD_TOKEN_IDS = (128821, 128822)  # <td>, </td> in the DeepSeek-OCR tokenizer
+EOS_TEXT = "<｜end▁of▁sentence｜>"  # kept by skip_special_tokens=False; not page content
 
-# DeepSeek-OCR v1 resolution modes: (base_size, image_size, crop_mode) and vision tokens per view.
+# DeepSeek-OCR v1 resolution modes (the authors' table): processor settings and vision tokens.
+# Gundam: a 1024 global view plus 640 tiles (crop_mode), n x 100 + 256 tokens.
 MODES: dict[str, dict[str, Any]] = {
     "tiny": {"base_size": 512, "image_size": 512, "crop_mode": False, "tokens": 64},
     "small": {"base_size": 640, "image_size": 640, "crop_mode": False, "tokens": 100},
     "base": {"base_size": 1024, "image_size": 1024, "crop_mode": False, "tokens": 256},
     "large": {"base_size": 1280, "image_size": 1280, "crop_mode": False, "tokens": 400},
     "gundam": {"base_size": 1024, "image_size": 640, "crop_mode": True, "tokens": None},
-    # DeepSeek-OCR-2: a global 1024 view plus 768 tiles (2-6), chosen by the model's processor
-    "v2": {"base_size": 1024, "image_size": 768, "crop_mode": True, "tokens": None},
+    # DeepSeek-OCR-2: a 1024 global view plus 2-6 tiles of 768, chosen by vLLM's own processor
+    # (DeepseekOCR2ForCausalLM); nothing is passed, the model's defaults are the authors'.
+    "v2": {"tokens": None},
 }
+V1_MODES = ("tiny", "small", "base", "large", "gundam")
+
+
+def model_version(model: str) -> str:
+    """``"v2"`` for a DeepSeek-OCR-2 checkpoint (by name), else ``"v1"``."""
+    name = model.lower().replace("_", "-")
+    return "v2" if "ocr-2" in name or "ocr2" in name else "v1"
+
+
+def default_mode(model: str) -> str:
+    """Gundam for v1 (the authors' document setting), ``v2`` for DeepSeek-OCR-2."""
+    return "v2" if model_version(model) == "v2" else "gundam"
 
 
 def mode_settings(mode: str) -> dict[str, Any]:
-    """Processor settings for a resolution mode (``tiny`` … ``gundam`` for v1, ``v2``)."""
+    """``mm_processor_kwargs`` for a resolution mode (``tiny`` … ``gundam`` for v1, ``v2``).
+
+    vLLM >= 0.18 passes ``base_size``/``image_size`` to ``DeepseekOCRProcessor`` and
+    ``crop_mode`` to its call; older releases fix the sizes at Gundam's and honour
+    ``crop_mode`` only.
+    """
     try:
         m = MODES[mode.lower()]
     except KeyError:
@@ -78,7 +106,7 @@ def llm_settings(model: str, revision: str | None = None, **overrides: Any) -> d
 
 
 class VllmEngine(OcrEngine):
-    """Batches of pages through one in-process ``vllm.LLM``."""
+    """Batches of pages through one in-process ``vllm.LLM`` (its scheduler batches on the GPU)."""
 
     name = "vllm"
 
@@ -86,34 +114,42 @@ class VllmEngine(OcrEngine):
         self,
         model: str = "deepseek-ai/DeepSeek-OCR",
         prompt: str = "markdown",
-        mode: str = "gundam",
+        mode: str | None = None,
         max_new_tokens: int = 8192,
         batch_size: int = 64,
         revision: str | None = None,
         ngram_size: int = 30,
         ngram_window: int = 90,
+        whitelist_token_ids: Sequence[int] = TD_TOKEN_IDS,
         **llm_overrides: Any,
     ) -> None:
+        mode = (mode or default_mode(model)).lower()
+        mm_kwargs = mode_settings(mode)
+        if (mode == "v2") != (model_version(model) == "v2"):
+            raise ConfigError(
+                f"mode {mode!r} does not fit {model!r}: v1 modes are {', '.join(V1_MODES)}; "
+                "DeepSeek-OCR-2 takes mode 'v2'"
+            )
         try:
             from vllm import LLM
             from vllm.model_executor.models.deepseek_ocr import NGramPerReqLogitsProcessor
         except ImportError as exc:
-            raise EngineUnavailable(
-                f"the vLLM engine needs vLLM >= 0.11.1: pip install '{VLLM_EXTRA}'"
-            ) from exc
+            need = ">= 0.16 for DeepSeek-OCR-2" if mode == "v2" else ">= 0.11.1"
+            raise EngineUnavailable(f"the vLLM engine needs vLLM {need}: pip install '{VLLM_EXTRA}'") from exc
         self.model = model
         self.revision = revision
         self.prompt = resolve_prompt(prompt)
         self.mode = mode
-        self.mm_kwargs = mode_settings(mode)
+        self.mm_kwargs = mm_kwargs
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = int(batch_size)
         self.ngram = (int(ngram_size), int(ngram_window))
+        self.whitelist = tuple(int(t) for t in whitelist_token_ids)
         t0 = time.perf_counter()
         self._llm = LLM(
             **llm_settings(model, revision, logits_processors=[NGramPerReqLogitsProcessor], **llm_overrides)
         )
-        log.info("vLLM loaded %s in %.1fs", model, time.perf_counter() - t0)
+        log.info("vLLM loaded %s (mode %s) in %.1fs", model, mode, time.perf_counter() - t0)
 
     def describe(self) -> dict[str, object]:
         return {
@@ -126,42 +162,66 @@ class VllmEngine(OcrEngine):
             "ngram": list(self.ngram),
         }
 
+    def _input(self, page: PageImage) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "prompt": self.prompt,
+            "multi_modal_data": {"image": page.image.convert("RGB")},
+        }
+        if self.mm_kwargs:
+            item["mm_processor_kwargs"] = self.mm_kwargs
+        return item
+
     def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
         from vllm import SamplingParams
 
         params = SamplingParams(
-            **sampling_settings(self.max_new_tokens, temperature, self.ngram[0], self.ngram[1])
+            **sampling_settings(
+                self.max_new_tokens, temperature, self.ngram[0], self.ngram[1], self.whitelist
+            )
         )
-        inputs = [
-            {
-                "prompt": self.prompt,
-                "multi_modal_data": {"image": p.image.convert("RGB")},
-                "mm_processor_kwargs": self.mm_kwargs,
-            }
-            for p in pages
-        ]
+        results: list[OcrResult | None] = [None] * len(pages)
+        inputs, idx = [], []
+        for i, page in enumerate(pages):
+            try:
+                inputs.append(self._input(page))
+                idx.append(i)
+            except Exception as exc:  # not an image
+                log.warning(
+                    "page %s/%s: unusable image (%s)", page.doc_id[:12], page.page_no, type(exc).__name__
+                )
+                results[i] = self.error_result()
         t0 = time.perf_counter()
         try:
-            outputs = self._llm.generate(inputs, params, use_tqdm=False)
-        except Exception as exc:
-            log.warning("vLLM failed on a batch of %d pages: %s", len(pages), type(exc).__name__)
-            return [self.error_result() for _ in pages]
-        seconds = (time.perf_counter() - t0) / max(1, len(pages))
-        results = []
-        for out in outputs:
-            comp = out.outputs[0]
-            results.append(
-                OcrResult(
-                    raw_text=comp.text.replace("<｜end▁of▁sentence｜>", ""),
-                    finish_reason="length" if comp.finish_reason == "length" else "eos",
-                    engine=self.name,
-                    model=self.model,
-                    prompt_tokens=len(out.prompt_token_ids or []),
-                    output_tokens=len(comp.token_ids),
-                    seconds=seconds,
-                    revision=self.revision,
-                    prompt=self.prompt,
-                    mode=self.mode,
-                )
+            outputs = self._llm.generate(inputs, params, use_tqdm=False) if inputs else []
+        except Exception as exc:  # one bad page must not cost the batch: go page by page
+            log.warning(
+                "vLLM failed on a batch of %d pages (%s); retrying one by one", len(idx), type(exc).__name__
             )
-        return results
+            outputs = []
+            for item in inputs:
+                try:
+                    outputs.extend(self._llm.generate([item], params, use_tqdm=False))
+                except Exception as exc1:
+                    log.warning("vLLM failed on one page (%s)", type(exc1).__name__)
+                    outputs.append(None)
+        seconds = (time.perf_counter() - t0) / max(1, len(idx))
+        for i, out in zip(idx, outputs, strict=True):
+            results[i] = self._result(out, seconds)
+        return [r if r is not None else self.error_result() for r in results]
+
+    def _result(self, out: Any, seconds: float) -> OcrResult:
+        if out is None or not getattr(out, "outputs", None):
+            return self.error_result()
+        comp = out.outputs[0]
+        return OcrResult(
+            raw_text=comp.text.replace(EOS_TEXT, ""),
+            finish_reason="length" if comp.finish_reason == "length" else "eos",
+            engine=self.name,
+            model=self.model,
+            prompt_tokens=len(out.prompt_token_ids or []),
+            output_tokens=len(comp.token_ids),
+            seconds=seconds,
+            revision=self.revision,
+            prompt=self.prompt,
+            mode=self.mode,
+        )

@@ -10,8 +10,11 @@ from airflow_provider_deepocr.core.engines import get_engine
 from airflow_provider_deepocr.core.engines.vllm import (
     MODES,
     TD_TOKEN_IDS,
+    VllmEngine,
+    default_mode,
     llm_settings,
     mode_settings,
+    model_version,
     sampling_settings,
 )
 from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
@@ -21,6 +24,10 @@ from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 def test_missing_vllm_is_a_clear_error_naming_the_extra() -> None:
     with pytest.raises(EngineUnavailable, match=r"airflow-provider-deepocr\[vllm\]"):
         get_engine("vllm")
+    with pytest.raises(EngineUnavailable, match=r"airflow-provider-deepocr\[vllm\]"):
+        get_engine("vllm", model="deepseek-ai/DeepSeek-OCR-2", mode="v2", gpu_memory_utilization=0.9)
+    with pytest.raises(EngineUnavailable, match=r">= 0.16"):
+        VllmEngine(model="deepseek-ai/DeepSeek-OCR-2")
 
 
 def test_resolution_modes_match_the_published_table() -> None:
@@ -42,3 +49,31 @@ def test_the_authors_sampling_and_engine_settings() -> None:
     llm = llm_settings("deepseek-ai/DeepSeek-OCR")
     assert llm["enable_prefix_caching"] is False and llm["mm_processor_cache_gb"] == 0
     assert llm["trust_remote_code"] is False
+
+
+def test_model_version_picks_the_mode() -> None:
+    assert (model_version("deepseek-ai/DeepSeek-OCR"), default_mode("deepseek-ai/DeepSeek-OCR")) == (
+        "v1",
+        "gundam",
+    )
+    assert (model_version("deepseek-ai/DeepSeek-OCR-2"), default_mode("/models/deepseek_ocr2")) == (
+        "v2",
+        "v2",
+    )
+    assert mode_settings("v2") == {}  # DeepSeek-OCR-2: vLLM's processor defaults are the authors'
+    assert mode_settings("tiny") == {"base_size": 512, "image_size": 512, "crop_mode": False}
+    assert mode_settings("large") == {"base_size": 1280, "image_size": 1280, "crop_mode": False}
+
+
+def test_a_v1_mode_on_a_v2_model_is_a_config_error_before_vllm_is_needed() -> None:
+    with pytest.raises(ConfigError, match="v2"):
+        VllmEngine(model="deepseek-ai/DeepSeek-OCR-2", mode="tiny")
+    with pytest.raises(ConfigError):
+        VllmEngine(model="deepseek-ai/DeepSeek-OCR", mode="v2")
+
+
+def test_sampling_settings_for_a_retry() -> None:
+    s = sampling_settings(4096, temperature=0.4, ngram_size=20, ngram_window=50, whitelist_token_ids=[7])
+    assert (s["temperature"], s["max_tokens"]) == (0.4, 4096)
+    assert s["extra_args"] == {"ngram_size": 20, "window_size": 50, "whitelist_token_ids": {7}}
+    assert llm_settings("m", gpu_memory_utilization=0.8)["gpu_memory_utilization"] == 0.8
