@@ -31,6 +31,16 @@ def _positive_int(value: str) -> int:
     return n
 
 
+def _batch_size(value: str) -> int | str:
+    from airflow_provider_deepocr.core.engines import parse_batch_size
+    from airflow_provider_deepocr.core.errors import ConfigError
+
+    try:
+        return parse_batch_size(value)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _expectation(value: str) -> tuple[str, str]:
     table, sep, path = value.partition("=")
     if not sep or table not in ("pages", "blocks", "cells") or not path:
@@ -62,7 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--dpi", type=_positive_int, default=144, help="render resolution for PDF pages")
     run.add_argument("--max-new-tokens", type=_positive_int, default=4096, help="generation limit per page")
-    run.add_argument("--batch-size", type=_positive_int, default=1, help="pages per engine batch")
+    run.add_argument(
+        "--batch-size",
+        type=_batch_size,
+        default=1,
+        help="pages per engine batch, or 'auto' (DeepSeek-OCR-2: 64 on CUDA, halved on out-of-memory)",
+    )
     run.add_argument(
         "--text-layer",
         default="never",

@@ -95,6 +95,8 @@ def test_run_deepseek_tiny_model_accounts_for_every_document(
             str(tiny_model_dir),
             "--max-new-tokens",
             "16",
+            "--batch-size",
+            "auto",
             "--work-dir",
             str(tmp_path / "work"),
             "--json",
@@ -119,6 +121,13 @@ def test_bad_arguments_exit_2(tmp_path: Path) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["run", str(tmp_path), "--warehouse", "sqlite://", "--dpi", "-3"])
     assert exc.value.code == 2
+
+
+def test_bad_batch_size_exits_2_with_the_reason(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["run", str(tmp_path), "--warehouse", "sqlite://", "--batch-size", "lots"])
+    assert exc.value.code == 2
+    assert "batch_size must be an integer >= 1 or 'auto'" in capsys.readouterr().err
 
 
 def test_parse_json_on_every_shared_fixture(raw_fixture_files: list[Path]) -> None:

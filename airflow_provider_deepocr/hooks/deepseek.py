@@ -7,7 +7,9 @@ Connection fields:
 - ``password``: API key for that server, optional.
 - ``extra`` (JSON): ``engine`` (auto | deepseek | rapidocr), ``model`` (hub id or local path),
   ``device`` (auto | cpu | cuda | cuda:N | mps), ``dtype`` (auto | bfloat16 | float16 | float32),
-  ``prompt`` (markdown | free | figure | literal prompt), ``max_new_tokens``, ``batch_size``,
+  ``prompt`` (markdown | free | figure | literal prompt), ``max_new_tokens`` (an int, or a
+  mapping by prompt name such as ``{"markdown": 4096, "figure": 2048}``), ``batch_size`` (an int,
+  or ``"auto"``: 64 on CUDA, halved on out-of-memory),
   ``retry_temperatures`` (e.g. ``"0,0.2,0.4"``, the default; ``"none"`` for no retries),
   ``fallback_engine`` (``rapidocr`` or ``none``).
 

@@ -45,6 +45,21 @@ def _opt_int(value: Any) -> int | None:
     return int(value)
 
 
+def _opt_tokens(value: Any) -> int | dict[str, int] | None:
+    if isinstance(value, dict):
+        return {str(k): int(v) for k, v in value.items()}
+    return _opt_int(value)
+
+
+def _opt_batch(value: Any) -> int | str | None:
+    """``batch_size`` as given (templated values arrive as strings), checked early."""
+    if value is None or value == "" or value == "None":
+        return None
+    from airflow_provider_deepocr.core.engines import parse_batch_size
+
+    return parse_batch_size(value)
+
+
 class _DeepOcrOperator(BaseOperator):
     """Common arguments.
 
@@ -112,8 +127,11 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :param dtype: ``auto``, ``bfloat16``, ``float16``, ``float32``.
     :param prompt: ``markdown`` (grounded, default), ``free``, ``figure``, or a literal prompt.
     :param dpi: render resolution for PDF pages (default 144).
-    :param max_new_tokens: generation limit per page.
-    :param batch_size: pages per engine batch.
+    :param max_new_tokens: generation limit per page: an int, or a mapping by prompt name
+        (``{"markdown": 4096, "figure": 2048, "default": 4096}``); default 4096 (2048 for
+        ``figure``).
+    :param batch_size: pages per engine batch, or ``"auto"`` (DeepSeek-OCR-2: 64 on CUDA, halved
+        and kept smaller after a CUDA out-of-memory; 4 on CPU).
     :param max_pages: documents with more pages are failure rows (``too_many_pages``).
     :param max_pixels: page images with more pixels are failure rows (``image_too_large``).
     :param text_layer: ``never`` (default), ``auto`` (PDF pages with a good text layer skip the model
@@ -149,7 +167,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         dtype: str | None = None,
         prompt: str | None = None,
         dpi: int | str = 144,
-        max_new_tokens: int | str | None = None,
+        max_new_tokens: int | str | dict[str, int] | None = None,
         batch_size: int | str | None = None,
         max_pages: int = 2000,
         max_pixels: int = 50_000_000,
@@ -188,8 +206,8 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             device=self.device or None,
             dtype=self.dtype or None,
             prompt=self.prompt or None,
-            max_new_tokens=_opt_int(self.max_new_tokens),
-            batch_size=_opt_int(self.batch_size),
+            max_new_tokens=_opt_tokens(self.max_new_tokens),
+            batch_size=_opt_batch(self.batch_size),
             retry_temperatures=self.retry_temperatures,
             fallback_engine=self.fallback_engine,
         )

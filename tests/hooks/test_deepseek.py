@@ -33,6 +33,21 @@ def test_engine_from_connection_is_built_once_per_process(
     assert DeepSeekOCRHook("ocr_tiny").get_engine(max_new_tokens=5) is not first
 
 
+def test_auto_batch_and_token_mapping_from_the_connection(
+    monkeypatch: pytest.MonkeyPatch, tiny_model_dir: Path
+) -> None:
+    extra = {
+        "engine": "deepseek",
+        "model": str(tiny_model_dir),
+        "batch_size": "auto",
+        "max_new_tokens": {"markdown": 6, "figure": 3},
+        "retry_temperatures": "none",
+    }
+    _conn(monkeypatch, "ocr_auto", extra)
+    engine = DeepSeekOCRHook("ocr_auto").get_engine()
+    assert (engine.batch_size, engine.auto_batch, engine.max_new_tokens) == (4, True, 6)
+
+
 def test_no_connection_means_defaults_and_auto_falls_back(tmp_path: Path) -> None:
     engine = DeepSeekOCRHook(None).get_engine(model=str(tmp_path / "no-weights-here"))
     assert engine.name == "rapidocr"

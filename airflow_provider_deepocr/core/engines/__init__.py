@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Literal
 
-from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine
+from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine, resolve_max_new_tokens
 from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,39 @@ _SERVER_KWARGS = frozenset(
 # DeepSeek-OCR-2 (transformers) and RapidOCR options that mean nothing to vLLM
 _NOT_FOR_VLLM = frozenset({"params", "local_files_only", "attn_implementation"})
 
-__all__ = ["ENGINE_NAMES", "PROMPTS", "OcrEngine", "get_engine", "weights_available"]
+# Pages per call for engines whose batch is only a hand-off size (the server keeps this many
+# requests in flight; vLLM schedules them itself), and for RapidOCR under batch_size="auto".
+IN_FLIGHT_MIN = 64
+RAPID_AUTO_BATCH = 8
+
+BatchSize = int | Literal["auto"]
+
+__all__ = [
+    "ENGINE_NAMES",
+    "PROMPTS",
+    "BatchSize",
+    "OcrEngine",
+    "get_engine",
+    "parse_batch_size",
+    "weights_available",
+]
+
+
+def parse_batch_size(value: Any) -> BatchSize:
+    """``batch_size`` from a flag, a connection extra or an operator argument: an int >= 1 or
+    ``"auto"`` (DeepSeek-OCR-2: 64 on CUDA, halved on out-of-memory; 4 on CPU). Raises
+    :class:`ConfigError` otherwise."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return "auto"
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"batch_size must be an integer >= 1 or 'auto', got {value!r}") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigError(f"batch_size must be an integer >= 1 or 'auto', got {value!r}")
+    return value
 
 
 def weights_available(model: str, revision: str | None = None) -> bool:
@@ -71,11 +104,11 @@ def _deepseek(model: str | None, **kwargs: Any) -> OcrEngine:
     return DeepSeekOcr2Engine(model=model or DEFAULT_MODEL, **kwargs)
 
 
-def _rapid(batch_size: int, **kwargs: Any) -> OcrEngine:
+def _rapid(batch_size: BatchSize, **kwargs: Any) -> OcrEngine:
     _require(("rapidocr", "onnxruntime"), "airflow-provider-deepocr[cpu-ocr]", "RapidOCR")
     from airflow_provider_deepocr.core.engines.rapid import RapidOcrEngine
 
-    return RapidOcrEngine(batch_size=batch_size, **kwargs)
+    return RapidOcrEngine(batch_size=RAPID_AUTO_BATCH if batch_size == "auto" else batch_size, **kwargs)
 
 
 def get_engine(
@@ -83,9 +116,9 @@ def get_engine(
     model: str | None = None,
     device: str = "auto",
     dtype: str = "auto",
-    max_new_tokens: int = 4096,
+    max_new_tokens: int | Mapping[str, int] | None = None,
     prompt: str = "markdown",
-    batch_size: int = 1,
+    batch_size: BatchSize | str = 1,
     **kwargs: Any,
 ) -> OcrEngine:
     """Build an engine by name (one of :data:`ENGINE_NAMES` or an alias).
@@ -97,12 +130,19 @@ def get_engine(
     ``extra_body``, ``image_format``, ``ngram_size``, ``ngram_window``, ``whitelist_token_ids``;
     for ``vllm`` ``mode``, ``revision``, ``ngram_size``, ``ngram_window`` and any ``vllm.LLM``
     argument (``gpu_memory_utilization``, ``tensor_parallel_size``, ``max_model_len`` …).
+    ``batch_size`` is an int or ``"auto"`` (see :func:`parse_batch_size`); ``max_new_tokens`` an int,
+    a mapping by prompt name (``{"markdown": 4096, "figure": 2048, "default": 4096}``), or None
+    for those defaults.
     Raises :class:`ConfigError` for an unknown name, :class:`EngineUnavailable` when the
     engine's extra is not installed.
     """
     key = _ALIASES.get(name.lower(), name.lower())
     if key not in ENGINE_NAMES:
         raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
+    batch = parse_batch_size(batch_size)
+    # engines other than DeepSeek-OCR-2 take one number; a mapping's entry for this prompt
+    tokens = resolve_max_new_tokens(max_new_tokens, prompt if prompt in PROMPTS else None)
+    in_flight = IN_FLIGHT_MIN if batch == "auto" else max(batch, IN_FLIGHT_MIN)
     server_url = kwargs.pop("server_url", None)
     api_key = kwargs.pop("api_key", None)
     if key == "server" or (key == "auto" and server_url):
@@ -116,8 +156,8 @@ def get_engine(
             model=model or "deepseek-ocr",
             api_key=api_key,
             prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            batch_size=max(batch_size, 64),
+            max_new_tokens=tokens,
+            batch_size=in_flight,
             **{k: v for k, v in kwargs.items() if k in _SERVER_KWARGS},
         )
     if key == "vllm":
@@ -127,8 +167,8 @@ def get_engine(
         return VllmEngine(
             model=model or "deepseek-ai/DeepSeek-OCR",
             prompt=prompt,
-            max_new_tokens=max_new_tokens,
-            batch_size=max(batch_size, 64),
+            max_new_tokens=tokens,
+            batch_size=in_flight,
             **({"dtype": dtype} if dtype != "auto" else {}),
             **{k: v for k, v in kwargs.items() if k not in _NOT_FOR_VLLM},
         )
@@ -138,7 +178,7 @@ def get_engine(
         return PdfTextEngine()
     rapid_kwargs = {k: v for k, v in kwargs.items() if k == "params"}
     if key == "rapidocr":
-        return _rapid(batch_size, **rapid_kwargs)
+        return _rapid(batch, **rapid_kwargs)
 
     kwargs.pop("params", None)
     deepseek_kwargs = dict(
@@ -146,7 +186,7 @@ def get_engine(
         dtype=dtype,
         max_new_tokens=max_new_tokens,
         prompt=prompt,
-        batch_size=batch_size,
+        batch_size=batch,
         **kwargs,
     )
     if key == "deepseek":
@@ -165,4 +205,4 @@ def get_engine(
             return _deepseek(target, **deepseek_kwargs)
     else:
         log.info("DeepSeek-OCR-2 weights not found at/for %s; falling back to RapidOCR on CPU", target)
-    return _rapid(batch_size, **rapid_kwargs)
+    return _rapid(batch, **rapid_kwargs)

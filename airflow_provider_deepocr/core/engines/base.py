@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import abc
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
+from airflow_provider_deepocr.core.errors import ConfigError
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
 
 PROMPTS: dict[str, str] = {
@@ -13,6 +14,26 @@ PROMPTS: dict[str, str] = {
     "figure": "<image>\nParse the figure.",
 }
 """Prompts by name. ``markdown`` is the grounded document prompt (the default)."""
+
+# Token budgets by prompt name: a dense page in grounded markdown runs to a few thousand tokens
+# (the authors' 8,192-token context); a figure description is shorter.
+DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"markdown": 4096, "free": 4096, "figure": 2048}
+
+
+def resolve_max_new_tokens(value: int | Mapping[str, int] | None, prompt_name: str | None) -> int:
+    """One token budget: an int as is; a mapping's entry for ``prompt_name`` (else its
+    ``"default"``, else 4096); None: :data:`DEFAULT_MAX_NEW_TOKENS`. Raises :class:`ConfigError`
+    below 1."""
+    if value is None:
+        value = DEFAULT_MAX_NEW_TOKENS
+    if isinstance(value, Mapping):
+        table = {str(k): int(v) for k, v in value.items()}
+        n = table.get(prompt_name or "", table.get("default", 4096))
+    else:
+        n = int(value)
+    if n < 1:
+        raise ConfigError("max_new_tokens must be >= 1")
+    return n
 
 
 class OcrEngine(abc.ABC):

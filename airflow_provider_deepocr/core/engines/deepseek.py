@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine
+from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine, resolve_max_new_tokens
 from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
 
@@ -25,10 +25,6 @@ GPU_EXTRA = "airflow-provider-deepocr[gpu]"
 
 # Tokens whose repetition is legitimate (table markup repeats by nature); exempt from the n-gram ban.
 NGRAM_WHITELIST_TOKENS: tuple[str, ...] = ("<td>", "</td>", "<tr>", "</tr>")
-
-# Token budgets by prompt name: a dense page in grounded markdown runs to a few thousand tokens
-# (the authors' 8,192-token context); a figure description is shorter.
-DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"markdown": 4096, "free": 4096, "figure": 2048}
 
 # batch_size="auto": where the batch starts; CUDA out-of-memory halves it (and it stays halved).
 AUTO_BATCH = {"cuda": 64, "mps": 8, "cpu": 4}
@@ -103,20 +99,6 @@ def _pick_dtype(dtype: str, device: str) -> Any:
     if name is None:
         raise ConfigError(f"unknown dtype {dtype!r}; use auto, bfloat16, float16 or float32")
     return getattr(torch, name)
-
-
-def _resolve_max_new_tokens(value: int | Mapping[str, int] | None, prompt_name: str | None) -> int:
-    """An int, or the entry for this prompt name of a mapping (else its "default", else 4096)."""
-    if value is None:
-        value = DEFAULT_MAX_NEW_TOKENS
-    if isinstance(value, Mapping):
-        table = {str(k): int(v) for k, v in value.items()}
-        n = table.get(prompt_name or "", table.get("default", 4096))
-    else:
-        n = int(value)
-    if n < 1:
-        raise ConfigError("max_new_tokens must be >= 1")
-    return n
 
 
 def _pick_attention(device: str) -> str:
@@ -203,7 +185,7 @@ class DeepSeekOcr2Engine(OcrEngine):
         gpu_preprocess: bool = True,
     ) -> None:
         """``max_new_tokens``: an int, or a mapping by prompt name (``{"markdown": 4096,
-        "figure": 2048, "default": 4096}``; None: :data:`DEFAULT_MAX_NEW_TOKENS`).
+        "figure": 2048, "default": 4096}``; None: :data:`.base.DEFAULT_MAX_NEW_TOKENS`).
         ``batch_size``: pages per ``generate()``, or ``"auto"`` (64 on CUDA, 4 on CPU), which
         halves on CUDA out-of-memory and keeps the smaller size. ``attn_implementation``: None
         picks the fastest the model supports (``flash_attention_2`` when installed on CUDA, else
@@ -215,7 +197,7 @@ class DeepSeekOcr2Engine(OcrEngine):
         self.model = str(model)
         self.prompt_name = prompt if prompt in PROMPTS else None
         self.prompt = resolve_prompt(prompt)
-        self.max_new_tokens = _resolve_max_new_tokens(max_new_tokens, self.prompt_name)
+        self.max_new_tokens = resolve_max_new_tokens(max_new_tokens, self.prompt_name)
         self.auto_batch = isinstance(batch_size, str)
         if self.auto_batch and str(batch_size).lower() != "auto":
             raise ConfigError("batch_size must be an int >= 1 or 'auto'")

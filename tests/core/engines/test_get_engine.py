@@ -75,3 +75,40 @@ def test_no_heavy_imports_at_module_level() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"), [(1, 1), ("8", 8), (" Auto ", "auto"), ("auto", "auto"), (64, 64)]
+)
+def test_parse_batch_size_accepts_ints_and_auto(given: object, expected: object) -> None:
+    assert engines.parse_batch_size(given) == expected
+
+
+@pytest.mark.parametrize("given", [0, -2, "0", "many", 2.5, True, None, ""])
+def test_parse_batch_size_rejects_the_rest(given: object) -> None:
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1 or 'auto'"):
+        engines.parse_batch_size(given)
+
+
+def test_auto_batch_and_token_mapping_reach_deepseek(tiny_model_dir: Path) -> None:
+    eng = get_engine(
+        "deepseek",
+        model=str(tiny_model_dir),
+        batch_size="auto",
+        prompt="figure",
+        max_new_tokens={"markdown": 300, "figure": 7},
+    )
+    # CPU: "auto" starts at 4 pages per generate(); the mapping's entry for the prompt applies
+    assert (eng.batch_size, eng.auto_batch, eng.max_new_tokens) == (4, True, 7)
+
+
+def test_auto_batch_for_engines_with_a_plain_batch() -> None:
+    rapid = get_engine("rapidocr", batch_size="auto")
+    assert rapid.batch_size == engines.RAPID_AUTO_BATCH
+    server = get_engine("server", server_url="http://127.0.0.1:9/v1", batch_size="auto", max_new_tokens=None)
+    assert server.batch_size == engines.IN_FLIGHT_MIN
+    assert server.max_new_tokens == 4096
+    big = get_engine("server", server_url="http://127.0.0.1:9/v1", batch_size=100, prompt="figure")
+    assert (big.batch_size, big.max_new_tokens) == (100, 2048)
+    with pytest.raises(ConfigError):
+        get_engine("rapidocr", batch_size="lots")
