@@ -40,6 +40,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -102,89 +103,187 @@ def document_row(result: DocumentResult) -> dict[str, Any]:
     }
 
 
-def page_rows(result: DocumentResult) -> list[dict[str, Any]]:
-    """One row per page, warehouse column names."""
+Row = tuple[Any, ...]
+
+# Column order of the tuples the row builders make (the loader names the columns it writes, so
+# this order need not match the table's).
+PAGE_COLUMNS: tuple[str, ...] = (
+    "doc_id",
+    "page_no",
+    "source_uri",
+    "width",
+    "height",
+    "dpi",
+    "engine",
+    "model",
+    "revision",
+    "prompt",
+    "mode",
+    "finish_reason",
+    "attempts",
+    "prompt_tokens",
+    "output_tokens",
+    "seconds",
+    "flags",
+    "markdown",
+    "config_fingerprint",
+)
+BLOCK_COLUMNS: tuple[str, ...] = (
+    "doc_id",
+    "page_no",
+    "block_no",
+    "label",
+    "kind",
+    "x0",
+    "y0",
+    "x1",
+    "y1",
+    "px_x0",
+    "px_y0",
+    "px_x1",
+    "px_y1",
+    "text",
+    "raw",
+    "flags",
+    "engine",
+    "model",
+    "config_fingerprint",
+)
+CELL_COLUMNS: tuple[str, ...] = (
+    "doc_id",
+    "page_no",
+    "block_no",
+    "row_no",
+    "col_no",
+    "rowspan",
+    "colspan",
+    "is_header",
+    "text",
+    "caption",
+)
+KEYS: dict[str, tuple[str, ...]] = {
+    "pages": ("doc_id", "page_no"),
+    "blocks": ("doc_id", "page_no", "block_no"),
+    "table_cells": ("doc_id", "page_no", "block_no", "row_no", "col_no"),
+}
+
+
+def page_tuples(result: DocumentResult) -> list[Row]:
+    """One row per page, in :data:`PAGE_COLUMNS` order."""
     return [
-        {
-            "doc_id": result.doc_id,
-            "page_no": p.page_no,
-            "source_uri": p.source_uri,
-            "width": p.width,
-            "height": p.height,
-            "dpi": p.dpi,
-            "engine": p.engine,
-            "model": p.model,
-            "revision": p.revision,
-            "prompt": p.prompt,
-            "mode": p.mode,
-            "finish_reason": p.finish_reason,
-            "attempts": p.attempts,
-            "prompt_tokens": p.prompt_tokens,
-            "output_tokens": p.output_tokens,
-            "seconds": float(p.seconds),
-            "flags": _flags(p.flags),
-            "markdown": clean_text(p.markdown),
-            "config_fingerprint": p.config_fingerprint or result.config_fingerprint,
-        }
+        (
+            result.doc_id,
+            p.page_no,
+            p.source_uri,
+            p.width,
+            p.height,
+            p.dpi,
+            p.engine,
+            p.model,
+            p.revision,
+            p.prompt,
+            p.mode,
+            p.finish_reason,
+            p.attempts,
+            p.prompt_tokens,
+            p.output_tokens,
+            float(p.seconds),
+            _flags(p.flags),
+            clean_text(p.markdown),
+            p.config_fingerprint or result.config_fingerprint,
+        )
         for p in result.pages
     ]
 
 
-def block_rows(result: DocumentResult) -> list[dict[str, Any]]:
-    """One row per layout block; ``block_no`` is the block's reading-order index on its page."""
-    rows: list[dict[str, Any]] = []
+def block_tuples(result: DocumentResult) -> list[Row]:
+    """One row per layout block, in :data:`BLOCK_COLUMNS` order; ``block_no`` is the block's
+    reading-order index on its page. (Tuples: the bulk loaders write them as they are, and a
+    tuple costs a third of a dict to build.)"""
+    rows: list[Row] = []
+    append = rows.append
+    doc_id = result.doc_id
+    no_box = (None, None, None, None)
     for p in result.pages:
         fp = p.config_fingerprint or result.config_fingerprint
+        page_no, engine, model = p.page_no, p.engine, p.model
         for b in p.parsed.blocks:
             bb = b.bbox
             px = b.bbox_px
-            rows.append(
-                {
-                    "doc_id": result.doc_id,
-                    "page_no": p.page_no,
-                    "block_no": b.index,
-                    "label": clean_text(b.label),
-                    "kind": b.kind,
-                    "x0": int(bb[0]) if bb is not None else None,
-                    "y0": int(bb[1]) if bb is not None else None,
-                    "x1": int(bb[2]) if bb is not None else None,
-                    "y1": int(bb[3]) if bb is not None else None,
-                    "px_x0": float(px[0]) if px is not None else None,
-                    "px_y0": float(px[1]) if px is not None else None,
-                    "px_x1": float(px[2]) if px is not None else None,
-                    "px_y1": float(px[3]) if px is not None else None,
-                    "text": clean_text(b.text),
-                    "raw": clean_text(b.raw),
-                    "flags": _flags(b.flags),
-                    "engine": p.engine,
-                    "model": p.model,
-                    "config_fingerprint": fp,
-                }
+            x0, y0, x1, y1 = no_box if bb is None else (int(bb[0]), int(bb[1]), int(bb[2]), int(bb[3]))
+            if px is None:
+                px0 = py0 = px1 = py1 = None
+            else:
+                px0, py0, px1, py1 = float(px[0]), float(px[1]), float(px[2]), float(px[3])
+            append(
+                (
+                    doc_id,
+                    page_no,
+                    b.index,
+                    clean_text(b.label),
+                    b.kind,
+                    x0,
+                    y0,
+                    x1,
+                    y1,
+                    px0,
+                    py0,
+                    px1,
+                    py1,
+                    clean_text(b.text),
+                    clean_text(b.raw),
+                    ",".join(b.flags),
+                    engine,
+                    model,
+                    fp,
+                )
             )
     return rows
 
 
-def cell_rows(result: DocumentResult) -> list[dict[str, Any]]:
-    """One row per table cell; ``block_no`` is the index of the table's block on its page."""
-    rows: list[dict[str, Any]] = []
+def cell_tuples(result: DocumentResult) -> list[Row]:
+    """One row per table cell, in :data:`CELL_COLUMNS` order; ``block_no`` is the index of the
+    table's block on its page."""
+    rows: list[Row] = []
+    doc_id = result.doc_id
     for p in result.pages:
         for t in p.parsed.tables:
-            for c in t.cells:
-                rows.append(
-                    {
-                        "doc_id": result.doc_id,
-                        "page_no": p.page_no,
-                        "block_no": t.block_index,
-                        "row_no": c.row,
-                        "col_no": c.col,
-                        "rowspan": c.rowspan,
-                        "colspan": c.colspan,
-                        "is_header": bool(c.is_header),
-                        "text": clean_text(c.text),
-                        "caption": clean_text(t.caption),
-                    }
+            caption = clean_text(t.caption)
+            rows.extend(
+                (
+                    doc_id,
+                    p.page_no,
+                    t.block_index,
+                    c.row,
+                    c.col,
+                    c.rowspan,
+                    c.colspan,
+                    bool(c.is_header),
+                    clean_text(c.text),
+                    caption,
                 )
+                for c in t.cells
+            )
     return rows
+
+
+def _as_dicts(columns: tuple[str, ...], rows: list[Row]) -> list[dict[str, Any]]:
+    return [dict(zip(columns, r, strict=True)) for r in rows]
+
+
+def page_rows(result: DocumentResult) -> list[dict[str, Any]]:
+    """One row per page as a dict of warehouse column names."""
+    return _as_dicts(PAGE_COLUMNS, page_tuples(result))
+
+
+def block_rows(result: DocumentResult) -> list[dict[str, Any]]:
+    """One row per layout block as a dict of warehouse column names."""
+    return _as_dicts(BLOCK_COLUMNS, block_tuples(result))
+
+
+def cell_rows(result: DocumentResult) -> list[dict[str, Any]]:
+    """One row per table cell as a dict of warehouse column names."""
+    return _as_dicts(CELL_COLUMNS, cell_tuples(result))
 
 
 def failure_id(source_uri: str, doc_id: str | None, page_no: int | None, reason: str, stage: str) -> str:
@@ -233,9 +332,9 @@ def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
 
 
 def _content_hash(*parts: Any) -> str:
-    """A hash of the rows about to be written (their key order is fixed by the row builders).
+    """A hash of the rows about to be written (their column order is fixed by the row builders).
 
-    Pickle (protocol 5) is the cheapest stable serialisation of these plain dicts of str, int,
+    Pickle (protocol 5) is the cheapest stable serialisation of these plain tuples of str, int,
     float and None; if its bytes ever changed between Python versions the only effect would be one
     unnecessary rewrite of an unchanged document.
     """
@@ -248,14 +347,9 @@ def _content_hash(*parts: Any) -> str:
     return h.hexdigest()
 
 
-def _check_unique(table: str, rows: Sequence[dict[str, Any]], key: Sequence[str], doc_id: str) -> None:
-    seen: set[tuple[Any, ...]] = set()
-    dup = 0
-    for r in rows:
-        k = tuple(r[c] for c in key)
-        if k in seen:
-            dup += 1
-        seen.add(k)
+def _check_unique(table: str, columns: tuple[str, ...], rows: Sequence[Row], doc_id: str) -> None:
+    key = KEYS[table]
+    dup = len(rows) - len(set(map(itemgetter(*(columns.index(c) for c in key)), rows)))
     if dup:
         raise errors.DeepOcrError(
             errors.LOAD_ERROR, f"doc {doc_id}: {dup} duplicate key(s) in {table} on ({', '.join(key)})"
@@ -449,52 +543,44 @@ def _begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
         conn.exec_driver_sql("SELECT 1")
 
 
-def _copy_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> bool:
+def _copy_rows(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]) -> bool:
     """Bulk path inside the current transaction; False when the dialect has none."""
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
-        _pg_copy(conn, table, rows)
+        _pg_copy(conn, table, columns, rows)
         return True
     if conn.dialect.name == "duckdb":
-        _duckdb_bulk(conn, table, rows)
+        _duckdb_bulk(conn, table, columns, rows)
         return True
     return False
 
 
-def _pg_copy(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+def _pg_copy(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
     """PostgreSQL ``COPY ... FROM STDIN`` through psycopg 3 (identifiers quoted by psycopg).
 
-    Rows go to psycopg's ``write_row`` as tuples cut from the row dicts by ``itemgetter`` (both in
-    C with psycopg's binary build); encoding COPY text in Python was measured slower.
+    The row tuples go to psycopg's ``write_row`` as they are (encoded in C with psycopg's binary
+    build); encoding COPY text in Python was measured slower.
     """
-    from operator import itemgetter
-
     from psycopg import sql
 
-    cols = [c.name for c in table.columns]
     target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, cols)))
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
     raw = conn.connection.driver_connection
-    get = itemgetter(*cols)
     with raw.cursor() as cur, cur.copy(stmt) as cp:  # type: ignore[union-attr]
         write = cp.write_row
         for r in rows:
-            try:
-                write(get(r))
-            except KeyError:  # a builder left an optional column out
-                write([r.get(c) for c in cols])
+            write(r)
 
 
-def _duckdb_bulk(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]]) -> None:
+def _duckdb_bulk(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
     """DuckDB: register the rows as a DataFrame and ``INSERT ... SELECT`` (executemany is slow)."""
     import uuid
 
     import pandas as pd
 
-    cols = [c.name for c in table.columns]
-    frame = pd.DataFrame.from_records([[r.get(c) for c in cols] for r in rows], columns=cols)
+    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
     prep = conn.dialect.identifier_preparer
     name = f"_deepocr_stage_{uuid.uuid4().hex}"
-    col_sql = ", ".join(prep.quote(c) for c in cols)
+    col_sql = ", ".join(prep.quote(c) for c in columns)
     target = prep.format_table(table)
     raw = conn.connection.driver_connection
     raw.register(name, frame)  # type: ignore[union-attr]
@@ -504,12 +590,14 @@ def _duckdb_bulk(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, 
         raw.unregister(name)  # type: ignore[union-attr]
 
 
-def _insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, Any]], copy_min: int) -> None:
+def _insert_rows(
+    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row], copy_min: int
+) -> None:
     if not rows:
         return
-    if len(rows) >= copy_min and _copy_rows(conn, table, rows):
+    if len(rows) >= copy_min and _copy_rows(conn, table, columns, rows):
         return
-    conn.execute(table.insert(), list(rows))
+    conn.execute(table.insert(), _as_dicts(columns, list(rows)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,9 +608,9 @@ def _insert_rows(conn: sa.Connection, table: sa.Table, rows: Sequence[dict[str, 
 @dataclass(frozen=True)
 class _Prepared:
     doc: dict[str, Any]
-    pages: list[dict[str, Any]]
-    blocks: list[dict[str, Any]]
-    cells: list[dict[str, Any]]
+    pages: list[Row]  # PAGE_COLUMNS order
+    blocks: list[Row]  # BLOCK_COLUMNS order
+    cells: list[Row]  # CELL_COLUMNS order
     failures: list[Failure]
     content_hash: str
 
@@ -633,12 +721,10 @@ class Warehouse:
 
     def _prepare(self, result: DocumentResult) -> _Prepared:
         doc = document_row(result)
-        pages, blocks, cells = page_rows(result), block_rows(result), cell_rows(result)
-        _check_unique("pages", pages, ("doc_id", "page_no"), result.doc_id)
-        _check_unique("blocks", blocks, ("doc_id", "page_no", "block_no"), result.doc_id)
-        _check_unique(
-            "table_cells", cells, ("doc_id", "page_no", "block_no", "row_no", "col_no"), result.doc_id
-        )
+        pages, blocks, cells = page_tuples(result), block_tuples(result), cell_tuples(result)
+        _check_unique("pages", PAGE_COLUMNS, pages, result.doc_id)
+        _check_unique("blocks", BLOCK_COLUMNS, blocks, result.doc_id)
+        _check_unique("table_cells", CELL_COLUMNS, cells, result.doc_id)
         failures = list(result.failures)
         chash = _content_hash(doc, pages, blocks, cells, [f.to_dict() for f in failures])
         return _Prepared(doc, pages, blocks, cells, failures, chash)
@@ -759,9 +845,9 @@ class Warehouse:
             now = datetime.now(UTC)
             self._delete_doc(conn, doc_id, result.ref.uri)
             conn.execute(self.documents.insert(), [{**prep.doc, "loaded_at": now, "run_id": run_id}])
-            _insert_rows(conn, self.pages, prep.pages, self.copy_min_rows)
-            _insert_rows(conn, self.blocks, prep.blocks, self.copy_min_rows)
-            _insert_rows(conn, self.table_cells, prep.cells, self.copy_min_rows)
+            _insert_rows(conn, self.pages, PAGE_COLUMNS, prep.pages, self.copy_min_rows)
+            _insert_rows(conn, self.blocks, BLOCK_COLUMNS, prep.blocks, self.copy_min_rows)
+            _insert_rows(conn, self.table_cells, CELL_COLUMNS, prep.cells, self.copy_min_rows)
             counts["failures"] = self._insert_failures(
                 conn,
                 [
@@ -860,9 +946,9 @@ class Warehouse:
             pages = [row for _, p in todo for row in p.pages]
             blocks = [row for _, p in todo for row in p.blocks]
             cells = [row for _, p in todo for row in p.cells]
-            _insert_rows(conn, self.pages, pages, self.copy_min_rows)
-            _insert_rows(conn, self.blocks, blocks, self.copy_min_rows)
-            _insert_rows(conn, self.table_cells, cells, self.copy_min_rows)
+            _insert_rows(conn, self.pages, PAGE_COLUMNS, pages, self.copy_min_rows)
+            _insert_rows(conn, self.blocks, BLOCK_COLUMNS, blocks, self.copy_min_rows)
+            _insert_rows(conn, self.table_cells, CELL_COLUMNS, cells, self.copy_min_rows)
             counts["failures"] = self._insert_failures(
                 conn,
                 [

@@ -578,3 +578,17 @@ def test_create_adds_missing_columns_to_an_older_table(wh: Warehouse) -> None:
     wh.load_document(r, "run-2", force=True)
     with wh.engine.connect() as conn:
         assert conn.execute(sa.select(wh.pages.c.output_tokens)).scalar_one() == r.pages[0].output_tokens
+
+
+def test_row_builders_cover_every_content_column_once() -> None:
+    from airflow_provider_deepocr.core import warehouse as W
+
+    md = W.build_metadata("x_", None)
+    for name, columns in (
+        ("pages", W.PAGE_COLUMNS),
+        ("blocks", W.BLOCK_COLUMNS),
+        ("table_cells", W.CELL_COLUMNS),
+    ):
+        assert len(set(columns)) == len(columns)
+        assert set(columns) == {c.name for c in md.tables[f"x_{name}"].columns}
+        assert set(W.KEYS[name]) == {c.name for c in md.tables[f"x_{name}"].primary_key.columns}
