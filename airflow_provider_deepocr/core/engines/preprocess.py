@@ -31,7 +31,7 @@ from typing import Any
 _PASS_THROUGH = {"return_tensors"}
 _MISSING = object()
 _BICUBIC = 3  # PIL.Image.Resampling.BICUBIC, the stock processor's filter
-_BAND = 128  # rows per normalisation band (a tile band of 3 x 128 x 768 floats stays in L2)
+_BAND = 64  # rows per normalisation band (a tile band of 3 x 64 x 768 floats stays in L2)
 
 
 class FastDeepseekOcr2ImageProcessor:
@@ -39,11 +39,16 @@ class FastDeepseekOcr2ImageProcessor:
 
     ``device``: where the resizing and normalisation run and the tensors are returned (``"cpu"``, the
     default, or ``"cuda"``/``"cuda:N"``). ``threads``: parallel PIL strips on CPU (default: the
-    number of CPU cores, at most 4).
+    number of CPU cores, at most 4). ``keep_bytes``: on CPU, output arrays the caller has let go
+    of are kept, up to this many bytes, and written again by a later call of the same shapes
+    (fresh pages cost the kernel ~5-10 ms of zeroing per A4 page); 0 keeps none.
     """
 
-    def __init__(self, stock: Any, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, stock: Any, device: str = "cpu", threads: int | None = None, keep_bytes: int = 256 << 20
+    ) -> None:
         self._stock = stock
+        self._outputs = _OutputArrays(keep_bytes)
         self._stream: Any = None  # the CUDA side stream, made on first use
         self.device = str(device)
         self.threads = max(1, int(threads or min(4, os.cpu_count() or 1)))
@@ -54,6 +59,10 @@ class FastDeepseekOcr2ImageProcessor:
             self._affine = [(factor / s, -m / s) for m, s in zip(mean, std, strict=True)]
         else:
             self._affine = [(factor, 0.0)] * 3
+        import numpy as np
+
+        self._scale = np.array([a for a, _ in self._affine], dtype=np.float32).reshape(-1, 1, 1)
+        self._bias = np.array([b for _, b in self._affine], dtype=np.float32).reshape(-1, 1, 1)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -114,111 +123,127 @@ class FastDeepseekOcr2ImageProcessor:
         from transformers import BatchFeature
 
         ts = int(self._stock.tile_size)
-        globals_: list[Any] = []
-        locals_: list[Any] = []
-        counts: list[int] = []
-        device = torch.device(self.device)
+        plans = []
         for image in images:
             img = _to_rgb(image)
             grid, gsize = self.plan(*img.size)
             if min(gsize) < 1:
                 raise ValueError("image too thin for the global view")
-            if device.type == "cpu":
-                tiles, square = self._views_cpu(img, grid, gsize, ts)
-            elif device.type == "cuda":
-                # a side stream: the pipeline prepares the next batch while generate() runs on
-                # the default stream; the producer thread waits for its own work only
-                stream = self._stream = self._stream or torch.cuda.Stream(device)
-                with torch.cuda.stream(stream):
+            plans.append((img, grid, gsize))
+        counts = [0 if grid is None else grid[0] * grid[1] for _, grid, _ in plans]
+        device = torch.device(self.device)
+        if device.type == "cpu":
+            globals_, locals_ = self._views_cpu(plans, ts)
+        else:
+            globals_, tiles_ = [], []
+            for img, grid, gsize in plans:
+                if device.type == "cuda":
+                    # a side stream: the pipeline prepares the next batch while generate() runs on
+                    # the default stream; the producer thread waits for its own work only
+                    stream = self._stream = self._stream or torch.cuda.Stream(device)
+                    with torch.cuda.stream(stream):
+                        tiles, square = self._views_on_device(img, grid, gsize, ts, device)
+                    stream.synchronize()
+                else:
                     tiles, square = self._views_on_device(img, grid, gsize, ts, device)
-                stream.synchronize()
-            else:
-                tiles, square = self._views_on_device(img, grid, gsize, ts, device)
-            if tiles is not None:
-                locals_.append(tiles)
-            counts.append(0 if tiles is None else int(tiles.shape[0]))
-            globals_.append(square)
+                if tiles is not None:
+                    tiles_.append(tiles)
+                globals_.append(square)
+            locals_ = (tiles_[0] if len(tiles_) == 1 else torch.cat(tiles_)) if tiles_ else None
         data: dict[str, Any] = {"num_local_patches": counts}
         if str(return_tensors) in ("pt", "TensorType.PYTORCH"):
-            data["pixel_values"] = torch.stack(globals_) if len(globals_) > 1 else globals_[0].unsqueeze(0)
-            if locals_:
-                data["pixel_values_local"] = locals_[0] if len(locals_) == 1 else torch.cat(locals_)
+            data["pixel_values"] = globals_ if torch.is_tensor(globals_) else torch.stack(globals_)
+            if locals_ is not None:
+                data["pixel_values_local"] = locals_
             data["num_local_patches"] = torch.tensor(counts)
             return BatchFeature(data=data)
         data["pixel_values"] = [g.cpu().numpy() for g in globals_]
-        if locals_:
-            data["pixel_values_local"] = [t.cpu().numpy() for tiles in locals_ for t in tiles]
+        if locals_ is not None:
+            data["pixel_values_local"] = list(locals_.cpu().numpy())
         return BatchFeature(data=data, tensor_type=return_tensors)
 
     # -- CPU: PIL's first pass in parallel strips, torch's uint8 kernel for the second ---------
 
-    def _views_cpu(
-        self, img: Any, grid: tuple[int, int] | None, gsize: tuple[int, int], ts: int
-    ) -> tuple[Any, Any]:
-        """All work goes through the pool as a small DAG, so every core stays busy: the first
-        passes (PIL, exact, in strips), then the second passes (torch uint8, calling thread) as
-        each first pass completes, then the normalisation in bands (numpy, GIL released)."""
+    def _views_cpu(self, plans: list[Any], ts: int) -> tuple[Any, Any]:
+        """All views of all images, written once, as float32, into the batch's output arrays.
+
+        The pool runs every first pass (PIL, exact, in strips) in order; the calling thread runs
+        each second pass (torch uint8, channels-last) as soon as that view's strips are done and
+        queues its normalisation (numpy, GIL released) in cache-sized bands straight into the
+        output: the tiles are views of the resized canvas, the global view lands inside its
+        square, whose padding the calling thread fills meanwhile.
+
+        Returns (``(N, 3, S, S)`` tensor, or a list of ``(3, S, S)`` tensors if the sides differ;
+        ``(T, 3, ts, ts)`` tensor of all tiles, or None).
+        """
         import numpy as np
         import torch
 
         pool = _pool(self.threads)
-        sizes = [gsize] if grid is None else [(ts * grid[0], ts * grid[1]), gsize]
+        sides = {max(gsize) for _, _, gsize in plans}
+        empty = self._outputs.empty
+        if len(sides) == 1:
+            batch = empty((len(plans), 3, *(2 * [sides.pop()])))
+            squares = list(batch)
+        else:
+            batch = None
+            squares = [empty((3, max(g), max(g))) for _, _, g in plans]
+        n_tiles = sum(0 if grid is None else grid[0] * grid[1] for _, grid, _ in plans)
+        tiles = empty((n_tiles, 3, ts, ts)) if n_tiles else None
         staged = []
-        for size in sizes:
+        first_tile = 0
+        for (img, grid, gsize), square in zip(plans, squares, strict=True):
+            if grid is not None and tiles is not None:
+                cols, rows = grid
+                out = tiles[first_tile : first_tile + cols * rows]
+                first_tile += cols * rows
+                staged.append((img, (ts * cols, ts * rows), (out, grid)))
+            staged.append((img, gsize, (square, None)))
+        pending = []
+        for img, size, sink in staged:
             order = _pass_order(img.size, size)
-            buf, jobs = _first_pass(img, size, order[:1] if len(order) == 2 else order, self.threads)
-            staged.append((size, order[1:] if len(order) == 2 else "", buf, [pool.submit(j) for j in jobs]))
-        gw, gh = gsize
-        side = max(gw, gh)
-        square = np.empty((3, side, side), dtype=np.float32)
-        top, left = ((side - gh) // 2, 0) if gw > gh else (0, (side - gw) // 2)
-        tiles = None
-        if grid is not None:
-            cols, rows = grid
-            tiles = np.empty((rows * cols, 3, ts, ts), dtype=np.float32)
+            buf, jobs = _first_pass(img, size, order, 2 * self.threads)
+            pending.append((size, order, buf, [pool.submit(j) for j in jobs], sink))
         waits: list[Any] = []
-        for k, (size, second, buf, futures) in enumerate(staged):
+        for size, order, buf, futures, (out, grid) in pending:
             for f in futures:
                 f.result()
-            view = _second_pass(buf, size, second).numpy()  # (3, nh, nw) uint8, maybe strided
-            if tiles is not None and k == 0:
-                cols, rows = grid  # type: ignore[misc]
-                canvas = view.reshape(3, rows, ts, cols, ts)
-                out = tiles.reshape(rows, cols, 3, ts, ts)
+            planes = _second_pass(buf, size, order)  # uint8 (3, nh, nw)
+            if grid is not None:
+                cols, rows = grid
                 for r in range(rows):
-                    for y in range(0, ts, _BAND):
-                        src = canvas[:, r, y : y + _BAND].transpose(2, 0, 1, 3)  # (cols, 3, band, ts)
-                        waits.append(pool.submit(self._normalise, out[r, :, :, y : y + _BAND], src, 1))
+                    for c in range(cols):
+                        src = planes[:, r * ts : (r + 1) * ts, c * ts : (c + 1) * ts]
+                        waits.append(pool.submit(self._normalise, out[r * cols + c], src))
                 continue
-            inner = square[:, top : top + gh, left : left + gw]
-            for y in range(0, gh, _BAND):
-                waits.append(pool.submit(self._normalise, inner[:, y : y + _BAND], view[:, y : y + _BAND], 0))
-        bg = self._stock.background_color
-        pads = (
-            [square[:, :top, :], square[:, top + gh :, :]]
-            if gw > gh
-            else [square[:, :, :left], square[:, :, left + gw :]]
-        )
-        for c, (scale, bias) in enumerate(self._affine):
-            for p in pads:
-                p[c].fill(float(bg[c]) * scale + bias)
+            gw, gh = size
+            side = out.shape[-1]
+            top, left = ((side - gh) // 2, 0) if gw > gh else (0, (side - gw) // 2)
+            inner = out[:, top : top + gh, left : left + gw]
+            step = max(_BAND, -(-gh // (2 * self.threads)))
+            for y in range(0, gh, step):
+                waits.append(pool.submit(self._normalise, inner[:, y : y + step], planes[:, y : y + step]))
+            bg = np.asarray(self._stock.background_color, dtype=np.float32).reshape(3, 1, 1)
+            fill = bg * self._scale + self._bias
+            if gw > gh:
+                out[:, :top, :] = fill
+                out[:, top + gh :, :] = fill
+            else:
+                out[:, :, :left] = fill
+                out[:, :, left + gw :] = fill
         for f in waits:
             f.result()
-        return (None if tiles is None else torch.from_numpy(tiles)), torch.from_numpy(square)
+        globals_ = torch.from_numpy(batch) if batch is not None else [torch.from_numpy(s) for s in squares]
+        return globals_, (None if tiles is None else torch.from_numpy(tiles))
 
-    def _normalise(self, dst: Any, src: Any, channel_dim: int) -> None:
-        """numpy: ``dst = src * scale + bias`` per channel (uint8 -> float32), in place in ``dst``."""
-        import numpy as np
-
-        first = self._affine[0]
-        if all(a == first for a in self._affine):
-            np.multiply(src, np.float32(first[0]), out=dst)
-            np.add(dst, np.float32(first[1]), out=dst)
-            return
-        for c, (scale, bias) in enumerate(self._affine):
-            d = dst.swapaxes(0, channel_dim)[c]
-            np.multiply(src.swapaxes(0, channel_dim)[c], np.float32(scale), out=d)
-            np.add(d, np.float32(bias), out=d)
+    def _normalise(self, dst: Any, src: Any) -> None:
+        """numpy: ``dst = src * scale + bias`` per channel, uint8 ``(3, h, w)`` to float32, in place in
+        ``dst``, in bands that stay in cache (numpy releases the GIL)."""
+        for y in range(0, src.shape[1], _BAND):
+            d = dst[:, y : y + _BAND]
+            d[...] = src[:, y : y + _BAND]
+            d *= self._scale
+            d += self._bias
 
     def _square(self, view: Any, device: Any) -> Any:
         """The global view (uint8 ``(3, h, w)``) padded to a square with the background, normalised."""
@@ -283,52 +308,76 @@ def _strips(extent: int, tile: int, want: int) -> list[tuple[int, int]]:
     return [(a, min(extent, a + step)) for a in range(0, extent, step)]
 
 
-def _first_pass(img: Any, size: tuple[int, int], axis: str, threads: int) -> tuple[Any, list[Any]]:
-    """A uint8 ``(h, w, 3)`` buffer that the returned jobs fill with PIL's pass along ``axis``.
+def _first_pass(img: Any, size: tuple[int, int], order: str, strips: int) -> tuple[Any, list[Any]]:
+    """The buffer that the returned jobs fill with PIL's first pass (of ``order``), exactly.
 
     A horizontal pass treats each row on its own and a vertical pass each column, so strips of
     rows (columns) come out exactly as the same rows (columns) of the whole pass; PIL releases
-    the GIL while it resamples, so the strips run in parallel. No ``axis``: the image itself.
+    the GIL while it resamples, so the strips run in parallel. PIL splits each strip into its
+    bands, and the buffer holds uint8 planes ``(3, h, w)`` (``w`` rounded up to a multiple of 4
+    for :func:`_second_pass`); only where torch's second pass is horizontal (order "vh") it is an
+    interleaved ``(h, w, 3)`` buffer. No pass: the image's own planes.
     """
     import numpy as np
 
     w, h = img.size
     nw, nh = size
+    axis = order[:1]
     if not axis:
-        buf = np.empty((h, w, 3), dtype=np.uint8)
+        buf = np.empty((3, h, w), dtype=np.uint8)
 
         def job_copy() -> None:
-            buf[...] = np.asarray(img)
+            for c, band in enumerate(img.split()):
+                buf[c] = np.asarray(band)
 
         return buf, [job_copy]
     if axis == "h":
-        buf = np.empty((h, nw, 3), dtype=np.uint8)
+        buf = np.empty((3, h, -(-nw // 4) * 4), dtype=np.uint8)
 
         def job_h(a: int, b: int) -> None:
-            buf[a:b] = np.asarray(img.crop((0, a, w, b)).resize((nw, b - a), _BICUBIC))
+            for c, band in enumerate(img.crop((0, a, w, b)).resize((nw, b - a), _BICUBIC).split()):
+                buf[c, a:b, :nw] = np.asarray(band)
 
-        return buf, [lambda a=a, b=b: job_h(a, b) for a, b in _strips(h, 0, threads)]
-    buf = np.empty((nh, w, 3), dtype=np.uint8)
+        return buf, [lambda a=a, b=b: job_h(a, b) for a, b in _strips(h, 0, strips)]
+    interleaved = order == "vh"
+    buf = np.empty((nh, w, 3) if interleaved else (3, nh, w), dtype=np.uint8)
 
     def job_v(a: int, b: int) -> None:
-        buf[:, a:b] = np.asarray(img.crop((a, 0, b, h)).resize((b - a, nh), _BICUBIC))
+        strip = img.crop((a, 0, b, h)).resize((b - a, nh), _BICUBIC)
+        if interleaved:
+            buf[:, a:b] = np.asarray(strip)
+            return
+        for c, band in enumerate(strip.split()):
+            buf[c, :, a:b] = np.asarray(band)
 
-    return buf, [lambda a=a, b=b: job_v(a, b) for a, b in _strips(w, 0, threads)]
+    return buf, [lambda a=a, b=b: job_v(a, b) for a, b in _strips(w, 0, strips)]
 
 
-def _second_pass(buf: Any, size: tuple[int, int], axis: str) -> Any:
-    """``buf`` (uint8 ``(h, w, 3)``) through the second pass to ``size``: a uint8 ``(3, nh, nw)``.
+def _second_pass(buf: Any, size: tuple[int, int], order: str) -> Any:
+    """``buf`` from :func:`_first_pass` through torch's second pass (of ``order``), to uint8 planes
+    ``(3, nh, nw)`` (a numpy view, maybe strided).
 
     torch's vectorised uint8 antialiased bicubic is PIL's algorithm with lower fixed-point
-    precision: at most one grey level from PIL, given PIL's first pass as its input.
+    precision: at most one grey level from PIL, given PIL's first pass as its input. It runs on
+    channels-last tensors only, and only with a full batch stride (``unsqueeze`` before
+    ``permute``; a batch stride of 3 sends torch to its generic kernel, ~6x slower). A vertical
+    pass treats every column alike, so the planes go through it as a batch of 3 images of 4
+    interleaved channels ``(h, w/4, 4)``: no interleaving and de-interleaving of the colours.
     """
     import torch
     import torch.nn.functional as F
 
-    x = torch.from_numpy(buf).permute(2, 0, 1).unsqueeze(0)  # channels-last view, no copy
-    if axis:
-        x = F.interpolate(x, size=(size[1], size[0]), mode="bicubic", antialias=True, align_corners=False)
-    return x[0]
+    nw, nh = size
+    if len(order) < 2:
+        return buf[:, :, :nw]
+    if order[1] == "v":
+        _, h, w4 = buf.shape
+        x = torch.from_numpy(buf).view(3, h, w4 // 4, 4).permute(0, 3, 1, 2)
+        y = F.interpolate(x, size=(nh, w4 // 4), mode="bicubic", antialias=True, align_corners=False)
+        return y.permute(0, 2, 3, 1).reshape(3, nh, w4).numpy()[:, :, :nw]
+    x = torch.from_numpy(buf).unsqueeze(0).permute(0, 3, 1, 2)  # channels-last NCHW, no copy
+    y = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
+    return y[0].numpy()
 
 
 def _pass_order(src: tuple[int, int], dst: tuple[int, int]) -> str:
@@ -413,6 +462,52 @@ def _to_rgb(image: Any) -> Any:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
     return image.convert("RGB")
+
+
+class _OutputArrays:
+    """float32 arrays for the CPU outputs, recycled once the caller has let go of them.
+
+    A returned tensor (``torch.from_numpy``), any view of it and any numpy array made from it
+    hold a reference to the array it was made from; an array only this cache refers to is idle,
+    and no other code can reach it, so it can be handed out again. Idle arrays beyond
+    ``keep_bytes`` are let go, the least recently used first.
+    """
+
+    def __init__(self, keep_bytes: int) -> None:
+        import threading
+
+        self.keep_bytes = int(keep_bytes)
+        self._arrays: list[Any] = []
+        self._lock = threading.Lock()
+        self._idle_refs = _refs([object()], 0)  # the count of an object only a list refers to
+
+    def empty(self, shape: tuple[int, ...]) -> Any:
+        import numpy as np
+
+        shape = tuple(int(n) for n in shape)
+        if self.keep_bytes <= 0:
+            return np.empty(shape, dtype=np.float32)
+        with self._lock:
+            arrays = self._arrays
+            idle = [i for i in range(len(arrays)) if _refs(arrays, i) <= self._idle_refs]
+            pick = next((i for i in reversed(idle) if arrays[i].shape == shape), None)
+            spare, drop = 0, set()
+            for i in reversed(idle):  # the most recently used first
+                if i == pick:
+                    continue
+                spare += arrays[i].nbytes
+                if spare > self.keep_bytes:
+                    drop.add(i)
+            kept = [a for i, a in enumerate(arrays) if i != pick and i not in drop]
+            out = arrays[pick] if pick is not None else np.empty(shape, dtype=np.float32)
+            self._arrays = [*kept, out]
+            return out
+
+
+def _refs(arrays: list[Any], i: int) -> int:
+    import sys
+
+    return sys.getrefcount(arrays[i])
 
 
 _POOLS: dict[int, Any] = {}

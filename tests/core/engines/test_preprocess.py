@@ -118,3 +118,33 @@ def test_pillow_pass_order_is_known_and_the_device_path_matches_pil() -> None:
         pil = np.asarray(img.resize(size, Image.Resampling.BICUBIC)).astype(int)
         dev = _resize_on_device(img, size, torch.device("cpu")).permute(1, 2, 0).numpy().astype(int)
         assert np.abs(pil - dev).max() <= 1, size
+
+
+def test_output_arrays_are_recycled_only_once_the_caller_lets_go(processors) -> None:  # type: ignore[no-untyped-def]
+    import torch
+
+    stock, fast = processors
+    ip = fast.image_processor
+    a_img, b_img = _page((1191, 1684)), _page((1191, 1684), "L").convert("RGB").rotate(180)
+    a = ip([a_img], return_tensors="pt")
+    keep = a["pixel_values_local"][2:4]  # a view keeps the whole array in use
+    a_copy = {k: a[k].clone() for k in ("pixel_values", "pixel_values_local")}
+    a_ptrs = {k: a[k].data_ptr() for k in a_copy}
+    del a
+    b = ip([b_img], return_tensors="pt")
+    assert b["pixel_values_local"].data_ptr() != a_ptrs["pixel_values_local"]
+    assert b["pixel_values"].data_ptr() == a_ptrs["pixel_values"]  # let go of: written again
+    assert torch.equal(keep, a_copy["pixel_values_local"][2:4])
+    del keep
+    c = ip([a_img], return_tensors="pt")
+    assert c["pixel_values_local"].data_ptr() == a_ptrs["pixel_values_local"]
+    ref = stock.image_processor([a_img], return_tensors="pt")
+    for key in a_copy:
+        assert float((c[key] - a_copy[key]).abs().max()) == 0.0
+        assert float((c[key] - ref[key]).abs().max()) <= 1e-2
+    b_ref = stock.image_processor([b_img], return_tensors="pt")
+    for key in a_copy:
+        assert float((b[key] - b_ref[key]).abs().max()) <= 1e-2
+    off = FastDeepseekOcr2ImageProcessor(stock.image_processor, keep_bytes=0)
+    d = off([a_img], return_tensors="pt")
+    assert float((d["pixel_values_local"] - ref["pixel_values_local"]).abs().max()) <= 1e-2
