@@ -689,10 +689,14 @@ def stage_load(
     failures: list[Failure] = []
     pending: list[DocumentResult] = []
 
+    validation: dict[str, list[dict[str, Any]]] = {}  # doc id -> its expectation results
+
     def load_one(result: DocumentResult) -> None:
         nonlocal loaded_docs, loaded_pages
         try:
-            counts = warehouse.load_document(result, run_id, force=force)
+            counts = warehouse.load_document(
+                result, run_id, force=force, validation_rows=validation.get(result.doc_id)
+            )
         except Exception as exc:
             log.exception("load failed for document %s", result.doc_id[:12])
             failures.append(
@@ -713,7 +717,12 @@ def stage_load(
             load_one(batch[0])
             return
         try:
-            counts = warehouse.load_documents(batch, run_id, force=force)
+            counts = warehouse.load_documents(
+                batch,
+                run_id,
+                force=force,
+                validation_rows={r.doc_id: validation.get(r.doc_id) or [] for r in batch},
+            )
         except errors.DeepOcrError as exc:
             log.warning(
                 "a batch of %d documents failed (%s); loading them one by one", len(batch), exc.reason
@@ -754,6 +763,7 @@ def stage_load(
             failures.extend(result.failures)
             log.info("document %s already loaded with this config, skipping", result.doc_id[:12])
             continue
+        validation[result.doc_id] = e.get("validation") or []
         pending.append(result)
         rows += sum(len(p.parsed.blocks) for p in result.pages)
         if rows >= batch_rows:

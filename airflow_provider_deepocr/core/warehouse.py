@@ -36,7 +36,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -754,13 +754,10 @@ class Warehouse:
         conn.execute(f.insert(), uniq)
         return len(uniq)
 
-    def _insert_validation(
-        self, conn: sa.Connection, doc_id: str, rows: list[dict[str, Any]] | None, run_id: str
-    ) -> int:
-        vr = self.validation_results
-        conn.execute(vr.delete().where(vr.c.doc_id == doc_id))
-        if not rows:
-            return 0
+    @staticmethod
+    def _validation_rows(doc_id: str, rows: Sequence[dict[str, Any]], run_id: str) -> list[dict[str, Any]]:
+        """One warehouse row per expectation result of one document (a repeated expectation is
+        kept, numbered ``#2``, ``#3`` …; observed values as JSON text)."""
         out: dict[tuple[str, str], dict[str, Any]] = {}
         for r in rows:
             table_name = str(r["table_name"])
@@ -780,8 +777,29 @@ class Warehouse:
                 "observed": observed,
                 "run_id": run_id,
             }
-        conn.execute(vr.insert(), list(out.values()))
+        return list(out.values())
+
+    def _insert_validation(
+        self, conn: sa.Connection, doc_id: str, rows: list[dict[str, Any]] | None, run_id: str
+    ) -> int:
+        vr = self.validation_results
+        conn.execute(vr.delete().where(vr.c.doc_id == doc_id))
+        if not rows:
+            return 0
+        out = self._validation_rows(doc_id, rows, run_id)
+        conn.execute(vr.insert(), out)
         return len(out)
+
+    def _drop_stale_failures(self, conn: sa.Connection, result: DocumentResult, prep: _Prepared) -> int:
+        """For a document loaded unchanged: failures recorded since that load (e.g. a transient
+        read error) are stale now; the result's own are kept. Returns how many are kept."""
+        keep = {self._fid(f, result.doc_id) for f in prep.failures}
+        f = self.failures
+        stale = self._doc_failures(result.doc_id, result.ref.uri)
+        if keep:
+            stale = sa.and_(stale, f.c.failure_id.not_in(sorted(keep)))
+        conn.execute(f.delete().where(stale))
+        return len(keep)
 
     def load_document(
         self,
@@ -827,14 +845,7 @@ class Warehouse:
                 and prev.content_hash == prep.content_hash
             ):
                 counts["unchanged"] = 1
-                keep = {self._fid(f, doc_id) for f in prep.failures}
-                counts["failures"] = len(keep)
-                # failures recorded since that load (e.g. a transient read error) are stale now
-                f = self.failures
-                stale = self._doc_failures(doc_id, result.ref.uri)
-                if keep:
-                    stale = sa.and_(stale, f.c.failure_id.not_in(sorted(keep)))
-                conn.execute(f.delete().where(stale))
+                counts["failures"] = self._drop_stale_failures(conn, result, prep)
                 if validation_rows is not None:
                     counts["validation_results"] = self._insert_validation(
                         conn, doc_id, validation_rows, run_id
@@ -885,7 +896,12 @@ class Warehouse:
         return counts
 
     def load_documents(
-        self, results: Sequence[DocumentResult], run_id: str, *, force: bool = False
+        self,
+        results: Sequence[DocumentResult],
+        run_id: str,
+        *,
+        force: bool = False,
+        validation_rows: Mapping[str, list[dict[str, Any]]] | None = None,
     ) -> dict[str, int]:
         """Load several whole documents in ONE transaction: the bulk path for big batches.
 
@@ -893,7 +909,9 @@ class Warehouse:
         unchanged content skipped unless ``force``), but one set of deletes, one COPY per table
         and one commit for the batch, so readers see all of these documents or none of them.
         A failure rolls back the whole batch; the caller then retries document by document to
-        isolate the bad one (``stage_load`` does).
+        isolate the bad one (``stage_load`` does). ``validation_rows`` (doc id → that document's
+        expectation results) replaces the documents' rows in the validation results table, for
+        unchanged documents too.
         """
         if not results:
             return {"documents": 0, "pages": 0, "blocks": 0, "cells": 0, "failures": 0, "unchanged": 0}
@@ -907,7 +925,9 @@ class Warehouse:
                 raise errors.DeepOcrError(
                     errors.LOAD_ERROR, f"doc {result.doc_id}: malformed record ({type(exc).__name__})"
                 ) from None
-        counts = {"documents": 0, "pages": 0, "blocks": 0, "cells": 0, "failures": 0, "unchanged": 0}
+        counts = dict.fromkeys(
+            ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
+        )
         ids = [r.doc_id for r in results]
         with self._write(*sorted(ids)) as conn:
             led = self.ledger
@@ -920,11 +940,24 @@ class Warehouse:
                 ):
                     prev[row.doc_id] = (row.config_fingerprint, row.content_hash)
             todo = []
+            vrows: list[dict[str, Any]] = []
             for result, prep in preps:
+                if validation_rows is not None:
+                    vrows.extend(
+                        self._validation_rows(result.doc_id, validation_rows.get(result.doc_id) or [], run_id)
+                    )
                 if not force and prev.get(result.doc_id) == (result.config_fingerprint, prep.content_hash):
                     counts["unchanged"] += 1
+                    counts["failures"] += self._drop_stale_failures(conn, result, prep)
                     continue
                 todo.append((result, prep))
+            if validation_rows is not None:
+                vr = self.validation_results
+                for chunk in _chunks(ids, 1000):
+                    conn.execute(vr.delete().where(vr.c.doc_id.in_(chunk)))
+                if vrows:
+                    conn.execute(vr.insert(), vrows)
+                counts["validation_results"] = len(vrows)
             if not todo:
                 return counts
             now = datetime.now(UTC)
@@ -933,8 +966,10 @@ class Warehouse:
                 for name in CONTENT_TABLES:
                     t = self._tables[name]
                     conn.execute(t.delete().where(t.c.doc_id.in_(chunk)))
-                for t in (led, self.validation_results):
-                    conn.execute(t.delete().where(t.c.doc_id.in_(chunk)))
+                conn.execute(led.delete().where(led.c.doc_id.in_(chunk)))
+                if validation_rows is None:  # without new results, old ones would be stale
+                    vr = self.validation_results
+                    conn.execute(vr.delete().where(vr.c.doc_id.in_(chunk)))
             f = self.failures
             for chunk in _chunks(todo, 500):
                 conn.execute(
@@ -949,7 +984,7 @@ class Warehouse:
             _insert_rows(conn, self.pages, PAGE_COLUMNS, pages, self.copy_min_rows)
             _insert_rows(conn, self.blocks, BLOCK_COLUMNS, blocks, self.copy_min_rows)
             _insert_rows(conn, self.table_cells, CELL_COLUMNS, cells, self.copy_min_rows)
-            counts["failures"] = self._insert_failures(
+            counts["failures"] += self._insert_failures(
                 conn,
                 [
                     failure_row(

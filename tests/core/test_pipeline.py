@@ -181,6 +181,12 @@ def test_a_failing_page_is_a_failure_row_and_its_siblings_load(
     assert len(pages) == 4 and all(p != 2 for _, p in pages)
     assert (errors.OCR_ERROR, 2, "ocr") in [tuple(f) for f in fails]
     assert summary.ok == 4
+    # every loaded document has its expectation results, one row per expectation
+    with wh.engine.connect() as conn:
+        per_doc = conn.execute(
+            sa.text("select doc_id, count(*) from deepocr_validation_results group by doc_id")
+        ).all()
+    assert {d for d, _ in per_doc} == {d for d, _ in pages} and all(n >= 10 for _, n in per_doc)
 
 
 def test_truncated_pages_are_quarantined_by_default(

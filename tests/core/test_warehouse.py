@@ -551,6 +551,33 @@ def test_a_batch_load_equals_loading_each_document(wh: Warehouse, tmp_path: Path
     assert wh.counts()["documents"] == 4
 
 
+def test_a_batch_load_writes_each_documents_validation_results(wh: Warehouse) -> None:
+    docs = [make_result(1, 2, name=f"v-{i}") for i in range(3)]
+    ok = {"table_name": "blocks", "expectation": "expect_x", "success": True, "observed": {"n": 2}}
+    results = {d.doc_id: [ok, {**ok, "table_name": "pages"}] for d in docs}
+    counts = wh.load_documents(docs, "run-1", validation_rows=results)
+    assert counts["validation_results"] == 6
+
+    def rows() -> list[tuple[Any, ...]]:
+        vr = wh.validation_results
+        with wh.engine.connect() as conn:
+            q = sa.select(vr.c.doc_id, vr.c.table_name, vr.c.run_id, vr.c.observed).order_by(
+                vr.c.doc_id, vr.c.table_name
+            )
+            return [tuple(r) for r in conn.execute(q)]
+
+    first = rows()
+    assert len(first) == 6 and {r[2] for r in first} == {"run-1"} and first[0][3] == '{"n": 2}'
+    # unchanged documents keep no stale results either: the new run's replace them
+    results[docs[0].doc_id] = [ok]
+    again = wh.load_documents(docs, "run-2", validation_rows=results)
+    assert again["unchanged"] == 3 and again["validation_results"] == 5
+    assert {r[2] for r in rows()} == {"run-2"} and len(rows()) == 5
+    # a forced reload without results drops the old ones (they described other rows)
+    wh.load_documents(docs[:1], "run-3", force=True)
+    assert len(rows()) == 4 and docs[0].doc_id not in {r[0] for r in rows()}
+
+
 def test_a_bad_document_rolls_back_its_whole_batch(wh: Warehouse) -> None:
     good = make_result(2, 3, name="good")
     wh.load_documents([good], "run-1")

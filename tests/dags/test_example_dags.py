@@ -1,0 +1,109 @@
+"""The hospital backfill and finance filings examples: fast imports, and a real run of each."""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.dags.test_deepocr_documents_to_warehouse import HEAVY, PROBE, REPO
+
+AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+DAGS = {
+    "deepocr_hospital_backfill.py": ["list_year", "ocr", "parse_validate", "load"],
+    "deepocr_finance_filings.py": ["list_filings", "ocr", "parse_validate", "load"],
+}
+
+
+@pytest.mark.parametrize("name", sorted(DAGS))
+def test_every_example_dag_imports_fast_without_heavy_modules(name: str, tmp_path: Path) -> None:
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, str(REPO / "dags" / name), json.dumps(HEAVY)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    ).stdout
+    probe = json.loads(out.strip().splitlines()[-1])
+    assert probe["heavy"] == []
+    assert probe["seconds"] < 0.5, probe
+    assert probe["tasks"] == DAGS[name]
+
+
+@pytest.fixture(scope="module")
+def airflow_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    home = tmp_path_factory.mktemp("airflow-home")
+    env = {
+        **os.environ,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    }
+    subprocess.run([AIRFLOW, "db", "migrate"], env=env, capture_output=True, timeout=600, check=True)
+    return env
+
+
+def _dags_test(env: dict[str, str], dag_id: str, logical_date: str) -> None:
+    proc = subprocess.run(
+        [AIRFLOW, "dags", "test", dag_id, logical_date], env=env, capture_output=True, text=True, timeout=900
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+def test_hospital_backfill_reads_only_its_year(airflow_env: dict[str, str], tmp_path: Path) -> None:
+    from airflow_provider_deepocr.testing.samples import write_samples
+
+    write_samples(tmp_path / "archive" / "2003")
+    write_samples(tmp_path / "archive" / "2004")  # another year: not this run's
+    db = tmp_path / "records.db"
+    env = {
+        **airflow_env,
+        "DEEPOCR_ARCHIVE_URI": str(tmp_path / "archive"),
+        "DEEPOCR_WAREHOUSE": f"sqlite:///{db}",
+        "DEEPOCR_WORK_URI": str(tmp_path / "work"),
+        "DEEPOCR_ENGINE": "rapidocr",
+        "DEEPOCR_OCR_QUEUE": "default",
+    }
+    _dags_test(env, "deepocr_hospital_backfill", "2003-01-01")
+    year = [p for p in (tmp_path / "archive" / "2003").rglob("*") if p.is_file()]
+    with sqlite3.connect(db) as conn:
+        sources = [r[0] for r in conn.execute("select source_uri from records_documents")]
+        engines = {r[0] for r in conn.execute("select engine from records_pages")}
+        dpi = {r[0] for r in conn.execute("select dpi from records_pages")}
+    assert len(sources) == len(year) and all("/2003/" in s for s in sources)
+    assert engines == {"rapidocr"}  # text_layer="never": scans all go to the OCR engine
+    assert 200 in dpi
+
+
+def test_finance_filings_reads_text_layers_and_checks_cells(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    from airflow_provider_deepocr.testing.samples import write_samples
+
+    write_samples(tmp_path / "inbox" / "2026-11-27")
+    db = tmp_path / "finance.db"
+    conn_json = json.dumps({"conn_type": "deepseek_ocr", "extra": {"engine": "rapidocr"}})
+    env = {
+        **airflow_env,
+        "DEEPOCR_FILINGS_URI": str(tmp_path / "inbox"),
+        "DEEPOCR_WAREHOUSE": f"sqlite:///{db}",
+        "DEEPOCR_WORK_URI": str(tmp_path / "work"),
+        "AIRFLOW_CONN_DEEPSEEK_OCR_DEFAULT": conn_json,
+    }
+    _dags_test(env, "deepocr_finance_filings", "2026-11-27")
+    with sqlite3.connect(db) as conn:
+        engines = {r[0] for r in conn.execute("select engine from deepocr_pages")}
+        results = conn.execute(
+            "select count(*) from deepocr_validation_results where table_name = 'cells' "
+            "and expectation like 'expect_column_values_to_not_be_null%'"
+        ).fetchone()[0]
+    # the born-digital samples are read from their text layer, the scans by the OCR engine
+    assert engines == {"pdf-text", "rapidocr"}
+    assert results > 0
