@@ -1,19 +1,24 @@
 """A faster DeepSeek-OCR-2 image preprocessor, equal to the stock one within 1e-2.
 
-The stock ``DeepseekOcr2ImageProcessorPil`` spends ~200-270 ms of one CPU core on a dense A4 page at
+The stock ``DeepseekOcr2ImageProcessorPil`` spends ~150-270 ms of one CPU core on a dense A4 page at
 144 DPI (a global 1024 view + 6 tiles of 768): it resizes each view with PIL's bicubic filter on the
 RGB image, then rescales, normalises and pads every view in separate float passes in numpy.
 
 The fast path keeps the stock resampling where exactness needs it and does the rest in bulk:
 
-- **Horizontal pass: PIL itself**, the same bicubic filter on the uint8 image (bit-exact), cut into
-  horizontal strips that run in parallel threads (PIL releases the GIL while it resamples, and a
-  row never depends on another row in this pass).
-- **Vertical pass: torch's vectorised uint8 antialiased bicubic** (PIL's algorithm with lower
-  fixed-point precision: at most one grey level from PIL, 0.0078 after normalisation).
-- **Tiles are views** of the one resized canvas; rescale + normalise is one conversion and one
-  multiply-add per cache-sized band, written straight into the output tensor; the global view is
-  padded to a square with the stock background colour in the same pass.
+- **First pass: PIL itself**, the same bicubic filter on the uint8 image (bit-exact), cut into
+  strips that run in parallel threads (PIL releases the GIL while it resamples, and a row never
+  depends on another row in a horizontal pass). Rows of one colour (margins, the gaps between
+  lines of a rendered page) come out of that pass unchanged, so PIL only sees the others.
+- **Second pass: torch's vectorised uint8 antialiased bicubic** (PIL's algorithm with lower
+  fixed-point precision: at most one grey level from PIL, 0.0078 after normalisation), on colour
+  planes, one job per tile column.
+- **Tiles are views** of the resized canvas; rescale + normalise is one conversion and one
+  multiply-add per cache-sized band, written once, straight into the batch's output array; the
+  global view is padded to a square with the stock background colour. Output arrays the caller
+  has let go of are written again by the next call (fresh pages cost the kernel ~5-10 ms a page).
+- The jobs form a small DAG on a priority pool, so the second passes and the normalisation of one
+  view overlap the first passes of the next.
 
 On a CUDA device (``device="cuda"``) both passes run on the GPU in float64 (the horizontal pass
 rounded to uint8 in between as PIL does) and the outputs stay on the device.
@@ -25,6 +30,7 @@ numpy or tensor inputs, a non-bicubic filter) go to the stock code, so the wrapp
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -167,11 +173,12 @@ class FastDeepseekOcr2ImageProcessor:
     def _views_cpu(self, plans: list[Any], ts: int) -> tuple[Any, Any]:
         """All views of all images, written once, as float32, into the batch's output arrays.
 
-        The pool runs every first pass (PIL, exact, in strips) in order; the calling thread runs
-        each second pass (torch uint8, channels-last) as soon as that view's strips are done and
-        queues its normalisation (numpy, GIL released) in cache-sized bands straight into the
-        output: the tiles are views of the resized canvas, the global view lands inside its
-        square, whose padding the calling thread fills meanwhile.
+        A small DAG on the pool, so that every core stays busy: per image a scan for flat rows,
+        then every first pass (PIL, exact, in strips), and as soon as a view's first pass is done,
+        ahead of the first passes still queued, its second pass (torch uint8, per tile column for
+        the tiles) and the normalisation (numpy, GIL released) in cache-sized bands straight into
+        the output: the tiles are views of the resized canvas, the global view lands inside its
+        square, whose padding the calling thread fills first.
 
         Returns (``(N, 3, S, S)`` tensor, or a list of ``(3, S, S)`` tensors if the sides differ;
         ``(T, 3, ts, ts)`` tensor of all tiles, or None).
@@ -190,51 +197,74 @@ class FastDeepseekOcr2ImageProcessor:
             squares = [empty((3, max(g), max(g))) for _, _, g in plans]
         n_tiles = sum(0 if grid is None else grid[0] * grid[1] for _, grid, _ in plans)
         tiles = empty((n_tiles, 3, ts, ts)) if n_tiles else None
-        staged = []
+        staged = []  # (image, size, column width, [(dst, y, x), ...])
         first_tile = 0
+        bg = np.asarray(self._stock.background_color, dtype=np.float32).reshape(3, 1, 1)
+        fill = bg * self._scale + self._bias
         for (img, grid, gsize), square in zip(plans, squares, strict=True):
             if grid is not None and tiles is not None:
                 cols, rows = grid
                 out = tiles[first_tile : first_tile + cols * rows]
                 first_tile += cols * rows
-                staged.append((img, (ts * cols, ts * rows), (out, grid)))
-            staged.append((img, gsize, (square, None)))
-        pending = []
-        for img, size, sink in staged:
-            order = _pass_order(img.size, size)
-            buf, jobs = _first_pass(img, size, order, 2 * self.threads)
-            pending.append((size, order, buf, [pool.submit(j) for j in jobs], sink))
-        waits: list[Any] = []
-        for size, order, buf, futures, (out, grid) in pending:
-            for f in futures:
-                f.result()
-            planes = _second_pass(buf, size, order)  # uint8 (3, nh, nw)
-            if grid is not None:
-                cols, rows = grid
-                for r in range(rows):
-                    for c in range(cols):
-                        src = planes[:, r * ts : (r + 1) * ts, c * ts : (c + 1) * ts]
-                        waits.append(pool.submit(self._normalise, out[r * cols + c], src))
-                continue
-            gw, gh = size
-            side = out.shape[-1]
+                targets = [(out[r * cols + c], r * ts, c * ts) for c in range(cols) for r in range(rows)]
+                staged.append((img, (ts * cols, ts * rows), ts, targets))
+            gw, gh = gsize
+            side = square.shape[-1]
             top, left = ((side - gh) // 2, 0) if gw > gh else (0, (side - gw) // 2)
-            inner = out[:, top : top + gh, left : left + gw]
-            step = max(_BAND, -(-gh // (2 * self.threads)))
-            for y in range(0, gh, step):
-                waits.append(pool.submit(self._normalise, inner[:, y : y + step], planes[:, y : y + step]))
-            bg = np.asarray(self._stock.background_color, dtype=np.float32).reshape(3, 1, 1)
-            fill = bg * self._scale + self._bias
-            if gw > gh:
-                out[:, :top, :] = fill
-                out[:, top + gh :, :] = fill
+            inner = square[:, top : top + gh, left : left + gw]
+            step = max(_BAND, -(-gh // self.threads))
+            staged.append((img, gsize, gw, [(inner[:, y : y + step], y, 0) for y in range(0, gh, step)]))
+            pads = [(slice(None), slice(0, top)), (slice(None), slice(top + gh, None))]
+            if gw <= gh:
+                pads = [(slice(0, left), slice(None)), (slice(left + gw, None), slice(None))]
+            for xs, ys in pads:
+                square[:, ys, xs] = fill
+        firsts = []
+        scans: dict[int, list[Any]] = {}  # per image, its flat rows, by strip
+        for img, size, colw, targets in staged:
+            order = _pass_order(img.size, size)
+            buf, jobs = _first_pass(img, size, order, 2 * self.threads, colw)
+            if order[:1] == "h":
+                if id(img) not in scans:
+                    strips = _strips(img.height, 0, 2 * self.threads)
+                    scans[id(img)] = [pool.submit(_scan_rows, img, a, b, priority=0) for a, b in strips]
+                futures = [
+                    pool.after([f], job, f, priority=1) for job, f in zip(jobs, scans[id(img)], strict=True)
+                ]
             else:
-                out[:, :, :left] = fill
-                out[:, :, left + gw :] = fill
-        for f in waits:
-            f.result()
+                futures = [pool.submit(job) for job in jobs]
+            firsts.append((size, order, buf, futures, targets))
+        waits: list[Any] = []
+        for size, order, buf, deps, targets in firsts:
+            if order[:1] != "h":  # one job for the whole view
+                waits.append(pool.after(deps, self._finish, buf, size, order, 0, targets, pool))
+                continue
+            colw = buf.shape[-1] if buf.shape[0] == 1 else size[0] // buf.shape[0]
+            for col in range(buf.shape[0]):  # a job per column, its own planes
+                mine = [(dst, y, x - col * colw) for dst, y, x in targets if x // colw == col]
+                waits.append(pool.after(deps, self._finish, buf, size, order, col, mine, pool))
+        while waits:
+            more = waits.pop(0).result()
+            waits.extend(more or ())
         globals_ = torch.from_numpy(batch) if batch is not None else [torch.from_numpy(s) for s in squares]
         return globals_, (None if tiles is None else torch.from_numpy(tiles))
+
+    def _finish(
+        self, buf: Any, size: tuple[int, int], order: str, col: int, targets: Any, pool: _Pool
+    ) -> list[Any]:
+        """A pool job once the first pass is done: the second pass of column ``col`` of the view
+        (the whole view where the columns do not go separately), then its normalisation into
+        ``targets`` (``(dst, y, x)``: ``dst`` from the planes at ``(y, x)``), all but the first
+        handed to the pool (their futures returned)."""
+        planes = _second_pass(buf, size, order, col)  # uint8 (3, h, w)
+        jobs = [pool.submit(self._normalise_at, planes, *t, priority=0) for t in targets[1:]]
+        for dst, y, x in targets[:1]:
+            self._normalise_at(planes, dst, y, x)
+        return jobs
+
+    def _normalise_at(self, planes: Any, dst: Any, y: int, x: int) -> None:
+        _, h, w = dst.shape
+        self._normalise(dst, planes[:, y : y + h, x : x + w])
 
     def _normalise(self, dst: Any, src: Any) -> None:
         """numpy: ``dst = src * scale + bias`` per channel, uint8 ``(3, h, w)`` to float32, in place in
@@ -308,15 +338,16 @@ def _strips(extent: int, tile: int, want: int) -> list[tuple[int, int]]:
     return [(a, min(extent, a + step)) for a in range(0, extent, step)]
 
 
-def _first_pass(img: Any, size: tuple[int, int], order: str, strips: int) -> tuple[Any, list[Any]]:
+def _first_pass(img: Any, size: tuple[int, int], order: str, strips: int, colw: int) -> tuple[Any, list[Any]]:
     """The buffer that the returned jobs fill with PIL's first pass (of ``order``), exactly.
 
     A horizontal pass treats each row on its own and a vertical pass each column, so strips of
     rows (columns) come out exactly as the same rows (columns) of the whole pass; PIL releases
     the GIL while it resamples, so the strips run in parallel. PIL splits each strip into its
-    bands, and the buffer holds uint8 planes ``(3, h, w)`` (``w`` rounded up to a multiple of 4
-    for :func:`_second_pass`); only where torch's second pass is horizontal (order "vh") it is an
-    interleaved ``(h, w, 3)`` buffer. No pass: the image's own planes.
+    bands: the buffer holds uint8 planes, ``(columns, 3, h, colw)`` after a horizontal pass, each
+    column of the output (``colw`` wide, rounded up to a multiple of 4) contiguous for
+    :func:`_second_pass`; ``(1, 3, h, w)`` after a vertical pass or none. Only where torch's
+    second pass is horizontal (order "vh") it is an interleaved ``(h, w, 3)`` buffer.
     """
     import numpy as np
 
@@ -324,23 +355,36 @@ def _first_pass(img: Any, size: tuple[int, int], order: str, strips: int) -> tup
     nw, nh = size
     axis = order[:1]
     if not axis:
-        buf = np.empty((3, h, w), dtype=np.uint8)
+        buf = np.empty((1, 3, h, w), dtype=np.uint8)
 
         def job_copy() -> None:
             for c, band in enumerate(img.split()):
-                buf[c] = np.asarray(band)
+                buf[0, c] = np.asarray(band)
 
         return buf, [job_copy]
     if axis == "h":
-        buf = np.empty((3, h, -(-nw // 4) * 4), dtype=np.uint8)
+        ncols = -(-nw // colw)
+        buf = np.empty((ncols, 3, h, -(-colw // 4) * 4), dtype=np.uint8)
+        spans = [(j, j * colw, min(nw, (j + 1) * colw)) for j in range(ncols)]
 
-        def job_h(a: int, b: int) -> None:
-            for c, band in enumerate(img.crop((0, a, w, b)).resize((nw, b - a), _BICUBIC).split()):
-                buf[c, a:b, :nw] = np.asarray(band)
+        def job_h(a: int, b: int, scan: Any = None) -> None:
+            rows: Any = slice(a, b)
+            strip = img.crop((0, a, w, b))
+            if scan is not None:  # only the strip's rows that are not flat go through PIL
+                strip, keep, flat, values = scan.result()
+                rows = a + keep
+                for c in range(3 if len(flat) else 0):
+                    buf[:, c, a + flat, :] = values[:, c, None]
+            if strip is None:
+                return
+            for c, band in enumerate(strip.resize((nw, strip.height), _BICUBIC).split()):
+                arr = np.asarray(band)
+                for j, x0, x1 in spans:
+                    buf[j, c, rows, : x1 - x0] = arr[:, x0:x1]
 
-        return buf, [lambda a=a, b=b: job_h(a, b) for a, b in _strips(h, 0, strips)]
+        return buf, [lambda scan=None, a=a, b=b: job_h(a, b, scan) for a, b in _strips(h, 0, strips)]
     interleaved = order == "vh"
-    buf = np.empty((nh, w, 3) if interleaved else (3, nh, w), dtype=np.uint8)
+    buf = np.empty((nh, w, 3) if interleaved else (1, 3, nh, w), dtype=np.uint8)
 
     def job_v(a: int, b: int) -> None:
         strip = img.crop((a, 0, b, h)).resize((b - a, nh), _BICUBIC)
@@ -348,14 +392,36 @@ def _first_pass(img: Any, size: tuple[int, int], order: str, strips: int) -> tup
             buf[:, a:b] = np.asarray(strip)
             return
         for c, band in enumerate(strip.split()):
-            buf[c, :, a:b] = np.asarray(band)
+            buf[0, c, :, a:b] = np.asarray(band)
 
     return buf, [lambda a=a, b=b: job_v(a, b) for a, b in _strips(w, 0, strips)]
 
 
-def _second_pass(buf: Any, size: tuple[int, int], order: str) -> Any:
-    """``buf`` from :func:`_first_pass` through torch's second pass (of ``order``), to uint8 planes
-    ``(3, nh, nw)`` (a numpy view, maybe strided).
+def _scan_rows(img: Any, a: int, b: int) -> tuple[Any, Any, Any, Any]:
+    """Rows ``a:b`` of an RGB image for :func:`_first_pass`: (an image of the rows that are not
+    flat (of one colour), or None; their indices; the flat rows' indices; their colours).
+
+    A flat row goes through PIL's horizontal pass unchanged: every output pixel is
+    ``(2^21 + v * sum(k)) >> 22`` with the fixed-point weights ``k`` summing to ``2^22`` within
+    the filter's few taps, so exactly ``v``. Rendered pages have many (margins, the gaps between
+    lines), and those PIL need not resample; the others are packed into one image (the pass
+    treats each row on its own), so PIL is called once a strip.
+    """
+    import numpy as np
+    from PIL import Image
+
+    arr = np.asarray(img.crop((0, a, img.width, b)))
+    rows = arr.reshape(b - a, -1)
+    is_flat = (rows[:, 3:] == rows[:, :-3]).all(axis=1)
+    keep, flat = np.flatnonzero(~is_flat), np.flatnonzero(is_flat)
+    packed = None if not len(keep) else Image.fromarray(arr[keep] if len(flat) else arr, "RGB")
+    return packed, keep, flat, arr[flat, 0, :]
+
+
+def _second_pass(buf: Any, size: tuple[int, int], order: str, col: int) -> Any:
+    """Column ``col`` of ``buf`` (from :func:`_first_pass`) through torch's second pass (of
+    ``order``), as uint8 planes ``(3, nh, w)`` (a numpy view, maybe strided, maybe wider than the
+    view: the caller cuts). Order "vh" (one column): the whole view; no second pass: the planes.
 
     torch's vectorised uint8 antialiased bicubic is PIL's algorithm with lower fixed-point
     precision: at most one grey level from PIL, given PIL's first pass as its input. It runs on
@@ -369,12 +435,12 @@ def _second_pass(buf: Any, size: tuple[int, int], order: str) -> Any:
 
     nw, nh = size
     if len(order) < 2:
-        return buf[:, :, :nw]
+        return buf[col] if buf.ndim == 4 else buf.transpose(2, 0, 1)
     if order[1] == "v":
-        _, h, w4 = buf.shape
-        x = torch.from_numpy(buf).view(3, h, w4 // 4, 4).permute(0, 3, 1, 2)
+        _, h, w4 = buf[col].shape
+        x = torch.from_numpy(buf[col]).view(3, h, w4 // 4, 4).permute(0, 3, 1, 2)
         y = F.interpolate(x, size=(nh, w4 // 4), mode="bicubic", antialias=True, align_corners=False)
-        return y.permute(0, 2, 3, 1).reshape(3, nh, w4).numpy()[:, :, :nw]
+        return y.permute(0, 2, 3, 1).reshape(3, nh, w4).numpy()
     x = torch.from_numpy(buf).unsqueeze(0).permute(0, 3, 1, 2)  # channels-last NCHW, no copy
     y = F.interpolate(x, size=(nh, nw), mode="bicubic", antialias=True, align_corners=False)
     return y[0].numpy()
@@ -474,8 +540,6 @@ class _OutputArrays:
     """
 
     def __init__(self, keep_bytes: int) -> None:
-        import threading
-
         self.keep_bytes = int(keep_bytes)
         self._arrays: list[Any] = []
         self._lock = threading.Lock()
@@ -510,16 +574,82 @@ def _refs(arrays: list[Any], i: int) -> int:
     return sys.getrefcount(arrays[i])
 
 
-_POOLS: dict[int, Any] = {}
+class _Pool:
+    """A thread pool whose queue runs the jobs of a lower ``priority`` first (FIFO among equals),
+    with jobs that start once others are done (:meth:`after`): a view's second pass and
+    normalisation start as soon as its first pass is done, ahead of the first passes still queued,
+    so they overlap those instead of trailing them."""
+
+    def __init__(self, threads: int) -> None:
+        import itertools
+        import queue
+
+        self._queue: Any = queue.PriorityQueue()
+        self._seq = itertools.count()
+        self._lock = threading.Lock()
+        for i in range(threads):
+            threading.Thread(target=self._work, name=f"deepocr-pre_{i}", daemon=True).start()
+
+    def submit(self, fn: Any, *args: Any, priority: int = 1) -> Any:
+        from concurrent.futures import Future
+
+        future: Any = Future()
+        self._queue.put((priority, next(self._seq), future, fn, args))
+        return future
+
+    def after(self, deps: list[Any], fn: Any, *args: Any, priority: int = 0) -> Any:
+        """``fn(*args)``, queued once every future in ``deps`` is done (failed: its exception)."""
+        from concurrent.futures import Future
+
+        future: Any = Future()
+        state: list[Any] = [len(deps), None, fn, args]  # deps left, the first error, the job
+        # the callbacks stay on the deps (and may form cycles with them): the job is taken out
+        # when it is queued, so that nothing keeps ``args`` (views of the output arrays, which are
+        # recycled once nothing refers to them) alive after it ran
+
+        def ready(dep: Any) -> None:
+            with self._lock:
+                error = dep.exception() if dep is not None else None
+                state[1] = state[1] or error
+                state[0] -= 1
+                if state[0] > 0:
+                    return
+                error, job, job_args = state[1], state[2], state[3]
+                state[1:] = [None, None, None]
+            if error is not None:
+                future.set_exception(error)
+            else:
+                self._queue.put((priority, next(self._seq), future, job, job_args))
+
+        if not deps:
+            state[0] = 1
+            ready(None)
+        for d in deps:
+            d.add_done_callback(ready)
+        return future
+
+    def _work(self) -> None:
+        while True:
+            _, _, future, fn, args = self._queue.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn(*args))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller
+                future.set_exception(exc)
+            del future, fn, args  # the job's arguments must not outlive it (see _OutputArrays)
 
 
-def _pool(threads: int) -> Any:
-    pool = _POOLS.get(threads)
-    if pool is None:
-        from concurrent.futures import ThreadPoolExecutor
+_POOLS: dict[int, _Pool] = {}
+_POOLS_LOCK = threading.Lock()
 
-        pool = _POOLS[threads] = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="deepocr-pre")
-    return pool
+
+def _pool(threads: int) -> _Pool:
+    with _POOLS_LOCK:
+        pool = _POOLS.get(threads)
+        if pool is None:
+            pool = _POOLS[threads] = _Pool(threads)
+        return pool
 
 
 def fast_image_processor(stock: Any, device: str = "cpu", threads: int | None = None) -> Any:

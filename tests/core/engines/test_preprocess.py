@@ -148,3 +148,31 @@ def test_output_arrays_are_recycled_only_once_the_caller_lets_go(processors) -> 
     off = FastDeepseekOcr2ImageProcessor(stock.image_processor, keep_bytes=0)
     d = off([a_img], return_tensors="pt")
     assert float((d["pixel_values_local"] - ref["pixel_values_local"]).abs().max()) <= 1e-2
+
+
+@pytest.mark.parametrize("size", [(1536, 300), (724, 300), (37, 300), (400, 300)], ids=str)
+def test_the_first_pass_skips_flat_rows_exactly(size: tuple[int, int]) -> None:
+    """Rows of one colour bypass PIL (they resample to themselves): the buffer equals PIL's pass."""
+    from concurrent.futures import Future
+
+    import numpy as np
+
+    from airflow_provider_deepocr.core.engines.preprocess import _first_pass, _scan_rows, _strips
+
+    rng = np.random.default_rng(7)
+    arr = rng.integers(0, 256, (300, 500, 3), dtype=np.uint8)
+    for y in rng.choice(300, 200, replace=False):  # flat rows of random colours, alone and in runs
+        arr[y] = rng.integers(0, 256, 3, dtype=np.uint8)
+    arr[:40] = (255, 255, 255)
+    arr[-1] = (0, 0, 0)
+    img = Image.fromarray(arr, "RGB")
+    nw = size[0]
+    colw = 256 if nw > 256 else nw
+    buf, jobs = _first_pass(img, (nw, 2 * 300), "hv", 4, colw)
+    for job, (a, b) in zip(jobs, _strips(300, 0, 4), strict=True):
+        scan: Future = Future()
+        scan.set_result(_scan_rows(img, a, b))
+        job(scan)
+    want = np.asarray(img.resize((nw, 300), Image.Resampling.BICUBIC)).transpose(2, 0, 1)
+    got = np.concatenate([buf[j, :, :, : min(colw, nw - j * colw)] for j in range(buf.shape[0])], axis=-1)
+    assert np.array_equal(got, want)
