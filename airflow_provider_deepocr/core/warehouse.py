@@ -37,7 +37,7 @@ import logging
 import re
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -61,6 +61,9 @@ TABLES = (
     "load_ledger",
     "validation_results",
 )
+# Warehouses loaded through staging tables and MERGE (no COPY from the client, no cheap DELETE).
+MERGE_DIALECTS = frozenset({"snowflake", "bigquery", "redshift"})
+
 # Tables holding a loaded document's content (deleted on reload / quarantine).
 CONTENT_TABLES = ("table_cells", "blocks", "pages", "documents")
 
@@ -161,6 +164,7 @@ CELL_COLUMNS: tuple[str, ...] = (
     "text",
     "caption",
 )
+VALIDATION_COLUMNS: tuple[str, ...] = ("doc_id", "table_name", "expectation", "success", "observed", "run_id")
 KEYS: dict[str, tuple[str, ...]] = {
     "pages": ("doc_id", "page_no"),
     "blocks": ("doc_id", "page_no", "block_no"),
@@ -320,11 +324,28 @@ def _live_columns(conn: sa.Connection, table: sa.Table) -> set[str]:
             f"PRAGMA table_info({conn.dialect.identifier_preparer.quote(table.name)})"
         )
         return {r[1] for r in rows}
+    return {
+        str(r[0]).lower() for r in conn.execute(*_live_columns_query(conn.dialect, table, conn.engine.url))
+    }
+
+
+def _live_columns_query(dialect: sa.Dialect, table: sa.Table, url: sa.URL) -> tuple[Any, dict[str, Any]]:
+    """The information_schema query for :func:`_live_columns`. Names compare case-insensitively
+    (Snowflake stores unquoted names in upper case); BigQuery keeps INFORMATION_SCHEMA per dataset
+    (the schema, else the URL's ``bigquery://project/dataset``)."""
+    if dialect.name == "bigquery":
+        dataset = table.schema or url.database
+        if not dataset:
+            raise errors.ConfigError("BigQuery needs a dataset: schema= or a bigquery://project/dataset URL")
+        ds = dialect.identifier_preparer.quote(check_identifier(dataset, "schema"))
+        return sa.text(f"SELECT column_name FROM {ds}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = :t"), {
+            "t": table.name
+        }
     stmt = sa.text(
         "SELECT column_name FROM information_schema.columns "
-        "WHERE table_name = :t AND table_schema = COALESCE(:s, current_schema())"
+        "WHERE lower(table_name) = lower(:t) AND lower(table_schema) = lower(COALESCE(:s, current_schema()))"
     )
-    return {r[0] for r in conn.execute(stmt, {"t": table.name, "s": table.schema})}
+    return stmt, {"t": table.name, "s": table.schema}
 
 
 def _chunks(items: Sequence[Any], n: int) -> list[Sequence[Any]]:
@@ -372,7 +393,7 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
     md = sa.MetaData(schema=schema)
     doc_id = sa.String(64)
     fp = sa.String(64)
-    ts = sa.DateTime(timezone=True)
+    ts = sa.TIMESTAMP(timezone=True)  # BigQuery: TIMESTAMP (its DATETIME has no time zone)
 
     sa.Table(
         f"{prefix}documents",
@@ -625,7 +646,12 @@ class Warehouse:
         prefix: str = "deepocr_",
         *,
         copy_min_rows: int = 500,
+        load_method: str = "auto",
     ) -> None:
+        """``load_method``: ``replace`` (delete the documents' rows, then bulk-insert: COPY on
+        PostgreSQL, a DataFrame on DuckDB, executemany elsewhere), ``merge`` (staging tables and
+        MERGE, :mod:`~airflow_provider_deepocr.core.merge`), or ``auto``: ``merge`` on Snowflake,
+        BigQuery and Redshift, ``replace`` everywhere else."""
         self.prefix = check_identifier(prefix, "prefix")
         self.schema = check_identifier(schema, "schema") if schema is not None else None
         if isinstance(engine_or_url, str):
@@ -638,6 +664,17 @@ class Warehouse:
         if self.schema is not None and self.dialect == "sqlite":
             raise errors.ConfigError("schema is not supported on SQLite (use prefix)")
         self.copy_min_rows = copy_min_rows
+        if load_method == "auto":
+            load_method = "merge" if self.dialect in MERGE_DIALECTS else "replace"
+        if load_method not in ("replace", "merge"):
+            raise errors.ConfigError(f"load_method must be auto, replace or merge, got {load_method!r}")
+        if load_method == "merge":
+            from airflow_provider_deepocr.core import merge
+
+            merge.check_dialect(self.engine.dialect)
+        elif self.dialect in MERGE_DIALECTS:
+            raise errors.ConfigError(f"{self.dialect} warehouses load through load_method='merge'")
+        self.load_method = load_method
         self.metadata = build_metadata(self.prefix, self.schema)
         t = {name: self.metadata.tables[self._qualified(name)] for name in TABLES}
         self.documents, self.pages, self.blocks = t["documents"], t["pages"], t["blocks"]
@@ -700,7 +737,13 @@ class Warehouse:
         with self._write("__ddl__") as conn:
             if self.schema is not None:
                 conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
-            self.metadata.create_all(conn, checkfirst=True)
+            if self.dialect in MERGE_DIALECTS:
+                from airflow_provider_deepocr.core import merge
+
+                for ddl in merge.warehouse_ddl(conn, self.metadata):  # no CREATE INDEX there
+                    conn.exec_driver_sql(ddl)
+            else:
+                self.metadata.create_all(conn, checkfirst=True)
             prep = conn.dialect.identifier_preparer
             for table in self._tables.values():
                 live = _live_columns(conn, table)
@@ -824,6 +867,20 @@ class Warehouse:
             raise errors.DeepOcrError(
                 errors.LOAD_ERROR, f"doc {doc_id}: malformed record ({type(exc).__name__})"
             ) from None
+        if self.load_method == "merge":
+            merged = self._load_merged(
+                [(result, prep)],
+                run_id,
+                force=force,
+                validation_rows=None if validation_rows is None else {doc_id: validation_rows},
+            )
+            return {
+                **merged,
+                "documents": 1,
+                "pages": len(prep.pages),
+                "blocks": len(prep.blocks),
+                "cells": len(prep.cells),
+            }
         counts = {
             "documents": 1,
             "pages": len(prep.pages),
@@ -925,6 +982,8 @@ class Warehouse:
                 raise errors.DeepOcrError(
                     errors.LOAD_ERROR, f"doc {result.doc_id}: malformed record ({type(exc).__name__})"
                 ) from None
+        if self.load_method == "merge":
+            return self._load_merged(preps, run_id, force=force, validation_rows=validation_rows)
         counts = dict.fromkeys(
             ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
         )
@@ -1020,6 +1079,174 @@ class Warehouse:
             counts["unchanged"],
         )
         return counts
+
+    def _load_merged(
+        self,
+        preps: list[tuple[DocumentResult, _Prepared]],
+        run_id: str,
+        *,
+        force: bool,
+        validation_rows: Mapping[str, list[dict[str, Any]]] | None,
+    ) -> dict[str, int]:
+        """:meth:`load_documents` through staging tables and MERGE (``load_method="merge"``).
+
+        Documents, pages, blocks, cells, their validation results and the ledger rows go through
+        one :class:`~airflow_provider_deepocr.core.merge.StagedMerge`, so on every warehouse the
+        content and the ledger change together (BigQuery: one transaction script). Failure rows
+        follow in the same transaction where the warehouse has one. Racing loaders end with one
+        copy: MERGE matches rows by key, PostgreSQL takes advisory locks, Redshift ``LOCK``s the
+        tables, Snowflake serialises DML on a table, BigQuery aborts the later of two conflicting
+        transactions (the task's retry then finds the document loaded).
+        """
+        from airflow_provider_deepocr.core import merge
+
+        counts = dict.fromkeys(
+            ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
+        )
+        ids = [r.doc_id for r, _ in preps]
+        sm: merge.StagedMerge | None = None
+        with self._write(*sorted(ids)) as conn:
+            try:
+                if self.dialect == "redshift":
+                    prep_ = conn.dialect.identifier_preparer
+                    tables = ", ".join(prep_.format_table(t) for t in self._tables.values())
+                    conn.exec_driver_sql(f"LOCK {tables}")
+                prev = self._ledger_state(conn, ids)
+                todo = [
+                    (r, p)
+                    for r, p in preps
+                    if force or prev.get(r.doc_id) != (r.config_fingerprint, p.content_hash)
+                ]
+                todo_ids = {r.doc_id for r, _ in todo}
+                same = [(r, p) for r, p in preps if r.doc_id not in todo_ids]
+                now = datetime.now(UTC)
+                if todo:
+                    vrows = [
+                        row
+                        for r, _ in todo
+                        for row in self._validation_rows(
+                            r.doc_id, (validation_rows or {}).get(r.doc_id) or [], run_id
+                        )
+                    ]
+                    loads = [
+                        merge.TableLoad.of(
+                            self.documents,
+                            ("doc_id",),
+                            [{**p.doc, "loaded_at": now, "run_id": run_id} for _, p in todo],
+                        ),
+                        merge.TableLoad(
+                            self.pages, KEYS["pages"], PAGE_COLUMNS, [x for _, p in todo for x in p.pages]
+                        ),
+                        merge.TableLoad(
+                            self.blocks, KEYS["blocks"], BLOCK_COLUMNS, [x for _, p in todo for x in p.blocks]
+                        ),
+                        merge.TableLoad(
+                            self.table_cells,
+                            KEYS["table_cells"],
+                            CELL_COLUMNS,
+                            [x for _, p in todo for x in p.cells],
+                        ),
+                        merge.TableLoad.of(
+                            self.validation_results,
+                            ("doc_id", "table_name", "expectation"),
+                            vrows,
+                            columns=tuple(VALIDATION_COLUMNS),
+                        ),
+                        merge.TableLoad.of(
+                            self.ledger, ("doc_id",), [self._ledger_row(r, p, run_id, now) for r, p in todo]
+                        ),
+                    ]
+                    sm = merge.StagedMerge(conn, loads, [r.doc_id for r, _ in todo], bulk=self._bulk_fill)
+                    sm.stage()  # Snowflake: DDL commits, so this comes before any other write
+                    sm.apply()
+                    f = self.failures
+                    for chunk in _chunks(todo, 500):
+                        conn.execute(
+                            f.delete().where(
+                                sa.or_(*(self._doc_failures(r.doc_id, r.ref.uri) for r, _ in chunk))
+                            )
+                        )
+                    counts["failures"] += self._insert_failures(
+                        conn,
+                        [
+                            failure_row(
+                                fl,
+                                run_id=run_id,
+                                config_fingerprint=r.config_fingerprint,
+                                doc_id=r.doc_id,
+                                now=now,
+                            )
+                            for r, p in todo
+                            for fl in p.failures
+                        ],
+                    )
+                    counts["validation_results"] += len(vrows)
+                    counts.update(
+                        documents=len(todo),
+                        pages=sum(len(p.pages) for _, p in todo),
+                        blocks=sum(len(p.blocks) for _, p in todo),
+                        cells=sum(len(p.cells) for _, p in todo),
+                    )
+                for r, p in same:
+                    counts["unchanged"] += 1
+                    counts["failures"] += self._drop_stale_failures(conn, r, p)
+                    if validation_rows is not None:
+                        counts["validation_results"] += self._insert_validation(
+                            conn, r.doc_id, validation_rows.get(r.doc_id) or [], run_id
+                        )
+                if sm is not None:
+                    if self.dialect in merge.NON_TRANSACTIONAL_DDL:
+                        conn.commit()  # Snowflake: a DROP would commit anyway; keep it after the writes
+                    sm.drop()
+                    sm = None
+            except BaseException:
+                if sm is not None and self.dialect in merge.NON_TRANSACTIONAL_DDL:
+                    conn.rollback()
+                    with suppress(Exception):
+                        sm.drop()  # temporary (Snowflake) or expiring (BigQuery) anyway
+                raise
+        log.info(
+            "warehouse: merged %d documents, run %s: %d pages, %d blocks (%d unchanged)",
+            counts["documents"],
+            run_id,
+            counts["pages"],
+            counts["blocks"],
+            counts["unchanged"],
+        )
+        return counts
+
+    def _bulk_fill(
+        self, conn: sa.Connection, stage: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]
+    ) -> bool:
+        """Fill a merge stage with the dialect's bulk path where there is one (PostgreSQL COPY,
+        DuckDB DataFrame); False lets the merge insert in chunks."""
+        return len(rows) >= self.copy_min_rows and _copy_rows(conn, stage, columns, rows)
+
+    def _ledger_state(self, conn: sa.Connection, ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """(config fingerprint, content hash) by doc id, for the documents the ledger holds."""
+        led = self.ledger
+        prev: dict[str, tuple[str, str]] = {}
+        for chunk in _chunks(ids, 1000):
+            for row in conn.execute(
+                sa.select(led.c.doc_id, led.c.config_fingerprint, led.c.content_hash).where(
+                    led.c.doc_id.in_(chunk)
+                )
+            ):
+                prev[row.doc_id] = (row.config_fingerprint, row.content_hash)
+        return prev
+
+    @staticmethod
+    def _ledger_row(result: DocumentResult, prep: _Prepared, run_id: str, now: datetime) -> dict[str, Any]:
+        return {
+            "doc_id": result.doc_id,
+            "run_id": run_id,
+            "config_fingerprint": result.config_fingerprint,
+            "content_hash": prep.content_hash,
+            "pages": len(prep.pages),
+            "blocks": len(prep.blocks),
+            "cells": len(prep.cells),
+            "loaded_at": now,
+        }
 
     @staticmethod
     def _fid(f: Failure, doc_id: str | None) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing as mp
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,13 @@ from airflow_provider_deepocr.core.records import (
     Table,
     TableCell,
 )
-from airflow_provider_deepocr.core.warehouse import Warehouse, block_rows, cell_rows, page_rows
+from airflow_provider_deepocr.core.warehouse import (
+    Warehouse,
+    _live_columns_query,
+    block_rows,
+    cell_rows,
+    page_rows,
+)
 
 SECRET = "PATIENT-SECRET-TEXT"  # document text that must never show up in observed values / logs
 KINDS = ("heading", "text", "list_item", "text", "caption", "footnote")
@@ -143,15 +150,17 @@ def make_result(
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "duckdb"])
+@pytest.fixture(params=["sqlite", "postgresql", "duckdb", "postgresql-merge", "duckdb-merge"])
 def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    if request.param == "sqlite":
+    # "-merge": the staged-MERGE path Snowflake, BigQuery and Redshift take, run for real
+    name, _, method = request.param.partition("-")
+    if name == "sqlite":
         url = f"sqlite:///{tmp_path / 'wh.db'}"
-    elif request.param == "duckdb":
+    elif name == "duckdb":
         url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     else:
         url = request.getfixturevalue("pg_url")
-    w = Warehouse(url)
+    w = Warehouse(url, load_method=method or "replace")
     w.create()
     try:
         yield w
@@ -619,3 +628,52 @@ def test_row_builders_cover_every_content_column_once() -> None:
         assert len(set(columns)) == len(columns)
         assert set(columns) == {c.name for c in md.tables[f"x_{name}"].columns}
         assert set(W.KEYS[name]) == {c.name for c in md.tables[f"x_{name}"].primary_key.columns}
+
+
+# --------------------------------------------------------------------------------------------
+# Snowflake, BigQuery, Redshift: no server here; what the Warehouse picks and emits for them
+# --------------------------------------------------------------------------------------------
+
+SERVERLESS_URLS = {
+    "snowflake": "snowflake://user:pw@account/db/public",
+    "bigquery": "bigquery://project/dataset",
+    "redshift": "redshift+psycopg2://user:pw@host:5439/db",
+}
+
+
+@pytest.mark.parametrize("name", sorted(SERVERLESS_URLS))
+def test_cloud_warehouses_load_through_staged_merge(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_deepocr.core import merge
+
+    if name == "bigquery":  # the dialect asks for credentials when the engine is made
+        import google.auth
+        from google.auth.credentials import AnonymousCredentials
+
+        monkeypatch.setattr(google.auth, "default", lambda *a, **k: (AnonymousCredentials(), "project"))
+    engine = sa.create_engine(SERVERLESS_URLS[name])  # connects only when used
+    w = Warehouse(engine, schema="ocr")
+    assert w.dialect == name and w.load_method == "merge"
+    with pytest.raises(errors.ConfigError, match="load_method='merge'"):
+        Warehouse(engine, load_method="replace")
+    ddl = "\n".join(merge.warehouse_ddl(engine.dialect, w.metadata))
+    assert "CREATE INDEX" not in ddl and ddl.count("CREATE TABLE IF NOT EXISTS") == 7
+    # timestamps keep their time zone everywhere (BigQuery's DATETIME would drop it)
+    loaded_at = sa.schema.CreateTable(w.documents).compile(dialect=engine.dialect)
+    assert re.search(
+        r"loaded_at\W*\s+(TIMESTAMP|TIMESTAMP_TZ|TIMESTAMPTZ|TIMESTAMP WITH TIME ZONE)\b", str(loaded_at)
+    )
+    stmt, params = _live_columns_query(engine.dialect, w.blocks, engine.url)
+    sql = str(stmt)
+    if name == "bigquery":
+        assert "`ocr`.INFORMATION_SCHEMA.COLUMNS" in sql and params == {"t": "deepocr_blocks"}
+    else:  # Snowflake stores unquoted names upper-case: compared case-insensitively
+        assert "lower(table_name) = lower(:t)" in sql and params == {"t": "deepocr_blocks", "s": "ocr"}
+
+
+def test_replace_is_the_default_where_copy_exists_and_merge_can_be_chosen(tmp_path: Path) -> None:
+    assert Warehouse(f"sqlite:///{tmp_path / 'a.db'}").load_method == "replace"
+    with pytest.raises(errors.ConfigError):
+        Warehouse(f"sqlite:///{tmp_path / 'a.db'}", load_method="merge")  # SQLite has no MERGE
+    with pytest.raises(errors.ConfigError):
+        Warehouse(f"sqlite:///{tmp_path / 'a.db'}", load_method="upsert")
+    assert Warehouse(f"duckdb:///{tmp_path / 'a.duckdb'}", load_method="merge").load_method == "merge"
