@@ -132,6 +132,8 @@ _STRAY_TOKEN_RE = re.compile(
     r"|<[|｜][^<>\n]{0,40}\Z"  # half a token at the very end
 )
 _FULLWIDTH_TOKEN_RE = re.compile(r"<｜[^<>\n]{0,40}?｜>|<｜[^<>\n]{0,40}\Z")
+# The fast path's coordinates (1-3 digits, leading zeros allowed) -> int, without int() calls.
+_INT: dict[str, int] = {f"{v:0{w}d}": v for w in (1, 2, 3) for v in range(10**w)}
 _MAX_BOXES = 64  # boxes kept per block (a looping coordinate list can hold thousands)
 _MAX_QUADS_SCANNED = 4096
 
@@ -373,6 +375,7 @@ def parse_page(
                     lead_flags.append(FLAG_REPETITION_LOOP)
             blocks.append(Block(0, "", _content_kind("text", lead), None, None, lead, "", lead_flags))
     kinds = _KIND_BY_LABEL
+    append = blocks.append
     for label, x0s, y0s, x1s, y1s, det, close, content in zip(it, it, it, it, it, it, it, it, strict=True):
         if "<|" in content:
             content = _STRAY_TOKEN_RE.sub("", content)
@@ -384,15 +387,20 @@ def parse_page(
         if kind == "text" and content and content[0] in _REFINE_FIRST:
             kind = _content_kind(kind, content)
         flags: list[str] = []
-        bbox: _BoxT | None = None
-        extra: list[_BoxT] = []
         if x0s is not None:  # fast path: one well-formed box
-            box = (int(x0s), int(y0s), int(x1s), int(y1s))
-            if box[0] < box[2] <= GRID and box[1] < box[3] <= GRID:
-                bbox = box
+            x0 = _INT[x0s]
+            y0 = _INT[y0s]
+            x1 = _INT[x1s]
+            y1 = _INT[y1s]
+            if x0 < x1 <= GRID and y0 < y1 <= GRID:
+                bbox: _BoxT | None = (x0, y0, x1, y1)
             else:
+                bbox = None
                 flags.append(FLAG_BAD_BBOX)
+            extra: list[_BoxT] = []
         else:
+            bbox = None
+            extra = []
             if det is None:
                 flags.append(FLAG_NO_BOX)
             else:
@@ -410,7 +418,7 @@ def parse_page(
             if cut is not None:
                 content = content[:cut].rstrip()
                 flags.append(FLAG_REPETITION_LOOP)
-        blocks.append(Block(0, label, kind, bbox, None, content, "", flags, extra))
+        append(Block(0, label, kind, bbox, None, content, "", flags, extra))
 
     if truncated and blocks:
         blocks[-1].flags.append(FLAG_TRUNCATED)
@@ -800,41 +808,55 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
     else:
         texts = [b.strip() for b in bodies]
     implicit = tags[0] != "tr"  # cells before any <tr>: one implicit row
-    n_decl = seg.count("<tr") + implicit  # rows that exist: rowspans are clipped to them
     head_rows = seg.count("<tr", 0, seg.find("</thead")) if "<thead" in seg else 0
-    spans = "span" in seg
-    occupied: list[set[int]] | None = None
-    occ: set[int] | None = None
     cells: list[TableCell] = []
     append = cells.append
     r = 0 if implicit else -1
     c = 0
-    in_head = implicit and head_rows > 0
-    n_rows = 0  # rows reached by spans
-    cell_row = -1  # row of the last cell
     n_cols = 0
-    for tag, attrs, text in zip(tags, parts[2::3], texts, strict=True):
-        if tag == "tr":
-            if c > n_cols:
-                n_cols = c
-            r += 1
-            c = 0
-            occ = occupied[r] if occupied is not None and r < n_decl else None
-            in_head = r < head_rows
-            continue
-        if occ:
-            while c in occ:
+    n_rows = 0  # rows reached by rowspans
+    if head_rows == 0 and "span" not in seg:  # the common case: a plain grid
+        for tag, text in zip(tags, texts, strict=True):
+            if tag == "tr":
+                if c > n_cols:
+                    n_cols = c
+                r += 1
+                c = 0
+            else:
+                append(TableCell(r, c, 1, 1, tag == "th", text))
                 c += 1
-        cell_row = r
-        if spans and "span" in attrs:
-            rs = cs = 1
-            mr = _ROWSPAN_RE.search(attrs)
-            if mr:
-                v = int(mr.group(1))
-                rs = n_decl - r if v == 0 else max(1, min(v, n_decl - r))
-            mc = _COLSPAN_RE.search(attrs)
-            if mc:
-                cs = max(1, min(int(mc.group(1)), _MAX_COLSPAN))
+    else:
+        n_decl = seg.count("<tr") + implicit  # rows that exist: rowspans are clipped to them
+        occupied: list[set[int]] | None = None
+        occ: set[int] | None = None
+        in_head = implicit and head_rows > 0
+        spans: dict[str, tuple[int | None, int]] = {}  # attrs -> (rowspan value, colspan)
+        for tag, attrs, text in zip(tags, parts[2::3], texts, strict=True):
+            if tag == "tr":
+                if c > n_cols:
+                    n_cols = c
+                r += 1
+                c = 0
+                occ = occupied[r] if occupied is not None and r < n_decl else None
+                in_head = r < head_rows
+                continue
+            if occ:
+                while c in occ:
+                    c += 1
+            if "span" not in attrs:
+                append(TableCell(r, c, 1, 1, in_head or tag == "th", text))
+                c += 1
+                continue
+            span = spans.get(attrs)
+            if span is None:
+                mr = _ROWSPAN_RE.search(attrs)
+                mc = _COLSPAN_RE.search(attrs)
+                span = spans[attrs] = (
+                    int(mr.group(1)) if mr else None,
+                    max(1, min(int(mc.group(1)), _MAX_COLSPAN)) if mc else 1,
+                )
+            v, cs = span
+            rs = 1 if v is None else n_decl - r if v == 0 else max(1, min(v, n_decl - r))
             if rs * cs > _MAX_SPAN_AREA:
                 rs = max(1, _MAX_SPAN_AREA // cs)
             if rs > 1:
@@ -846,13 +868,10 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
                     n_rows = r + rs
             append(TableCell(r, c, rs, cs, in_head or tag == "th", text))
             c += cs
-        else:
-            append(TableCell(r, c, 1, 1, in_head or tag == "th", text))
-            c += 1
     if c > n_cols:
         n_cols = c
-    if cell_row >= n_rows:
-        n_rows = cell_row + 1
+    if cells and cells[-1].row >= n_rows:  # rows only grow: the last cell is on the last row
+        n_rows = cells[-1].row + 1
     return n_rows, n_cols, cells
 
 
@@ -886,7 +905,7 @@ def _cell_text(body: str) -> str:
         body = _TAG_RE.sub(" ", body)
     if "&" in body:
         body = html.unescape(body)
-    return _WS_RE.sub(" ", body).strip()
+    return " ".join(body.split())  # the same as collapsing \\s+ runs and stripping
 
 
 # ---- assembling a page ------------------------------------------------------------------------
@@ -953,6 +972,7 @@ def _finish(
         xs = _scale(int(width))
         ys = _scale(int(height))
     tables: list[Table] = []
+    markdown: list[str] = []
     plain = _plain
     for i, b in enumerate(blocks):
         b.index = i
@@ -980,13 +1000,18 @@ def _finish(
             for f in b.flags:
                 if f in PAGE_WIDE_FLAGS:
                     page_flags.add(f)
+        # page_to_markdown, inline. Without "<" or "\\[" _block_markdown returns raw unchanged (only
+        # a table's loop cut can leave raw unstripped, and a table has "<").
+        md = b.raw
+        if md and ("<" in md or "\\[" in md):
+            md = _block_markdown(b)
+        if md:
+            markdown.append(md)
     if tables:
         _link_captions(blocks, tables)
     if not blocks:
         page_flags.add(FLAG_EMPTY_PAGE)
-    page = ParsedPage(page_no, blocks, tables, "", sorted(page_flags))
-    page.markdown = page_to_markdown(page)
-    return page
+    return ParsedPage(page_no, blocks, tables, "\n\n".join(markdown), sorted(page_flags))
 
 
 def _link_captions(blocks: list[Block], tables: list[Table]) -> None:
