@@ -58,13 +58,28 @@ def best_of(fn, pages: list[str], repeat: int) -> float:  # type: ignore[no-unty
     return best
 
 
+def per_fixture_us(texts: list[str], repeat: int, n: int = 300) -> list[float]:
+    """Best-of-``repeat`` microseconds per page for each fixture parsed ``n`` times in a row."""
+    out = []
+    for text in texts:
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            for _ in range(n):
+                parse_page(text, 1, 1654, 2339)
+            best = min(best, (time.perf_counter() - t0) / n)
+        out.append(best * 1e6)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--mb", type=float, default=50.0, help="total size of the pages parsed (MB)")
     ap.add_argument("--repeat", type=int, default=3, help="timed runs; the best counts")
     args = ap.parse_args()
 
-    texts = [p.read_text(encoding="utf-8") for p in sorted(FIXTURES.glob("*.txt"))]
+    paths = sorted(FIXTURES.glob("*.txt"))
+    texts = [p.read_text(encoding="utf-8") for p in paths]
     if not texts:
         sys.exit(f"no fixtures under {FIXTURES}")
     unit = sum(len(t.encode("utf-8")) for t in texts)
@@ -78,6 +93,8 @@ def main() -> None:
     parse_mbs = total_mb / parse_s
     pages_per_s = len(pages) / parse_s
     fraction = floor_s / parse_s
+    for path, text, us in zip(paths, texts, per_fixture_us(texts, args.repeat), strict=True):
+        print(f"  {path.name}: {len(text.encode('utf-8')):6d} bytes  {us:7.1f} us/page")
     print(f"pages: {len(pages)} ({len(texts)} fixtures x {reps}), {total_mb:.1f} MB")
     print(f"floor (regex ref/det pass): {floor_mbs:8.1f} MB/s  {len(pages) / floor_s:10.0f} pages/s")
     print(f"parse_page:                 {parse_mbs:8.1f} MB/s  {pages_per_s:10.0f} pages/s")

@@ -691,11 +691,16 @@ def _plain(s: str, kind: str) -> str:
     multiline = "\n" in s
     if not multiline and "<" not in s and "\\" not in s and "&" not in s and "\t" not in s:
         # One plain line (most blocks): only heading hashes / a list bullet / double spaces.
+        # One line: the re.M patterns can only match at 0, so match + slice is their sub.
         c0 = s[0]
         if c0 == "#" and kind != "table":
-            s = _HEADING_RE.sub("", s, 1)
+            m = _HEADING_RE.match(s)
+            if m:
+                s = s[m.end() :]
         elif kind == "list_item":
-            s = _BULLET_RE.sub("", s, 1)
+            m = _BULLET_RE.match(s)
+            if m:
+                s = s[m.end() :]
         if "  " in s:
             s = _SPACES_ONLY_RE.sub(" ", s)
         return s.strip()
@@ -726,10 +731,14 @@ def _some_line_starts_with(s: str, ch: str) -> bool:
     A cheap exact precheck for the ``^[ \\t]*CH`` regexes (``re.M`` patterns have no literal prefix,
     so the regex engine tries every position of a long text).
     """
+    prev = -1
     i = s.find(ch)
     while i >= 0:
-        if not s[s.rfind("\n", 0, i) + 1 : i].strip(" \t"):
+        # Look back for the line start only as far as the previous ``ch``: linear in len(s).
+        k = s.rfind("\n", prev + 1, i)
+        if (k >= 0 or prev < 0) and not s[k + 1 : i].strip(" \t"):
             return True
+        prev = i
         i = s.find(ch, i + 1)
     return False
 

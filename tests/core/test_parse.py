@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -10,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from airflow_provider_deepocr.core import parse as parse_mod
 from airflow_provider_deepocr.core.parse import (
     FLAG_BAD_BBOX,
     FLAG_EMPTY_PAGE,
@@ -655,3 +659,71 @@ def test_untagged_output_loop_and_huge_span() -> None:
     first = page.tables[0].cells[0]
     assert first.colspan == 1000 and first.rowspan * first.colspan <= 1 << 16
     _check_invariants(page)
+
+
+# ---- the fast paths give what the plain regexes give -------------------------------------------
+
+
+@given(st.text(alphabet=" \t\n#ab", max_size=30))
+def test_line_start_precheck_matches_the_regex(s: str) -> None:
+    assert parse_mod._some_line_starts_with(s, "#") == bool(re.search(r"^[ \t]*#", s, re.M))
+
+
+def test_line_start_precheck_is_linear() -> None:
+    s = "x" + "#" * 200_000  # one long line of '#' that never starts it
+    t0 = time.perf_counter()
+    assert not parse_mod._some_line_starts_with(s, "#")
+    assert time.perf_counter() - t0 < 2.0
+
+
+@given(st.text(alphabet=st.sampled_from(list("ab<>&;\t\n\r\x0b\x0c\x1c\x85\xa0\u2003\u3000 ")), max_size=30))
+def test_cell_text_collapses_whitespace_like_the_regex(body: str) -> None:
+    expected = body
+    if "<" in expected:
+        expected = re.sub(r"</?[A-Za-z!][^<>]*>", " ", expected)
+    expected = re.sub(r"\s+", " ", html.unescape(expected)).strip()
+    assert parse_mod._cell_text(body) == expected
+
+
+def test_fast_coordinates_cover_every_grid_spelling() -> None:
+    table = parse_mod._INT
+    assert len(table) == 10 + 100 + 1000
+    assert all(table[k] == int(k) for k in table)
+    page = parse_page("<|ref|>text<|/ref|><|det|>[[007, 08, 999, 99]]<|/det|>\nx")
+    assert page.blocks[0].bbox == (7, 8, 999, 99)
+
+
+def test_latex_commands_by_lookup_and_fallback() -> None:
+    # \\é keeps its letter, \\1 is a blank, unknown commands keep their name, symbols map.
+    assert parse_mod._latex_plain(r"\é\1\foo \alpha\%\)\{x\}") == "é foo α% x "
+
+
+def test_same_span_attributes_clip_per_row() -> None:
+    html_ = (
+        '<table><tr><td rowspan="5">a</td><td>b</td></tr><tr><td>c</td></tr>'
+        '<tr><td rowspan="5">d</td></tr></table>'
+    )
+    page = parse_page("<|ref|>table<|/ref|><|det|>[[1, 1, 998, 998]]<|/det|>\n" + html_)
+    t = page.tables[0]
+    assert (t.n_rows, t.n_cols) == (3, 2)
+    assert [(c.row, c.col, c.rowspan, c.text) for c in t.cells] == [
+        (0, 0, 3, "a"),
+        (0, 1, 1, "b"),
+        (1, 1, 1, "c"),
+        (2, 1, 1, "d"),
+    ]
+
+
+def test_implicit_header_row_and_inner_tags_in_cells() -> None:
+    html_ = (
+        '<table><thead><th>h1</th><th colspan="2">h2</th></thead><tr><td>a<br>b</td><td>&amp;\tx</td></tr>'
+    )
+    page = parse_page("<|ref|>table<|/ref|><|det|>[[1, 1, 998, 998]]<|/det|>\n" + html_)
+    t = page.tables[0]
+    assert (t.n_rows, t.n_cols) == (2, 3)
+    assert [(c.row, c.col, c.colspan, c.is_header, c.text) for c in t.cells] == [
+        (0, 0, 1, True, "h1"),
+        (0, 1, 2, True, "h2"),
+        (1, 0, 1, False, "a b"),
+        (1, 1, 1, False, "& x"),
+    ]
