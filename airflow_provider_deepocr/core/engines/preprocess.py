@@ -17,8 +17,8 @@ The fast path keeps the stock resampling where exactness needs it and does the r
   multiply-add per cache-sized band, written once, straight into the batch's output array; the
   global view is padded to a square with the stock background colour. Output arrays the caller
   has let go of are written again by the next call (fresh pages cost the kernel ~5-10 ms a page).
-- The jobs form a small DAG on a priority pool, so the second passes and the normalisation of one
-  view overlap the first passes of the next.
+- The jobs form a small DAG on a priority pool: a view's second pass and normalisation go ahead
+  of the first passes still queued, so the cores stay busy to the end.
 
 On a CUDA device (``device="cuda"``) both passes run on the GPU in float64 (the horizontal pass
 rounded to uint8 in between as PIL does) and the outputs stay on the device.
@@ -57,7 +57,7 @@ class FastDeepseekOcr2ImageProcessor:
         self._outputs = _OutputArrays(keep_bytes)
         self._stream: Any = None  # the CUDA side stream, made on first use
         self.device = str(device)
-        self.threads = max(1, int(threads or min(4, os.cpu_count() or 1)))
+        self.threads = max(1, int(threads or min(4, _cpus())))
         mean = [float(m) for m in stock.image_mean]
         std = [float(s) for s in stock.image_std]
         factor = float(stock.rescale_factor) if stock.do_rescale else 1.0
@@ -410,12 +410,14 @@ def _scan_rows(img: Any, a: int, b: int) -> tuple[Any, Any, Any, Any]:
     import numpy as np
     from PIL import Image
 
-    arr = np.asarray(img.crop((0, a, img.width, b)))
+    strip = img.crop((0, a, img.width, b))
+    arr = np.asarray(strip)
     rows = arr.reshape(b - a, -1)
     is_flat = (rows[:, 3:] == rows[:, :-3]).all(axis=1)
     keep, flat = np.flatnonzero(~is_flat), np.flatnonzero(is_flat)
-    packed = None if not len(keep) else Image.fromarray(arr[keep] if len(flat) else arr, "RGB")
-    return packed, keep, flat, arr[flat, 0, :]
+    if len(flat) and len(keep):
+        strip = Image.fromarray(arr[keep], "RGB")
+    return (strip if len(keep) else None), keep, flat, arr[flat, 0, :]
 
 
 def _second_pass(buf: Any, size: tuple[int, int], order: str, col: int) -> Any:
@@ -650,6 +652,14 @@ def _pool(threads: int) -> _Pool:
         if pool is None:
             pool = _POOLS[threads] = _Pool(threads)
         return pool
+
+
+def _cpus() -> int:
+    """The CPUs this process may run on (its affinity), else the machine's."""
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def fast_image_processor(stock: Any, device: str = "cpu", threads: int | None = None) -> Any:
