@@ -322,7 +322,6 @@ _ROWSPAN_RE = re.compile(r"rowspan\s*=\s*[\"']?\s*(\d{1,5})", re.I)
 _COLSPAN_RE = re.compile(r"colspan\s*=\s*[\"']?\s*(\d{1,5})", re.I)
 _MAX_COLSPAN = 1000  # the HTML limit
 _MAX_SPAN_AREA = 1 << 16  # rowspan x colspan of one cell, so a garbage span cannot stall the grid
-_WS_RE = re.compile(r"\s+")
 
 _BoxT = tuple[int, int, int, int]
 
@@ -690,8 +689,8 @@ def _plain(s: str, kind: str) -> str:
         return s
     multiline = "\n" in s
     if not multiline and "<" not in s and "\\" not in s and "&" not in s and "\t" not in s:
-        # One plain line (most blocks): only heading hashes / a list bullet / double spaces.
-        # One line: the re.M patterns can only match at 0, so match + slice is their sub.
+        # One plain line (most blocks): only heading hashes / a list bullet / double spaces. On one
+        # line the re.M patterns can only match at 0, so match + slice is their sub.
         c0 = s[0]
         if c0 == "#" and kind != "table":
             m = _HEADING_RE.match(s)
