@@ -946,6 +946,10 @@ def _collapse_repeated_blocks(blocks: list[Block]) -> list[Block]:
     n = len(blocks)
     if n < _BLOCK_LOOP_MIN:
         return blocks
+    # A run of 8 starts at some i with raw[i] == raw[i + 7]: one cheap pass rules most pages out.
+    raws = [b.raw for b in blocks]
+    if not any(a and a == b for a, b in zip(raws, raws[_BLOCK_LOOP_MIN - 1 :], strict=False)):
+        return blocks
     out: list[Block] = []
     i = 0
     while i < n:
