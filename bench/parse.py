@@ -60,7 +60,7 @@ def best_of(fn, pages: list[str], repeat: int) -> float:  # type: ignore[no-unty
 
 def per_fixture_us(texts: list[str], repeat: int, n: int = 300) -> list[float]:
     """Best-of-``repeat`` microseconds per page for each fixture parsed ``n`` times in a row."""
-    out = []
+    out: list[float] = []
     for text in texts:
         best = float("inf")
         for _ in range(repeat):
