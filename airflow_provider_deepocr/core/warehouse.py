@@ -636,6 +636,18 @@ class _Prepared:
     content_hash: str
 
 
+def _log_batch(verb: str, counts: dict[str, int], run_id: str) -> None:
+    log.info(
+        "warehouse: %s %d documents in one transaction, run %s: %d pages, %d blocks (%d unchanged)",
+        verb,
+        counts["documents"],
+        run_id,
+        counts["pages"],
+        counts["blocks"],
+        counts["unchanged"],
+    )
+
+
 class Warehouse:
     """Loads :class:`DocumentResult` objects into SQL tables named ``{prefix}<table>``."""
 
@@ -917,30 +929,10 @@ class Warehouse:
             _insert_rows(conn, self.blocks, BLOCK_COLUMNS, prep.blocks, self.copy_min_rows)
             _insert_rows(conn, self.table_cells, CELL_COLUMNS, prep.cells, self.copy_min_rows)
             counts["failures"] = self._insert_failures(
-                conn,
-                [
-                    failure_row(
-                        f, run_id=run_id, config_fingerprint=result.config_fingerprint, doc_id=doc_id, now=now
-                    )
-                    for f in prep.failures
-                ],
+                conn, self._failure_rows([(result, prep)], run_id, now)
             )
             counts["validation_results"] = self._insert_validation(conn, doc_id, validation_rows, run_id)
-            conn.execute(
-                led.insert(),
-                [
-                    {
-                        "doc_id": doc_id,
-                        "run_id": run_id,
-                        "config_fingerprint": result.config_fingerprint,
-                        "content_hash": prep.content_hash,
-                        "pages": counts["pages"],
-                        "blocks": counts["blocks"],
-                        "cells": counts["cells"],
-                        "loaded_at": now,
-                    }
-                ],
-            )
+            conn.execute(led.insert(), [self._ledger_row(result, prep, run_id, now)])
         log.info(
             "warehouse: loaded doc %s run %s: %d pages, %d blocks, %d cells, %d page failures",
             doc_id,
@@ -990,14 +982,7 @@ class Warehouse:
         ids = [r.doc_id for r in results]
         with self._write(*sorted(ids)) as conn:
             led = self.ledger
-            prev: dict[str, tuple[str, str]] = {}
-            for chunk in _chunks(ids, 1000):
-                for row in conn.execute(
-                    sa.select(led.c.doc_id, led.c.config_fingerprint, led.c.content_hash).where(
-                        led.c.doc_id.in_(chunk)
-                    )
-                ):
-                    prev[row.doc_id] = (row.config_fingerprint, row.content_hash)
+            prev = self._ledger_state(conn, ids)
             todo = []
             vrows: list[dict[str, Any]] = []
             for result, prep in preps:
@@ -1029,11 +1014,7 @@ class Warehouse:
                 if validation_rows is None:  # without new results, old ones would be stale
                     vr = self.validation_results
                     conn.execute(vr.delete().where(vr.c.doc_id.in_(chunk)))
-            f = self.failures
-            for chunk in _chunks(todo, 500):
-                conn.execute(
-                    f.delete().where(sa.or_(*(self._doc_failures(r.doc_id, r.ref.uri) for r, _ in chunk)))
-                )
+            self._delete_failures_of(conn, todo)
             conn.execute(
                 self.documents.insert(), [{**p.doc, "loaded_at": now, "run_id": run_id} for _, p in todo]
             )
@@ -1043,41 +1024,10 @@ class Warehouse:
             _insert_rows(conn, self.pages, PAGE_COLUMNS, pages, self.copy_min_rows)
             _insert_rows(conn, self.blocks, BLOCK_COLUMNS, blocks, self.copy_min_rows)
             _insert_rows(conn, self.table_cells, CELL_COLUMNS, cells, self.copy_min_rows)
-            counts["failures"] += self._insert_failures(
-                conn,
-                [
-                    failure_row(
-                        fl, run_id=run_id, config_fingerprint=r.config_fingerprint, doc_id=r.doc_id, now=now
-                    )
-                    for r, p in todo
-                    for fl in p.failures
-                ],
-            )
-            conn.execute(
-                led.insert(),
-                [
-                    {
-                        "doc_id": r.doc_id,
-                        "run_id": run_id,
-                        "config_fingerprint": r.config_fingerprint,
-                        "content_hash": p.content_hash,
-                        "pages": len(p.pages),
-                        "blocks": len(p.blocks),
-                        "cells": len(p.cells),
-                        "loaded_at": now,
-                    }
-                    for r, p in todo
-                ],
-            )
+            counts["failures"] += self._insert_failures(conn, self._failure_rows(todo, run_id, now))
+            conn.execute(led.insert(), [self._ledger_row(r, p, run_id, now) for r, p in todo])
             counts.update(documents=len(todo), pages=len(pages), blocks=len(blocks), cells=len(cells))
-        log.info(
-            "warehouse: loaded %d documents in one transaction, run %s: %d pages, %d blocks (%d unchanged)",
-            counts["documents"],
-            run_id,
-            counts["pages"],
-            counts["blocks"],
-            counts["unchanged"],
-        )
+        _log_batch("loaded", counts, run_id)
         return counts
 
     def _load_merged(
@@ -1159,27 +1109,8 @@ class Warehouse:
                     sm = merge.StagedMerge(conn, loads, [r.doc_id for r, _ in todo], bulk=self._bulk_fill)
                     sm.stage()  # Snowflake: DDL commits, so this comes before any other write
                     sm.apply()
-                    f = self.failures
-                    for chunk in _chunks(todo, 500):
-                        conn.execute(
-                            f.delete().where(
-                                sa.or_(*(self._doc_failures(r.doc_id, r.ref.uri) for r, _ in chunk))
-                            )
-                        )
-                    counts["failures"] += self._insert_failures(
-                        conn,
-                        [
-                            failure_row(
-                                fl,
-                                run_id=run_id,
-                                config_fingerprint=r.config_fingerprint,
-                                doc_id=r.doc_id,
-                                now=now,
-                            )
-                            for r, p in todo
-                            for fl in p.failures
-                        ],
-                    )
+                    self._delete_failures_of(conn, todo)
+                    counts["failures"] += self._insert_failures(conn, self._failure_rows(todo, run_id, now))
                     counts["validation_results"] += len(vrows)
                     counts.update(
                         documents=len(todo),
@@ -1205,15 +1136,27 @@ class Warehouse:
                     with suppress(Exception):
                         sm.drop()  # temporary (Snowflake) or expiring (BigQuery) anyway
                 raise
-        log.info(
-            "warehouse: merged %d documents, run %s: %d pages, %d blocks (%d unchanged)",
-            counts["documents"],
-            run_id,
-            counts["pages"],
-            counts["blocks"],
-            counts["unchanged"],
-        )
+        _log_batch("merged", counts, run_id)
         return counts
+
+    def _delete_failures_of(
+        self, conn: sa.Connection, todo: Sequence[tuple[DocumentResult, _Prepared]]
+    ) -> None:
+        f = self.failures
+        for chunk in _chunks(todo, 500):
+            conn.execute(
+                f.delete().where(sa.or_(*(self._doc_failures(r.doc_id, r.ref.uri) for r, _ in chunk)))
+            )
+
+    @staticmethod
+    def _failure_rows(
+        todo: Sequence[tuple[DocumentResult, _Prepared]], run_id: str, now: datetime
+    ) -> list[dict[str, Any]]:
+        return [
+            failure_row(fl, run_id=run_id, config_fingerprint=r.config_fingerprint, doc_id=r.doc_id, now=now)
+            for r, p in todo
+            for fl in p.failures
+        ]
 
     def _bulk_fill(
         self, conn: sa.Connection, stage: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]
