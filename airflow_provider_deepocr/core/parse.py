@@ -683,7 +683,8 @@ def _table_row_loop_cut(content: str) -> int | None:
 def _plain(s: str, kind: str) -> str:
     """Searchable plain text: no HTML tags, no LaTeX markup, entities decoded, no heading hashes.
 
-    Runs of spaces collapse to one, lines are stripped and empty lines dropped.
+    Runs of spaces collapse to one, empty lines are dropped and the whole text is stripped
+    (a line keeps a single leading or trailing space where the raw line had some).
     """
     if not s:
         return s

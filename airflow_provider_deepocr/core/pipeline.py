@@ -666,6 +666,14 @@ def stage_parse_validate(
 # Stage 4: load
 
 
+def _load_detail(exc: BaseException) -> str:
+    """A load error's detail for the failures table: our typed message (ids, SQLSTATE, no row
+    values), or the exception class alone (a driver's message can quote document text)."""
+    if isinstance(exc, errors.DeepOcrError):
+        return exc.detail[:500] or exc.reason
+    return type(exc).__name__
+
+
 def stage_load(
     manifest_uri: str,
     work: WorkArea,
@@ -699,9 +707,16 @@ def stage_load(
             )
         except Exception as exc:
             log.exception("load failed for document %s", result.doc_id[:12])
-            failures.append(
-                Failure(result.ref.uri, errors.LOAD_ERROR, type(exc).__name__, result.doc_id, None, "load")
+            failure = Failure(
+                result.ref.uri, errors.LOAD_ERROR, _load_detail(exc), result.doc_id, None, "load"
             )
+            failures.append(failure)
+            try:  # the audit trail says why the document is missing, when the warehouse still answers
+                warehouse.record_failures([failure], run_id, result.config_fingerprint)
+            except Exception as rec_exc:
+                log.warning(
+                    "could not record the load failure of %s: %s", result.doc_id[:12], type(rec_exc).__name__
+                )
             return
         failures.extend(result.failures)
         loaded_docs += 1

@@ -237,3 +237,37 @@ def test_text_layer_routing_sends_born_digital_pages_to_pdf_text(
     assert engines["never"] == {f: {"deepseek-ocr2"} for f in folders}
     assert engines["auto"] == {f: {"pdf-text" if f == "finance" else "deepseek-ocr2"} for f in folders}
     assert engines["only"] == {"finance": {"pdf-text"}}
+
+
+def test_a_document_that_fails_to_load_is_a_failure_row_and_the_batch_loads(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path, pg_url: str
+) -> None:
+    import json
+
+    import sqlalchemy as sa
+
+    from airflow_provider_deepocr.core.pipeline import stage_load, stage_ocr, stage_parse_validate
+
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1")
+    ocr = stage_ocr(listed.manifest_uri, work, "r1", tiny_engine)
+    parsed = stage_parse_validate(ocr.manifest_uri, work, "r1", on_failure="warn")
+    # corrupt one document's records on disk: its first page twice (a duplicate key)
+    entries = [e for e in work.read_jsonl(parsed.manifest_uri) if e["status"] in ("ok", "warned")]
+    path = LocalStorage.path(entries[0]["records_uri"])
+    rec = json.loads(path.read_text())
+    rec["pages"].append(rec["pages"][0])
+    path.write_text(json.dumps(rec))
+
+    wh = Warehouse(pg_url)
+    res = stage_load(parsed.manifest_uri, work, "r1", wh)
+    assert res.failed.get(errors.LOAD_ERROR) == 1 and res.documents == len(entries) - 1
+    with wh.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("select doc_id, stage, detail from deepocr_failures where reason = :r"),
+            {"r": errors.LOAD_ERROR},
+        ).all()
+        loaded = {r[0] for r in conn.execute(sa.text("select doc_id from deepocr_documents"))}
+    assert [(r[0], r[1]) for r in rows] == [(entries[0]["doc_id"], "load")]
+    assert "duplicate key" in rows[0][2]
+    assert loaded == {e["doc_id"] for e in entries[1:]}
