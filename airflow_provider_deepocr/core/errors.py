@@ -60,3 +60,14 @@ class ConfigError(DeepOcrError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("config_error", detail)
+
+
+def describe(exc: BaseException) -> str:
+    """A text-free description of a database error: exception class and SQLSTATE if any.
+
+    Driver messages quote the offending values (SQLAlchemy adds the bound parameters), which may
+    be document text, so errors built from a database exception carry only this."""
+    orig = getattr(exc, "orig", None) or exc
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    name = f"{type(exc).__name__}/{type(orig).__name__}" if orig is not exc else type(exc).__name__
+    return f"{name} (sqlstate {code})" if code else name

@@ -324,15 +324,10 @@ def merge_sql(
     q = prep.quote
     tgt, stg = prep.format_table(target), prep.format_table(stage)
     non_key = [c for c in cols if c not in key_cols]
-    if d == "redshift":
-        head = f"MERGE INTO {tgt} USING {stg} AS src"
-        t = tgt
-    elif d == "bigquery":
-        head = f"MERGE INTO {tgt} AS tgt USING {stg} AS src"
-        t = "tgt"
+    if d == "redshift":  # no alias on the target there
+        head, t = f"MERGE INTO {tgt} USING {stg} AS src", tgt
     else:
-        head = f"MERGE INTO {tgt} AS tgt USING {stg} AS src"
-        t = "tgt"
+        head, t = f"MERGE INTO {tgt} AS tgt USING {stg} AS src", "tgt"
     on = " AND ".join(f"{t}.{q(k)} = src.{q(k)}" for k in key_cols)
     parts = [head, f"ON {on}"]
     if non_key:
@@ -465,9 +460,8 @@ class StagedMerge:
         finally:
             sm.drop()   # Snowflake/BigQuery: after the commit (DDL would commit on Snowflake)
 
-    It is also a context manager: ``with StagedMerge(...) as sm: sm.apply(); conn.commit()``
-    stages on entry and drops on exit. On PostgreSQL, Redshift and DuckDB every phase belongs to
-    the caller's transaction, so a rollback undoes the stages too.
+    On PostgreSQL, Redshift and DuckDB every phase belongs to the caller's transaction, so a
+    rollback undoes the stages too.
     """
 
     def __init__(
@@ -499,19 +493,8 @@ class StagedMerge:
         self.ttl_hours = ttl_hours
         self.bulk = bulk
         self.chunking = {"max_params": max_params, "max_bytes": max_bytes, "max_rows": max_rows}
-        run = uuid.uuid4().hex
-        self.stages = [
-            stage_table(conn, ld.table, _ident(f"{STAGE_PREFIX}{run}_{i}", "stage name"))
-            for i, ld in enumerate(self.loads)
-        ]
+        self.stages = [stage_table(conn, ld.table, new_stage_name(i)) for i, ld in enumerate(self.loads)]
         self._created: list[sa.Table] = []
-
-    def __enter__(self) -> StagedMerge:
-        self.stage()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.drop()
 
     def stage(self) -> None:
         """Create every staging table, then fill each with its load's rows."""
@@ -577,13 +560,6 @@ class StagedMerge:
             self.conn.commit()
 
 
-def _describe(exc: BaseException) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    name = f"{type(exc).__name__}/{type(orig).__name__}" if orig is not exc else type(exc).__name__
-    return f"{name} (sqlstate {code})" if code else name
-
-
 def staged_replace_many(
     conn: sa.Connection, loads: Sequence[TableLoad], scope_ids: Sequence[str], **options: Any
 ) -> dict[str, int]:
@@ -615,7 +591,7 @@ def staged_replace_many(
         raise
     except Exception as exc:
         raise errors.DeepOcrError(
-            errors.LOAD_ERROR, f"staged merge of {len(sm.ids)} document(s): {_describe(exc)}"
+            errors.LOAD_ERROR, f"staged merge of {len(sm.ids)} document(s): {errors.describe(exc)}"
         ) from None
     return counts
 

@@ -535,14 +535,6 @@ def make_engine(url: str) -> sa.Engine:
     return engine
 
 
-def _describe(exc: BaseException) -> str:
-    """A text-free description of a database error: exception class and SQLSTATE if any."""
-    orig = getattr(exc, "orig", None) or exc
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    name = f"{type(exc).__name__}/{type(orig).__name__}" if orig is not exc else type(exc).__name__
-    return f"{name} (sqlstate {code})" if code else name
-
-
 def _begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
     """Start the write transaction and take the locks for ``lock_keys``, per dialect."""
     name = conn.dialect.name
@@ -729,7 +721,7 @@ class Warehouse:
             # Driver messages quote the offending values (SQLAlchemy adds the bound parameters):
             # that is document text, so it stays out of the error; class and SQLSTATE only.
             what = lock_keys[0] if len(lock_keys) == 1 else f"{len(lock_keys)} keys"
-            raise errors.DeepOcrError(errors.LOAD_ERROR, f"{what}: {_describe(exc)}") from None
+            raise errors.DeepOcrError(errors.LOAD_ERROR, f"{what}: {errors.describe(exc)}") from None
         finally:
             if plock is not None:
                 plock.release()
