@@ -166,6 +166,9 @@ CELL_COLUMNS: tuple[str, ...] = (
 )
 VALIDATION_COLUMNS: tuple[str, ...] = ("doc_id", "table_name", "expectation", "success", "observed", "run_id")
 KEYS: dict[str, tuple[str, ...]] = {
+    "documents": ("doc_id",),
+    "load_ledger": ("doc_id",),
+    "validation_results": ("doc_id", "table_name", "expectation"),
     "pages": ("doc_id", "page_no"),
     "blocks": ("doc_id", "page_no", "block_no"),
     "table_cells": ("doc_id", "page_no", "block_no", "row_no", "col_no"),
@@ -848,6 +851,15 @@ class Warehouse:
         conn.execute(f.delete().where(stale))
         return len(keep)
 
+    def _prepared(self, result: DocumentResult) -> _Prepared:
+        try:
+            return self._prepare(result)
+        except (TypeError, ValueError, IndexError, AttributeError) as exc:
+            # the message would quote the bad value, which may be document text
+            raise errors.DeepOcrError(
+                errors.LOAD_ERROR, f"doc {result.doc_id}: malformed record ({type(exc).__name__})"
+            ) from None
+
     def load_document(
         self,
         result: DocumentResult,
@@ -863,78 +875,20 @@ class Warehouse:
         ``unchanged`` (1 when the ledger already held this exact content under this config,
         in which case nothing was rewritten).
         """
-        doc_id = result.doc_id
-        try:
-            prep = self._prepare(result)
-        except (TypeError, ValueError, IndexError, AttributeError) as exc:
-            # the message would quote the bad value, which may be document text
-            raise errors.DeepOcrError(
-                errors.LOAD_ERROR, f"doc {doc_id}: malformed record ({type(exc).__name__})"
-            ) from None
-        if self.load_method == "merge":
-            merged = self._load_merged(
-                [(result, prep)],
-                run_id,
-                force=force,
-                validation_rows=None if validation_rows is None else {doc_id: validation_rows},
-            )
-            return {
-                **merged,
-                "documents": 1,
-                "pages": len(prep.pages),
-                "blocks": len(prep.blocks),
-                "cells": len(prep.cells),
-            }
-        counts = {
+        prep = self._prepared(result)
+        counts = self._load(
+            [(result, prep)],
+            run_id,
+            force=force,
+            validation_rows=None if validation_rows is None else {result.doc_id: validation_rows},
+        )
+        return {
+            **counts,
             "documents": 1,
             "pages": len(prep.pages),
             "blocks": len(prep.blocks),
             "cells": len(prep.cells),
-            "failures": 0,
-            "validation_results": 0,
-            "unchanged": 0,
         }
-        with self._write(doc_id) as conn:
-            led = self.ledger
-            prev = conn.execute(
-                sa.select(led.c.config_fingerprint, led.c.content_hash).where(led.c.doc_id == doc_id)
-            ).first()
-            if (
-                not force
-                and prev is not None
-                and prev.config_fingerprint == result.config_fingerprint
-                and prev.content_hash == prep.content_hash
-            ):
-                counts["unchanged"] = 1
-                counts["failures"] = self._drop_stale_failures(conn, result, prep)
-                if validation_rows is not None:
-                    counts["validation_results"] = self._insert_validation(
-                        conn, doc_id, validation_rows, run_id
-                    )
-                log.info("warehouse: doc %s unchanged (fingerprint %s)", doc_id, result.config_fingerprint)
-                return counts
-
-            now = datetime.now(UTC)
-            self._delete_doc(conn, doc_id, result.ref.uri)
-            conn.execute(self.documents.insert(), [{**prep.doc, "loaded_at": now, "run_id": run_id}])
-            _insert_rows(conn, self.pages, PAGE_COLUMNS, prep.pages, self.copy_min_rows)
-            _insert_rows(conn, self.blocks, BLOCK_COLUMNS, prep.blocks, self.copy_min_rows)
-            _insert_rows(conn, self.table_cells, CELL_COLUMNS, prep.cells, self.copy_min_rows)
-            counts["failures"] = self._insert_failures(
-                conn, self._failure_rows([(result, prep)], run_id, now)
-            )
-            counts["validation_results"] = self._insert_validation(conn, doc_id, validation_rows, run_id)
-            conn.execute(led.insert(), [self._ledger_row(result, prep, run_id, now)])
-        log.info(
-            "warehouse: loaded doc %s run %s: %d pages, %d blocks, %d cells, %d page failures",
-            doc_id,
-            run_id,
-            counts["pages"],
-            counts["blocks"],
-            counts["cells"],
-            counts["failures"],
-        )
-        return counts
 
     def load_documents(
         self,
@@ -958,71 +912,10 @@ class Warehouse:
             return {"documents": 0, "pages": 0, "blocks": 0, "cells": 0, "failures": 0, "unchanged": 0}
         if len({r.doc_id for r in results}) != len(results):
             raise errors.DeepOcrError(errors.LOAD_ERROR, "a batch lists the same document twice")
-        preps: list[tuple[DocumentResult, _Prepared]] = []
-        for result in results:
-            try:
-                preps.append((result, self._prepare(result)))
-            except (TypeError, ValueError, IndexError, AttributeError) as exc:
-                raise errors.DeepOcrError(
-                    errors.LOAD_ERROR, f"doc {result.doc_id}: malformed record ({type(exc).__name__})"
-                ) from None
-        if self.load_method == "merge":
-            return self._load_merged(preps, run_id, force=force, validation_rows=validation_rows)
-        counts = dict.fromkeys(
-            ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
-        )
-        ids = [r.doc_id for r in results]
-        with self._write(*sorted(ids)) as conn:
-            led = self.ledger
-            prev = self._ledger_state(conn, ids)
-            todo = []
-            vrows: list[dict[str, Any]] = []
-            for result, prep in preps:
-                if validation_rows is not None:
-                    vrows.extend(
-                        self._validation_rows(result.doc_id, validation_rows.get(result.doc_id) or [], run_id)
-                    )
-                if not force and prev.get(result.doc_id) == (result.config_fingerprint, prep.content_hash):
-                    counts["unchanged"] += 1
-                    counts["failures"] += self._drop_stale_failures(conn, result, prep)
-                    continue
-                todo.append((result, prep))
-            if validation_rows is not None:
-                vr = self.validation_results
-                for chunk in _chunks(ids, 1000):
-                    conn.execute(vr.delete().where(vr.c.doc_id.in_(chunk)))
-                if vrows:
-                    conn.execute(vr.insert(), vrows)
-                counts["validation_results"] = len(vrows)
-            if not todo:
-                return counts
-            now = datetime.now(UTC)
-            todo_ids = [r.doc_id for r, _ in todo]
-            for chunk in _chunks(todo_ids, 1000):
-                for name in CONTENT_TABLES:
-                    t = self._tables[name]
-                    conn.execute(t.delete().where(t.c.doc_id.in_(chunk)))
-                conn.execute(led.delete().where(led.c.doc_id.in_(chunk)))
-                if validation_rows is None:  # without new results, old ones would be stale
-                    vr = self.validation_results
-                    conn.execute(vr.delete().where(vr.c.doc_id.in_(chunk)))
-            self._delete_failures_of(conn, todo)
-            conn.execute(
-                self.documents.insert(), [{**p.doc, "loaded_at": now, "run_id": run_id} for _, p in todo]
-            )
-            pages = [row for _, p in todo for row in p.pages]
-            blocks = [row for _, p in todo for row in p.blocks]
-            cells = [row for _, p in todo for row in p.cells]
-            _insert_rows(conn, self.pages, PAGE_COLUMNS, pages, self.copy_min_rows)
-            _insert_rows(conn, self.blocks, BLOCK_COLUMNS, blocks, self.copy_min_rows)
-            _insert_rows(conn, self.table_cells, CELL_COLUMNS, cells, self.copy_min_rows)
-            counts["failures"] += self._insert_failures(conn, self._failure_rows(todo, run_id, now))
-            conn.execute(led.insert(), [self._ledger_row(r, p, run_id, now) for r, p in todo])
-            counts.update(documents=len(todo), pages=len(pages), blocks=len(blocks), cells=len(cells))
-        _log_batch("loaded", counts, run_id)
-        return counts
+        preps = [(result, self._prepared(result)) for result in results]
+        return self._load(preps, run_id, force=force, validation_rows=validation_rows)
 
-    def _load_merged(
+    def _load(
         self,
         preps: list[tuple[DocumentResult, _Prepared]],
         run_id: str,
@@ -1030,23 +923,18 @@ class Warehouse:
         force: bool,
         validation_rows: Mapping[str, list[dict[str, Any]]] | None,
     ) -> dict[str, int]:
-        """:meth:`load_documents` through staging tables and MERGE (``load_method="merge"``).
+        """One transaction for these prepared documents: the changed ones (all of them under
+        ``force``) are written by :meth:`_replace_rows` or :meth:`_merge_rows` (``load_method``),
+        the unchanged ones only get their stale failures dropped and their validation results
+        refreshed."""
+        from airflow_provider_deepocr.core.merge import NON_TRANSACTIONAL_DDL  # light: sqlalchemy only
 
-        Documents, pages, blocks, cells, their validation results and the ledger rows go through
-        one :class:`~airflow_provider_deepocr.core.merge.StagedMerge`, so on every warehouse the
-        content and the ledger change together (BigQuery: one transaction script). Failure rows
-        follow in the same transaction where the warehouse has one. Racing loaders end with one
-        copy: MERGE matches rows by key, PostgreSQL takes advisory locks, Redshift ``LOCK``s the
-        tables, Snowflake serialises DML on a table, BigQuery aborts the later of two conflicting
-        transactions (the task's retry then finds the document loaded).
-        """
-        from airflow_provider_deepocr.core import merge
-
+        merging = self.load_method == "merge"
         counts = dict.fromkeys(
             ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
         )
         ids = [r.doc_id for r, _ in preps]
-        sm: merge.StagedMerge | None = None
+        sm: Any = None  # the StagedMerge whose stages still exist
         with self._write(*sorted(ids)) as conn:
             try:
                 if self.dialect == "redshift":
@@ -1060,7 +948,6 @@ class Warehouse:
                     if force or prev.get(r.doc_id) != (r.config_fingerprint, p.content_hash)
                 ]
                 todo_ids = {r.doc_id for r, _ in todo}
-                same = [(r, p) for r, p in preps if r.doc_id not in todo_ids]
                 now = datetime.now(UTC)
                 if todo:
                     vrows = [
@@ -1070,37 +957,10 @@ class Warehouse:
                             r.doc_id, (validation_rows or {}).get(r.doc_id) or [], run_id
                         )
                     ]
-                    loads = [
-                        merge.TableLoad.of(
-                            self.documents,
-                            ("doc_id",),
-                            [{**p.doc, "loaded_at": now, "run_id": run_id} for _, p in todo],
-                        ),
-                        merge.TableLoad(
-                            self.pages, KEYS["pages"], PAGE_COLUMNS, [x for _, p in todo for x in p.pages]
-                        ),
-                        merge.TableLoad(
-                            self.blocks, KEYS["blocks"], BLOCK_COLUMNS, [x for _, p in todo for x in p.blocks]
-                        ),
-                        merge.TableLoad(
-                            self.table_cells,
-                            KEYS["table_cells"],
-                            CELL_COLUMNS,
-                            [x for _, p in todo for x in p.cells],
-                        ),
-                        merge.TableLoad.of(
-                            self.validation_results,
-                            ("doc_id", "table_name", "expectation"),
-                            vrows,
-                            columns=tuple(VALIDATION_COLUMNS),
-                        ),
-                        merge.TableLoad.of(
-                            self.ledger, ("doc_id",), [self._ledger_row(r, p, run_id, now) for r, p in todo]
-                        ),
-                    ]
-                    sm = merge.StagedMerge(conn, loads, [r.doc_id for r, _ in todo], bulk=self._bulk_fill)
-                    sm.stage()  # Snowflake: DDL commits, so this comes before any other write
-                    sm.apply()
+                    if merging:
+                        sm = self._merge_rows(conn, todo, vrows, run_id, now)
+                    else:
+                        self._replace_rows(conn, todo, vrows, run_id, now)
                     self._delete_failures_of(conn, todo)
                     counts["failures"] += self._insert_failures(conn, self._failure_rows(todo, run_id, now))
                     counts["validation_results"] += len(vrows)
@@ -1110,7 +970,9 @@ class Warehouse:
                         blocks=sum(len(p.blocks) for _, p in todo),
                         cells=sum(len(p.cells) for _, p in todo),
                     )
-                for r, p in same:
+                for r, p in preps:
+                    if r.doc_id in todo_ids:
+                        continue
                     counts["unchanged"] += 1
                     counts["failures"] += self._drop_stale_failures(conn, r, p)
                     if validation_rows is not None:
@@ -1118,18 +980,62 @@ class Warehouse:
                             conn, r.doc_id, validation_rows.get(r.doc_id) or [], run_id
                         )
                 if sm is not None:
-                    if self.dialect in merge.NON_TRANSACTIONAL_DDL:
+                    if self.dialect in NON_TRANSACTIONAL_DDL:
                         conn.commit()  # Snowflake: a DROP would commit anyway; keep it after the writes
                     sm.drop()
                     sm = None
             except BaseException:
-                if sm is not None and self.dialect in merge.NON_TRANSACTIONAL_DDL:
+                if sm is not None and self.dialect in NON_TRANSACTIONAL_DDL:
                     conn.rollback()
                     with suppress(Exception):
                         sm.drop()  # temporary (Snowflake) or expiring (BigQuery) anyway
                 raise
-        _log_batch("merged", counts, run_id)
+        _log_batch("merged" if merging else "loaded", counts, run_id)
         return counts
+
+    def _replace_rows(
+        self,
+        conn: sa.Connection,
+        todo: list[tuple[DocumentResult, _Prepared]],
+        vrows: list[dict[str, Any]],
+        run_id: str,
+        now: datetime,
+    ) -> None:
+        """``load_method="replace"``: delete the documents' rows, then bulk-insert the new ones
+        (COPY on PostgreSQL, a DataFrame on DuckDB, executemany elsewhere)."""
+        ids = [r.doc_id for r, _ in todo]
+        for chunk in _chunks(ids, 1000):
+            for name in (*CONTENT_TABLES, "load_ledger", "validation_results"):
+                t = self._tables[name]
+                conn.execute(t.delete().where(t.c.doc_id.in_(chunk)))
+        for name, columns, rows in self._new_rows(todo, vrows, run_id, now):
+            _insert_rows(conn, self._tables[name], columns, rows, self.copy_min_rows)
+
+    def _merge_rows(
+        self,
+        conn: sa.Connection,
+        todo: list[tuple[DocumentResult, _Prepared]],
+        vrows: list[dict[str, Any]],
+        run_id: str,
+        now: datetime,
+    ) -> Any:
+        """``load_method="merge"``: documents, pages, blocks, cells, their validation results and
+        the ledger rows through one :class:`~airflow_provider_deepocr.core.merge.StagedMerge`, so
+        on every warehouse the content and the ledger change together (BigQuery: one transaction
+        script); the caller drops its stages (after the commit where DDL commits). Racing loaders
+        end with one copy: MERGE matches rows by key, PostgreSQL takes advisory locks, Redshift
+        ``LOCK``s the tables, Snowflake serialises DML on a table, BigQuery aborts the later of
+        two conflicting transactions (the task's retry then finds the document loaded)."""
+        from airflow_provider_deepocr.core import merge
+
+        loads = [
+            merge.TableLoad(self._tables[name], KEYS[name], columns, rows)
+            for name, columns, rows in self._new_rows(todo, vrows, run_id, now)
+        ]
+        sm = merge.StagedMerge(conn, loads, [r.doc_id for r, _ in todo], bulk=self._bulk_fill)
+        sm.stage()  # Snowflake: DDL commits, so this comes before any other write
+        sm.apply()
+        return sm
 
     def _delete_failures_of(
         self, conn: sa.Connection, todo: Sequence[tuple[DocumentResult, _Prepared]]
@@ -1148,6 +1054,33 @@ class Warehouse:
             failure_row(fl, run_id=run_id, config_fingerprint=r.config_fingerprint, doc_id=r.doc_id, now=now)
             for r, p in todo
             for fl in p.failures
+        ]
+
+    def _new_rows(
+        self,
+        todo: list[tuple[DocumentResult, _Prepared]],
+        vrows: list[dict[str, Any]],
+        run_id: str,
+        now: datetime,
+    ) -> list[tuple[str, tuple[str, ...], list[Row]]]:
+        """(table, columns, rows) of everything a load of ``todo`` writes, in the order written:
+        documents, pages, blocks, cells, validation results, then the ledger."""
+        ledger = [self._ledger_row(r, p, run_id, now) for r, p in todo]
+        return [
+            (
+                "documents",
+                (*todo[0][1].doc, "loaded_at", "run_id"),
+                [(*p.doc.values(), now, run_id) for _, p in todo],
+            ),
+            ("pages", PAGE_COLUMNS, [x for _, p in todo for x in p.pages]),
+            ("blocks", BLOCK_COLUMNS, [x for _, p in todo for x in p.blocks]),
+            ("table_cells", CELL_COLUMNS, [x for _, p in todo for x in p.cells]),
+            (
+                "validation_results",
+                VALIDATION_COLUMNS,
+                [tuple(v[c] for c in VALIDATION_COLUMNS) for v in vrows],
+            ),
+            ("load_ledger", tuple(ledger[0]), [tuple(d.values()) for d in ledger]),
         ]
 
     def _bulk_fill(
