@@ -32,6 +32,7 @@ with DAG(
     dag_id="deepocr_documents_to_warehouse",
     description="Object storage -> DeepSeek-OCR -> Great Expectations -> SQL warehouse",
     schedule=None,
+    default_args={"work_uri": WORK_URI, "aws_conn_id": AWS_CONN_ID},  # every task shares them
     catchup=False,
     tags=["deepocr", "ocr", "warehouse"],
     params={
@@ -53,14 +54,10 @@ with DAG(
     listing = DeepOcrListDocumentsOperator(
         task_id="list_documents",
         source_uri="{{ params.source_uri }}",
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
     )
     ocr = DeepOcrOcrOperator(
         task_id="ocr",
         manifest=listing.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         engine="{{ params.engine }}",
         model="{{ params.model }}",
         dpi="{{ params.dpi }}",
@@ -73,15 +70,11 @@ with DAG(
     parsed = DeepOcrParseValidateOperator(
         task_id="parse_validate",
         manifest=ocr.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         on_validation_failure="{{ params.on_validation_failure }}",
     )
     load = DeepOcrLoadOperator(
         task_id="load",
         manifest=parsed.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         warehouse_conn_id="{{ params.warehouse }}",
         retries=2,
     )

@@ -53,19 +53,21 @@ with DAG(
     catchup=False,
     max_active_runs=1,
     tags=["deepocr", "ocr", "finance"],
-    default_args={"retries": 2, "retry_delay": timedelta(minutes=10)},
+    # every task: the shared work area and AWS connection
+    default_args={
+        "work_uri": WORK_URI,
+        "aws_conn_id": AWS_CONN_ID,
+        "retries": 2,
+        "retry_delay": timedelta(minutes=10),
+    },
 ) as dag:
     listing = DeepOcrListDocumentsOperator(
         task_id="list_filings",
         source_uri=FILINGS_URI + "/{{ ds }}/",
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
     )
     ocr = DeepOcrOcrOperator(
         task_id="ocr",
         manifest=listing.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         deepseek_ocr_conn_id=OCR_CONN_ID,
         text_layer="auto",
         queue="default",  # the model runs on the server; this worker only waits on the network
@@ -73,16 +75,12 @@ with DAG(
     parsed = DeepOcrParseValidateOperator(
         task_id="parse_validate",
         manifest=ocr.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         expectations=FILING_EXPECTATIONS,
         on_validation_failure="quarantine",
     )
     load = DeepOcrLoadOperator(
         task_id="load",
         manifest=parsed.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         warehouse_conn_id=WAREHOUSE,
     )
     listing >> ocr >> parsed >> load

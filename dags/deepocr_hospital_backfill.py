@@ -53,19 +53,22 @@ with DAG(
     catchup=False,  # backfill explicitly (see the docstring); new years run as they close
     max_active_runs=2,
     tags=["deepocr", "ocr", "backfill", "phi"],
-    default_args={"retries": 3, "retry_delay": timedelta(minutes=5), "retry_exponential_backoff": True},
+    # every task: the shared work area and AWS connection, and patient retries
+    default_args={
+        "work_uri": WORK_URI,
+        "aws_conn_id": AWS_CONN_ID,
+        "retries": 3,
+        "retry_delay": timedelta(minutes=5),
+        "retry_exponential_backoff": True,
+    },
 ) as dag:
     listing = DeepOcrListDocumentsOperator(
         task_id="list_year",
         source_uri=ARCHIVE_URI + "/{{ logical_date.year }}/",
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
     )
     ocr = DeepOcrOcrOperator(
         task_id="ocr",
         manifest=listing.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         engine=os.environ.get("DEEPOCR_ENGINE", "auto"),
         text_layer="never",
         dpi=200,  # small print on old forms
@@ -79,15 +82,11 @@ with DAG(
     parsed = DeepOcrParseValidateOperator(
         task_id="parse_validate",
         manifest=ocr.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         on_validation_failure="quarantine",
     )
     load = DeepOcrLoadOperator(
         task_id="load",
         manifest=parsed.output,
-        work_uri=WORK_URI,
-        aws_conn_id=AWS_CONN_ID,
         warehouse_conn_id=WAREHOUSE,
         table_prefix="records_",
     )

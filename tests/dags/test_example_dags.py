@@ -25,7 +25,8 @@ mod = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(mod)
 elapsed = time.perf_counter() - t
 heavy = [m for m in json.loads(sys.argv[2]) if m in sys.modules]
-print(json.dumps({"seconds": elapsed, "heavy": heavy, "tasks": mod.dag.task_ids}))
+work = sorted({t.work_uri for t in mod.dag.tasks})
+print(json.dumps({"seconds": elapsed, "heavy": heavy, "tasks": mod.dag.task_ids, "work": work}))
 """
 
 
@@ -39,7 +40,7 @@ DAGS = {
 
 @pytest.mark.parametrize("name", sorted(DAGS))
 def test_every_example_dag_imports_fast_without_heavy_modules(name: str, tmp_path: Path) -> None:
-    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path)}
+    env = {**os.environ, "AIRFLOW_HOME": str(tmp_path), "DEEPOCR_WORK_URI": str(tmp_path / "work")}
     out = subprocess.run(
         [sys.executable, "-c", PROBE, str(REPO / "dags" / name), json.dumps(HEAVY)],
         env=env,
@@ -52,6 +53,7 @@ def test_every_example_dag_imports_fast_without_heavy_modules(name: str, tmp_pat
     assert probe["heavy"] == []
     assert probe["seconds"] < 0.5, probe
     assert probe["tasks"] == DAGS[name]
+    assert probe["work"] == [str(tmp_path / "work")]  # every task shares the configured work area
 
 
 def _dags_test(env: dict[str, str], dag_id: str, logical_date: str) -> None:
