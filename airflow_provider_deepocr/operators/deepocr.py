@@ -39,10 +39,13 @@ def _safe_run_id(context: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
 
 
+def _blank(value: Any) -> bool:
+    """Unset: None, or what a template renders for it."""
+    return value is None or value == "" or value == "None"
+
+
 def _opt_int(value: Any) -> int | None:
-    if value is None or value == "" or value == "None":
-        return None
-    return int(value)
+    return None if _blank(value) else int(value)
 
 
 def _opt_tokens(value: Any) -> int | dict[str, int] | None:
@@ -53,7 +56,7 @@ def _opt_tokens(value: Any) -> int | dict[str, int] | None:
 
 def _opt_batch(value: Any) -> int | str | None:
     """``batch_size`` as given (templated values arrive as strings), checked early."""
-    if value is None or value == "" or value == "None":
+    if _blank(value):
         return None
     from airflow_provider_deepocr.core.engines import parse_batch_size
 
