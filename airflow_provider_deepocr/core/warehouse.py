@@ -371,6 +371,14 @@ def _content_hash(*parts: Any) -> str:
     return h.hexdigest()
 
 
+def _block_count(results: Sequence[DocumentResult]) -> int:
+    """How many block rows these results make (0 for a malformed one: building its rows raises)."""
+    try:
+        return sum(len(p.parsed.blocks) for r in results for p in r.pages)
+    except (TypeError, AttributeError):
+        return 0
+
+
 def _check_unique(table: str, columns: tuple[str, ...], rows: Sequence[Row], doc_id: str) -> None:
     key = KEYS[table]
     dup = len(rows) - len(set(map(itemgetter(*(columns.index(c) for c in key)), rows)))
@@ -559,8 +567,9 @@ def _begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
         conn.exec_driver_sql("SELECT 1")
 
 
-def _copy_rows(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]) -> bool:
-    """Bulk path inside the current transaction; False when the dialect has none."""
+def _copy_rows(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Row]) -> bool:
+    """Bulk path inside the current transaction; False (``rows`` untouched) when the dialect has
+    none."""
     if conn.dialect.name == "postgresql" and conn.dialect.driver == "psycopg":
         _pg_copy(conn, table, columns, rows)
         return True
@@ -570,7 +579,7 @@ def _copy_rows(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], r
     return False
 
 
-def _pg_copy(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
+def _pg_copy(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Row]) -> None:
     """PostgreSQL ``COPY ... FROM STDIN`` through psycopg 3 (identifiers quoted by psycopg).
 
     The row tuples go to psycopg's ``write_row`` as they are (encoded in C with psycopg's binary
@@ -587,7 +596,7 @@ def _pg_copy(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], row
             write(r)
 
 
-def _duckdb_bulk(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]) -> None:
+def _duckdb_bulk(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Row]) -> None:
     """DuckDB: register the rows as a DataFrame and ``INSERT ... SELECT`` (executemany is slow)."""
     import uuid
 
@@ -607,13 +616,24 @@ def _duckdb_bulk(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...],
 
 
 def _insert_rows(
-    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Sequence[Row], copy_min: int
+    conn: sa.Connection,
+    table: sa.Table,
+    columns: tuple[str, ...],
+    rows: Iterable[Row],
+    copy_min: int,
+    n: int | None = None,
 ) -> None:
-    if not rows:
+    """Bulk-insert ``rows`` (COPY / DataFrame where the dialect has it and there are at least
+    ``copy_min`` of them, executemany otherwise). ``rows`` may be a stream, consumed once, whose
+    length ``n`` is given: COPY then sends each row while the next ones are being built."""
+    if n is None:
+        rows = rows if isinstance(rows, Sequence) else list(rows)
+        n = len(rows)
+    if n >= copy_min and _copy_rows(conn, table, columns, rows):
         return
-    if len(rows) >= copy_min and _copy_rows(conn, table, columns, rows):
-        return
-    conn.execute(table.insert(), _as_dicts(columns, list(rows)))
+    rows = list(rows)  # a stream is drained here even when it turns out empty
+    if rows:
+        conn.execute(table.insert(), _as_dicts(columns, rows))
 
 
 # --------------------------------------------------------------------------------------------
@@ -875,13 +895,15 @@ class Warehouse:
         ``unchanged`` (1 when the ledger already held this exact content under this config,
         in which case nothing was rewritten).
         """
-        prep = self._prepared(result)
+        preps: dict[str, _Prepared] = {}
         counts = self._load(
-            [(result, prep)],
+            [result],
+            preps,
             run_id,
             force=force,
             validation_rows=None if validation_rows is None else {result.doc_id: validation_rows},
         )
+        prep = preps[result.doc_id]
         return {
             **counts,
             "documents": 1,
@@ -912,28 +934,38 @@ class Warehouse:
             return {"documents": 0, "pages": 0, "blocks": 0, "cells": 0, "failures": 0, "unchanged": 0}
         if len({r.doc_id for r in results}) != len(results):
             raise errors.DeepOcrError(errors.LOAD_ERROR, "a batch lists the same document twice")
-        preps = [(result, self._prepared(result)) for result in results]
-        return self._load(preps, run_id, force=force, validation_rows=validation_rows)
+        return self._load(list(results), {}, run_id, force=force, validation_rows=validation_rows)
+
+    def _prep(self, result: DocumentResult, preps: dict[str, _Prepared]) -> _Prepared:
+        """``result``'s rows, built once per load (kept in ``preps``)."""
+        p = preps.get(result.doc_id)
+        if p is None:
+            p = preps[result.doc_id] = self._prepared(result)
+        return p
 
     def _load(
         self,
-        preps: list[tuple[DocumentResult, _Prepared]],
+        results: list[DocumentResult],
+        preps: dict[str, _Prepared],
         run_id: str,
         *,
         force: bool,
         validation_rows: Mapping[str, list[dict[str, Any]]] | None,
     ) -> dict[str, int]:
-        """One transaction for these prepared documents: the changed ones (all of them under
-        ``force``) are written by :meth:`_replace_rows` or :meth:`_merge_rows` (``load_method``),
-        the unchanged ones only get their stale failures dropped and their validation results
-        refreshed."""
+        """One transaction for these documents: the changed ones (all of them under ``force``)
+        are written by :meth:`_replace_rows` or :meth:`_merge_rows` (``load_method``), the
+        unchanged ones only get their stale failures dropped and their validation results
+        refreshed. Rows are built into ``preps`` (doc id → :class:`_Prepared`) as they are
+        needed: up front only for documents the ledger holds under the same config (their
+        content hash decides whether they changed); the others' rows are built while the
+        replace path streams them to the database."""
         from airflow_provider_deepocr.core.merge import NON_TRANSACTIONAL_DDL  # light: sqlalchemy only
 
         merging = self.load_method == "merge"
         counts = dict.fromkeys(
             ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
         )
-        ids = [r.doc_id for r, _ in preps]
+        ids = [r.doc_id for r in results]
         sm: Any = None  # the StagedMerge whose stages still exist
         with self._write(*sorted(ids)) as conn:
             try:
@@ -942,25 +974,32 @@ class Warehouse:
                     tables = ", ".join(prep_.format_table(t) for t in self._tables.values())
                     conn.exec_driver_sql(f"LOCK {tables}")
                 prev = self._ledger_state(conn, ids)
-                todo = [
-                    (r, p)
-                    for r, p in preps
-                    if force or prev.get(r.doc_id) != (r.config_fingerprint, p.content_hash)
-                ]
-                todo_ids = {r.doc_id for r, _ in todo}
+                changed: list[DocumentResult] = []
+                same: list[DocumentResult] = []
+                for r in results:
+                    live = prev.get(r.doc_id)
+                    if force or live is None or live[0] != r.config_fingerprint:
+                        changed.append(r)
+                    elif live[1] == self._prep(r, preps).content_hash:
+                        same.append(r)
+                    else:
+                        changed.append(r)
                 now = datetime.now(UTC)
-                if todo:
+                if changed:
                     vrows = [
                         row
-                        for r, _ in todo
+                        for r in changed
                         for row in self._validation_rows(
                             r.doc_id, (validation_rows or {}).get(r.doc_id) or [], run_id
                         )
                     ]
                     if merging:
-                        sm = self._merge_rows(conn, todo, vrows, run_id, now)
+                        sm = self._merge_rows(
+                            conn, [(r, self._prep(r, preps)) for r in changed], vrows, run_id, now
+                        )
                     else:
-                        self._replace_rows(conn, todo, vrows, run_id, now)
+                        self._replace_rows(conn, changed, preps, vrows, run_id, now)
+                    todo = [(r, preps[r.doc_id]) for r in changed]
                     self._delete_failures_of(conn, todo)
                     counts["failures"] += self._insert_failures(conn, self._failure_rows(todo, run_id, now))
                     counts["validation_results"] += len(vrows)
@@ -970,11 +1009,9 @@ class Warehouse:
                         blocks=sum(len(p.blocks) for _, p in todo),
                         cells=sum(len(p.cells) for _, p in todo),
                     )
-                for r, p in preps:
-                    if r.doc_id in todo_ids:
-                        continue
+                for r in same:
                     counts["unchanged"] += 1
-                    counts["failures"] += self._drop_stale_failures(conn, r, p)
+                    counts["failures"] += self._drop_stale_failures(conn, r, preps[r.doc_id])
                     if validation_rows is not None:
                         counts["validation_results"] += self._insert_validation(
                             conn, r.doc_id, validation_rows.get(r.doc_id) or [], run_id
@@ -996,19 +1033,28 @@ class Warehouse:
     def _replace_rows(
         self,
         conn: sa.Connection,
-        todo: list[tuple[DocumentResult, _Prepared]],
+        todo: list[DocumentResult],
+        preps: dict[str, _Prepared],
         vrows: list[dict[str, Any]],
         run_id: str,
         now: datetime,
     ) -> None:
         """``load_method="replace"``: delete the documents' rows, then bulk-insert the new ones
-        (COPY on PostgreSQL, a DataFrame on DuckDB, executemany elsewhere)."""
-        ids = [r.doc_id for r, _ in todo]
+        (COPY on PostgreSQL, a DataFrame on DuckDB, executemany elsewhere).
+
+        Blocks, the bulk of the rows, go first, streamed: each document's rows are built (and
+        checked and hashed) just before they are sent, so on PostgreSQL the client builds while
+        the server inserts what it has already received, instead of the two taking turns. Every
+        document is prepared by the end of this call."""
+        ids = [r.doc_id for r in todo]
         for chunk in _chunks(ids, 1000):
             for name in (*CONTENT_TABLES, "load_ledger", "validation_results"):
                 t = self._tables[name]
                 conn.execute(t.delete().where(t.c.doc_id.in_(chunk)))
-        for name, columns, rows in self._new_rows(todo, vrows, run_id, now):
+        blocks = (row for r in todo for row in self._prep(r, preps).blocks)
+        _insert_rows(conn, self.blocks, BLOCK_COLUMNS, blocks, self.copy_min_rows, n=_block_count(todo))
+        done = [(r, self._prep(r, preps)) for r in todo]
+        for name, columns, rows in self._new_rows(done, vrows, run_id, now, skip="blocks"):
             _insert_rows(conn, self._tables[name], columns, rows, self.copy_min_rows)
 
     def _merge_rows(
@@ -1062,26 +1108,27 @@ class Warehouse:
         vrows: list[dict[str, Any]],
         run_id: str,
         now: datetime,
-    ) -> list[tuple[str, tuple[str, ...], list[Row]]]:
+        skip: str | None = None,
+    ) -> Iterator[tuple[str, tuple[str, ...], list[Row]]]:
         """(table, columns, rows) of everything a load of ``todo`` writes, in the order written:
-        documents, pages, blocks, cells, validation results, then the ledger."""
+        documents, pages, blocks, cells, validation results, then the ledger (``skip``: a table
+        already written, whose rows are not gathered again)."""
+        yield (
+            "documents",
+            (*todo[0][1].doc, "loaded_at", "run_id"),
+            [(*p.doc.values(), now, run_id) for _, p in todo],
+        )
+        yield "pages", PAGE_COLUMNS, [x for _, p in todo for x in p.pages]
+        if skip != "blocks":
+            yield "blocks", BLOCK_COLUMNS, [x for _, p in todo for x in p.blocks]
+        yield "table_cells", CELL_COLUMNS, [x for _, p in todo for x in p.cells]
+        yield (
+            "validation_results",
+            VALIDATION_COLUMNS,
+            [tuple(v[c] for c in VALIDATION_COLUMNS) for v in vrows],
+        )
         ledger = [self._ledger_row(r, p, run_id, now) for r, p in todo]
-        return [
-            (
-                "documents",
-                (*todo[0][1].doc, "loaded_at", "run_id"),
-                [(*p.doc.values(), now, run_id) for _, p in todo],
-            ),
-            ("pages", PAGE_COLUMNS, [x for _, p in todo for x in p.pages]),
-            ("blocks", BLOCK_COLUMNS, [x for _, p in todo for x in p.blocks]),
-            ("table_cells", CELL_COLUMNS, [x for _, p in todo for x in p.cells]),
-            (
-                "validation_results",
-                VALIDATION_COLUMNS,
-                [tuple(v[c] for c in VALIDATION_COLUMNS) for v in vrows],
-            ),
-            ("load_ledger", tuple(ledger[0]), [tuple(d.values()) for d in ledger]),
-        ]
+        yield "load_ledger", tuple(ledger[0]), [tuple(d.values()) for d in ledger]
 
     def _bulk_fill(
         self, conn: sa.Connection, stage: sa.Table, columns: tuple[str, ...], rows: Sequence[Row]

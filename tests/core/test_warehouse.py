@@ -370,7 +370,7 @@ def test_no_half_loaded_document_on_error(wh: Warehouse, bulk: bool) -> None:
         assert ei.value.__cause__ is None and ei.value.__suppress_context__
         assert snapshot(wh, skip=()) == before
 
-    # a malformed record is refused before the transaction starts
+    # a malformed record is refused when its rows are built (streamed, after the delete)
     bad = make_result(3, 3, fingerprint="fp-bad")
     bad.pages[2].parsed.blocks[2].bbox = (1, 2, 3, f"{SECRET} 4")  # type: ignore[assignment]
     fails(bad)
@@ -587,16 +587,43 @@ def test_a_batch_load_writes_each_documents_validation_results(wh: Warehouse) ->
     assert len(rows()) == 4 and docs[0].doc_id not in {r[0] for r in rows()}
 
 
-def test_a_bad_document_rolls_back_its_whole_batch(wh: Warehouse) -> None:
+@pytest.mark.parametrize("bulk", [True, False], ids=["bulk", "executemany"])
+def test_a_bad_document_rolls_back_its_whole_batch(wh: Warehouse, bulk: bool) -> None:
+    wh.copy_min_rows = 1 if bulk else 10**9
     good = make_result(2, 3, name="good")
     wh.load_documents([good], "run-1")
     before = snapshot(wh, skip=())
     bad = make_result(2, 3, name="bad")
     bad.pages[0].parsed.blocks[1].index = 0  # duplicate block id
+    # bulk: the good documents' blocks are already streamed when the bad one's rows are built
     with pytest.raises(errors.DeepOcrError) as ei:
-        wh.load_documents([make_result(1, 1, name="new"), bad], "run-2")
+        wh.load_documents([make_result(1, 1, name="new"), good, bad], "run-2", force=True)
     assert ei.value.reason == errors.LOAD_ERROR and SECRET not in str(ei.value)
+    assert "duplicate key" in str(ei.value)
     assert snapshot(wh, skip=()) == before
+    wh.load_documents([make_result(1, 1, name="new"), good], "run-3", force=True)  # usable after
+    assert wh.counts()["documents"] == 2
+
+
+def test_each_documents_rows_are_built_once_per_load(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
+    wh.copy_min_rows = 1
+    docs = [make_result(2, 3, name=f"d{i}") for i in range(3)]
+    built: list[str] = []
+    real = wh._prepared
+
+    def counting(result: DocumentResult) -> Any:
+        built.append(result.doc_id)
+        return real(result)
+
+    monkeypatch.setattr(wh, "_prepared", counting)
+    wh.load_documents(docs, "run-1")  # new documents: built while they stream
+    assert sorted(built) == sorted(d.doc_id for d in docs)
+    built.clear()
+    counts = wh.load_documents(docs, "run-2")  # known, same config: built to compare hashes only
+    assert counts["unchanged"] == 3 and sorted(built) == sorted(d.doc_id for d in docs)
+    built.clear()
+    one = wh.load_document(docs[0], "run-3", force=True)
+    assert built == [docs[0].doc_id] and one["blocks"] == len(block_rows(docs[0]))
 
 
 def test_create_adds_missing_columns_to_an_older_table(wh: Warehouse) -> None:
