@@ -355,7 +355,8 @@ def parse_page(
     page_flags: set[str] = {FLAG_TRUNCATED} if truncated else set()
     if not raw or raw.isspace():
         return _finish([], page_no, width, height, page_flags)
-    if "<｜" in raw:  # vLLM with skip_special_tokens=False leaves <｜end▁of▁sentence｜>
+    # Multi-character needles scan byte by byte; a one-character one first is a memchr (~20x faster).
+    if "｜" in raw and "<｜" in raw:  # vLLM with skip_special_tokens=False leaves <｜end▁of▁sentence｜>
         raw = _FULLWIDTH_TOKEN_RE.sub("", raw)
 
     blocks: list[Block] = []
@@ -376,7 +377,7 @@ def parse_page(
     kinds = _KIND_BY_LABEL
     append = blocks.append
     for label, x0s, y0s, x1s, y1s, det, close, content in zip(it, it, it, it, it, it, it, it, strict=True):
-        if "<|" in content:
+        if "|" in content and "<|" in content:
             content = _STRAY_TOKEN_RE.sub("", content)
         content = content.strip()
         kind = kinds.get(label)
@@ -518,7 +519,7 @@ def document_markdown(pages: Iterable[ParsedPage]) -> str:
 
 def _clean_content(s: str) -> str:
     """Strip a block's content and remove stray special tokens."""
-    if "<|" in s or "<｜" in s:
+    if ("|" in s and "<|" in s) or ("｜" in s and "<｜" in s):
         s = _STRAY_TOKEN_RE.sub("", s)
     return s.strip()
 
@@ -783,9 +784,9 @@ _LATEX_REPL.update((n, _latex_cmd(n)) for n in (*_LATEX_SYMBOLS, *_LATEX_BLANK, 
 # ---- tables -----------------------------------------------------------------------------------
 
 
-def _parse_tables(content: str) -> list[tuple[int, int, list[TableCell]]]:
-    """Every ``<table>`` in a block's content as (n_rows, n_cols, cells)."""
-    out: list[tuple[int, int, list[TableCell]]] = []
+def _parse_tables(content: str) -> list[tuple[int, int, list[TableCell], str]]:
+    """Every ``<table>`` in a block's content as (n_rows, n_cols, cells, row lines)."""
+    out: list[tuple[int, int, list[TableCell], str]] = []
     start = content.find("<table")
     while start >= 0:
         end = content.find("</table>", start)
@@ -796,16 +797,17 @@ def _parse_tables(content: str) -> list[tuple[int, int, list[TableCell]]]:
     return out
 
 
-def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
+def _parse_table(seg: str) -> tuple[int, int, list[TableCell], str]:
     """One HTML table -> cells on their true grid positions (an occupancy grid for spans).
 
     A cell covered by another's rowspan/colspan is not invented; each real cell lands on the
     first column of its row not yet taken by a span from above. ``<th>`` cells and cells inside
     ``<thead>`` are headers. LaTeX in cells is kept. Works on truncated tables (no closing tags).
+    The fourth item is the table's text before :func:`_table_plain` (see :func:`_table_text`).
     """
     parts = _TABLE_SPLIT_RE.split(seg)
     if len(parts) < 4:
-        return 0, 0, []
+        return 0, 0, [], ""
     # parts = [before, tag, attrs, body, tag, attrs, body, ...]; a body ends at its first "</t".
     tags = parts[1::3]
     bodies = [b.partition("</t")[0] for b in parts[3::3]]
@@ -820,6 +822,8 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
     head_rows = seg.count("<tr", 0, seg.find("</thead")) if "<thead" in seg else 0
     cells: list[TableCell] = []
     append = cells.append
+    lines: list[str] = []  # the plain text: a row's non-empty cell texts per line
+    row: list[str] = []
     r = 0 if implicit else -1
     c = 0
     n_cols = 0
@@ -831,9 +835,14 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
                     n_cols = c
                 r += 1
                 c = 0
+                if row:
+                    lines.append(" ".join(row))
+                    row = []
             else:
                 append(TableCell(r, c, 1, 1, tag == "th", text))
                 c += 1
+                if text:
+                    row.append(text)
     else:
         n_decl = seg.count("<tr") + implicit  # rows that exist: rowspans are clipped to them
         occupied: list[set[int]] | None = None
@@ -848,7 +857,12 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
                 c = 0
                 occ = occupied[r] if occupied is not None and r < n_decl else None
                 in_head = r < head_rows
+                if row:
+                    lines.append(" ".join(row))
+                    row = []
                 continue
+            if text:
+                row.append(text)
             if occ:
                 while c in occ:
                     c += 1
@@ -881,11 +895,17 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell]]:
         n_cols = c
     if cells and cells[-1].row >= n_rows:  # rows only grow: the last cell is on the last row
         n_rows = cells[-1].row + 1
-    return n_rows, n_cols, cells
+    if row:
+        lines.append(" ".join(row))
+    return n_rows, n_cols, cells, "\n".join(lines)
 
 
 def _table_text(cells: list[TableCell]) -> str:
-    """Plain text of a table from its cells: a row per line, cells joined by spaces, no LaTeX."""
+    """Plain text of a table from its cells: a row per line, cells joined by spaces, no LaTeX.
+
+    :func:`_parse_table` builds the same lines as it goes; this is the reference it is tested
+    against.
+    """
     lines: list[str] = []
     row: list[str] = []
     r = 0
@@ -899,7 +919,11 @@ def _table_text(cells: list[TableCell]) -> str:
             row.append(cell.text)
     if row:
         lines.append(" ".join(row))
-    text = "\n".join(lines)
+    return _table_plain("\n".join(lines))
+
+
+def _table_plain(text: str) -> str:
+    """A table's row lines -> searchable text: LaTeX dropped, spaces collapsed."""
     if "\\" in text:
         text = _latex_plain(text)
         if "  " in text:
@@ -997,11 +1021,11 @@ def _finish(
                 if FLAG_REPETITION_LOOP not in b.flags:
                     b.flags.append(FLAG_REPETITION_LOOP)
             parsed = _parse_tables(b.raw)
-            for n_rows, n_cols, cells in parsed:
+            for n_rows, n_cols, cells, _ in parsed:
                 tables.append(Table(i, None, n_rows, n_cols, cells))
             raw = b.raw
             if len(parsed) == 1 and raw.startswith("<table") and raw.endswith("</table>"):
-                b.text = _table_text(parsed[0][2])
+                b.text = _table_plain(parsed[0][3])
             else:
                 b.text = plain(raw, kind)
         else:
@@ -1016,7 +1040,7 @@ def _finish(
         # page_to_markdown, inline. Without "<" or "\\[" _block_markdown returns raw unchanged (only
         # a table's loop cut can leave raw unstripped, and a table has "<").
         md = b.raw
-        if md and ("<" in md or "\\[" in md):
+        if md and ("<" in md or ("\\" in md and "\\[" in md)):
             md = _block_markdown(b)
         if md:
             markdown.append(md)

@@ -727,3 +727,42 @@ def test_implicit_header_row_and_inner_tags_in_cells() -> None:
         (1, 0, 1, False, "a b"),
         (1, 1, 1, False, "& x"),
     ]
+
+
+_TABLE_PIECES = st.sampled_from(
+    [
+        "<tr>",
+        "</tr>",
+        "<td>",
+        "</td>",
+        "<th>",
+        "</th>",
+        '<td rowspan="2">',
+        "<td colspan=3>",
+        '<th rowspan="0">',
+        "<thead>",
+        "</thead>",
+        "<br>",
+        "x",
+        " y ",
+        "\\alpha",
+        "  ",
+        "\t",
+        "\n",
+        "&amp;",
+        "",
+    ]
+)
+
+
+@given(st.lists(_TABLE_PIECES, max_size=40))
+def test_table_row_lines_match_the_cells(pieces: list[str]) -> None:
+    # _parse_table builds the table's text while placing cells; _table_text derives it from them.
+    seg = "<table>" + "".join(pieces)
+    _, _, cells, lines = parse_mod._parse_table(seg)
+    assert parse_mod._table_plain(lines) == parse_mod._table_text(cells)
+
+
+@given(st.text(alphabet=st.sampled_from(list("<|｜>ab\n")), max_size=20))
+def test_one_character_prefilters_keep_the_stray_token_check(s: str) -> None:
+    assert parse_mod._clean_content(s) == re.sub(parse_mod._STRAY_TOKEN_RE, "", s).strip()
