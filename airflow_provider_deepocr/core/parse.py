@@ -53,6 +53,7 @@ import html
 import re
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
+from operator import attrgetter, eq
 from typing import Any
 
 from airflow_provider_deepocr.core.records import GRID, Block, ParsedPage, Table, TableCell
@@ -314,6 +315,7 @@ _TOKEN_RE = re.compile(r"\\[A-Za-z]+|\w+|[^\w\s]")
 _PUNCT_RE = re.compile(r"[^\w\s]+")
 _TABLE_ROW_LOOP_MIN = 8  # identical consecutive rows at the end of an unclosed table
 _BLOCK_LOOP_MIN = 8  # identical consecutive blocks
+_RAW = attrgetter("raw")
 
 # ---- tables -----------------------------------------------------------------------------------
 # Splits a table into [before, tag, attrs, body, tag, attrs, body, ...] at every <tr>/<td>/<th>.
@@ -755,7 +757,9 @@ def _latex_plain(t: str) -> str:
     # [text, name, text, name, ...]: the replacements by dict lookup, no callback per command.
     parts = _LATEX_CMD_RE.split(t)
     repl = _LATEX_REPL
-    parts[1::2] = [repl[n] if n in repl else _latex_cmd(n) for n in parts[1::2]]
+    for i in range(1, len(parts), 2):  # in place: cheaper than a comprehension and a slice assignment
+        n = parts[i]
+        parts[i] = repl[n] if n in repl else _latex_cmd(n)
     t = "".join(parts)
     if "{" in t:
         t = t.replace("{", "")
@@ -971,9 +975,10 @@ def _collapse_repeated_blocks(blocks: list[Block]) -> list[Block]:
     n = len(blocks)
     if n < _BLOCK_LOOP_MIN:
         return blocks
-    # A run of 8 starts at some i with raw[i] == raw[i + 7]: one cheap pass rules most pages out.
-    raws = [b.raw for b in blocks]
-    if not any(a and a == b for a, b in zip(raws, raws[_BLOCK_LOOP_MIN - 1 :], strict=False)):
+    # A run of 8 starts at some i with raw[i] == raw[i + 7]: one cheap pass (all in C) rules most
+    # pages out. It also lets through equal empty raws, which the full pass below never joins.
+    raws = list(map(_RAW, blocks))
+    if not any(map(eq, raws, raws[_BLOCK_LOOP_MIN - 1 :])):
         return blocks
     out: list[Block] = []
     i = 0
