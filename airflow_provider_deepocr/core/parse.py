@@ -807,7 +807,8 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell], str]:
     A cell covered by another's rowspan/colspan is not invented; each real cell lands on the
     first column of its row not yet taken by a span from above. ``<th>`` cells and cells inside
     ``<thead>`` are headers. LaTeX in cells is kept. Works on truncated tables (no closing tags).
-    The fourth item is the table's text before :func:`_table_plain` (see :func:`_table_text`).
+    The fourth item is the table's text before :func:`_table_plain`: a line per row, the row's
+    non-empty cell texts joined by spaces.
     """
     parts = _TABLE_SPLIT_RE.split(seg)
     if len(parts) < 4:
@@ -902,28 +903,6 @@ def _parse_table(seg: str) -> tuple[int, int, list[TableCell], str]:
     if row:
         lines.append(" ".join(row))
     return n_rows, n_cols, cells, "\n".join(lines)
-
-
-def _table_text(cells: list[TableCell]) -> str:
-    """Plain text of a table from its cells: a row per line, cells joined by spaces, no LaTeX.
-
-    :func:`_parse_table` builds the same lines as it goes; this is the reference it is tested
-    against.
-    """
-    lines: list[str] = []
-    row: list[str] = []
-    r = 0
-    for cell in cells:
-        if cell.row != r:
-            if row:
-                lines.append(" ".join(row))
-                row = []
-            r = cell.row
-        if cell.text:
-            row.append(cell.text)
-    if row:
-        lines.append(" ".join(row))
-    return _table_plain("\n".join(lines))
 
 
 def _table_plain(text: str) -> str:
