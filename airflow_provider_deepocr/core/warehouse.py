@@ -36,7 +36,7 @@ import json
 import logging
 import re
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -799,14 +799,28 @@ class Warehouse:
         chash = _content_hash(doc, pages, blocks, cells, [f.to_dict() for f in failures])
         return _Prepared(doc, pages, blocks, cells, failures, chash)
 
-    def _delete_doc(self, conn: sa.Connection, doc_id: str, source_uri: str) -> None:
-        for name in CONTENT_TABLES:
-            t = self._tables[name]
-            conn.execute(t.delete().where(t.c.doc_id == doc_id))
-        conn.execute(self.failures.delete().where(self._doc_failures(doc_id, source_uri)))
-        conn.execute(self.ledger.delete().where(self.ledger.c.doc_id == doc_id))
-        vr = self.validation_results
-        conn.execute(vr.delete().where(vr.c.doc_id == doc_id))
+    def _delete_docs(
+        self,
+        conn: sa.Connection,
+        ids: Sequence[str],
+        tables: Sequence[str] = (*CONTENT_TABLES, "load_ledger", "validation_results"),
+    ) -> None:
+        """Delete these documents' rows from ``tables`` (by default all but the failures)."""
+        for chunk in _chunks(ids, 1000):
+            for name in tables:
+                t = self._tables[name]
+                conn.execute(t.delete().where(t.c.doc_id.in_(chunk)))
+
+    def _delete_failures_of(
+        self, conn: sa.Connection, docs: Sequence[DocumentResult], keep: Collection[str] = ()
+    ) -> None:
+        """Delete the failure rows that belong to ``docs``, except those whose id is in ``keep``."""
+        f = self.failures
+        for chunk in _chunks(docs, 500):
+            stale = sa.or_(*(self._doc_failures(r.doc_id, r.ref.uri) for r in chunk))
+            if keep:
+                stale = sa.and_(stale, f.c.failure_id.not_in(sorted(keep)))
+            conn.execute(f.delete().where(stale))
 
     def _doc_failures(self, doc_id: str, source_uri: str) -> sa.ColumnElement[bool]:
         """Failure rows that belong to a document: by id, or by URI when it was never hashed."""
@@ -849,27 +863,17 @@ class Warehouse:
             }
         return list(out.values())
 
-    def _insert_validation(
-        self, conn: sa.Connection, doc_id: str, rows: list[dict[str, Any]] | None, run_id: str
-    ) -> int:
-        vr = self.validation_results
-        conn.execute(vr.delete().where(vr.c.doc_id == doc_id))
-        if not rows:
-            return 0
-        out = self._validation_rows(doc_id, rows, run_id)
-        conn.execute(vr.insert(), out)
-        return len(out)
-
-    def _drop_stale_failures(self, conn: sa.Connection, result: DocumentResult, prep: _Prepared) -> int:
-        """For a document loaded unchanged: failures recorded since that load (e.g. a transient
-        read error) are stale now; the result's own are kept. Returns how many are kept."""
-        keep = {self._fid(f, result.doc_id) for f in prep.failures}
-        f = self.failures
-        stale = self._doc_failures(result.doc_id, result.ref.uri)
-        if keep:
-            stale = sa.and_(stale, f.c.failure_id.not_in(sorted(keep)))
-        conn.execute(f.delete().where(stale))
-        return len(keep)
+    def _validation_rows_of(
+        self,
+        docs: Sequence[DocumentResult],
+        validation_rows: Mapping[str, list[dict[str, Any]]] | None,
+        run_id: str,
+    ) -> list[dict[str, Any]]:
+        """:meth:`_validation_rows` of each of ``docs`` (doc id → its expectation results)."""
+        by_doc = validation_rows or {}
+        return [
+            row for r in docs for row in self._validation_rows(r.doc_id, by_doc.get(r.doc_id) or [], run_id)
+        ]
 
     def _prepared(self, result: DocumentResult) -> _Prepared:
         try:
@@ -986,13 +990,7 @@ class Warehouse:
                         changed.append(r)
                 now = datetime.now(UTC)
                 if changed:
-                    vrows = [
-                        row
-                        for r in changed
-                        for row in self._validation_rows(
-                            r.doc_id, (validation_rows or {}).get(r.doc_id) or [], run_id
-                        )
-                    ]
+                    vrows = self._validation_rows_of(changed, validation_rows, run_id)
                     if merging:
                         sm = self._merge_rows(
                             conn, [(r, self._prep(r, preps)) for r in changed], vrows, run_id, now
@@ -1000,7 +998,7 @@ class Warehouse:
                     else:
                         self._replace_rows(conn, changed, preps, vrows, run_id, now)
                     todo = [(r, preps[r.doc_id]) for r in changed]
-                    self._delete_failures_of(conn, todo)
+                    self._delete_failures_of(conn, changed)
                     counts["failures"] += self._insert_failures(conn, self._failure_rows(todo, run_id, now))
                     counts["validation_results"] += len(vrows)
                     counts.update(
@@ -1009,13 +1007,19 @@ class Warehouse:
                         blocks=sum(len(p.blocks) for _, p in todo),
                         cells=sum(len(p.cells) for _, p in todo),
                     )
-                for r in same:
-                    counts["unchanged"] += 1
-                    counts["failures"] += self._drop_stale_failures(conn, r, preps[r.doc_id])
+                if same:
+                    # failures recorded since their load (a transient read error, say) are stale
+                    # now; each result's own are kept
+                    keep = [{self._fid(f, r.doc_id) for f in preps[r.doc_id].failures} for r in same]
+                    self._delete_failures_of(conn, same, keep=set().union(*keep))
+                    counts["unchanged"] = len(same)
+                    counts["failures"] += sum(map(len, keep))
                     if validation_rows is not None:
-                        counts["validation_results"] += self._insert_validation(
-                            conn, r.doc_id, validation_rows.get(r.doc_id) or [], run_id
-                        )
+                        self._delete_docs(conn, [r.doc_id for r in same], ("validation_results",))
+                        rows = self._validation_rows_of(same, validation_rows, run_id)
+                        if rows:
+                            conn.execute(self.validation_results.insert(), rows)
+                        counts["validation_results"] += len(rows)
                 if sm is not None:
                     if self.dialect in NON_TRANSACTIONAL_DDL:
                         conn.commit()  # Snowflake: a DROP would commit anyway; keep it after the writes
@@ -1046,11 +1050,7 @@ class Warehouse:
         checked and hashed) just before they are sent, so on PostgreSQL the client builds while
         the server inserts what it has already received, instead of the two taking turns. Every
         document is prepared by the end of this call."""
-        ids = [r.doc_id for r in todo]
-        for chunk in _chunks(ids, 1000):
-            for name in (*CONTENT_TABLES, "load_ledger", "validation_results"):
-                t = self._tables[name]
-                conn.execute(t.delete().where(t.c.doc_id.in_(chunk)))
+        self._delete_docs(conn, [r.doc_id for r in todo])
         blocks = (row for r in todo for row in self._prep(r, preps).blocks)
         _insert_rows(conn, self.blocks, BLOCK_COLUMNS, blocks, self.copy_min_rows, n=_block_count(todo))
         done = [(r, self._prep(r, preps)) for r in todo]
@@ -1082,15 +1082,6 @@ class Warehouse:
         sm.stage()  # Snowflake: DDL commits, so this comes before any other write
         sm.apply()
         return sm
-
-    def _delete_failures_of(
-        self, conn: sa.Connection, todo: Sequence[tuple[DocumentResult, _Prepared]]
-    ) -> None:
-        f = self.failures
-        for chunk in _chunks(todo, 500):
-            conn.execute(
-                f.delete().where(sa.or_(*(self._doc_failures(r.doc_id, r.ref.uri) for r, _ in chunk)))
-            )
 
     @staticmethod
     def _failure_rows(
@@ -1219,12 +1210,15 @@ class Warehouse:
             )
             for f in [main, *result.failures]
         ]
+        vrows = self._validation_rows(doc_id, validation_rows or [], run_id)
         with self._write(doc_id) as conn:
-            self._delete_doc(conn, doc_id, result.ref.uri)
+            self._delete_docs(conn, [doc_id])
+            self._delete_failures_of(conn, [result])
             nf = self._insert_failures(conn, frows)
-            nv = self._insert_validation(conn, doc_id, validation_rows, run_id)
+            if vrows:
+                conn.execute(self.validation_results.insert(), vrows)
         log.info("warehouse: quarantined doc %s run %s reason %s", doc_id, run_id, main.reason)
-        return {"failures": nf, "validation_results": nv}
+        return {"failures": nf, "validation_results": len(vrows)}
 
     # -- reading --------------------------------------------------------------------------
 

@@ -704,3 +704,4 @@ def test_replace_is_the_default_where_copy_exists_and_merge_can_be_chosen(tmp_pa
     with pytest.raises(errors.ConfigError):
         Warehouse(f"sqlite:///{tmp_path / 'a.db'}", load_method="upsert")
     assert Warehouse(f"duckdb:///{tmp_path / 'a.duckdb'}", load_method="merge").load_method == "merge"
+
