@@ -558,9 +558,14 @@ def _begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
         if dbapi is not None and not dbapi.in_transaction:
             conn.exec_driver_sql("BEGIN IMMEDIATE")
     elif name == "postgresql":
-        # sorted, so two writers needing the same keys cannot deadlock; released at commit
-        for key in sorted(set(lock_keys)):
-            conn.execute(sa.text("SELECT pg_advisory_xact_lock(hashtextextended(:k, 0))"), {"k": key})
+        # sorted, so two writers needing the same keys cannot deadlock; released at commit. One
+        # statement: unnest yields the keys in array order, and each row takes its lock in turn.
+        conn.execute(
+            sa.text(
+                "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k"
+            ),
+            {"keys": sorted(set(lock_keys))},
+        )
     elif name == "duckdb":
         # serialised by the process lock in Warehouse._write (single writer per file); the
         # first statement opens the transaction the bulk path's raw connection then joins.

@@ -705,3 +705,24 @@ def test_replace_is_the_default_where_copy_exists_and_merge_can_be_chosen(tmp_pa
         Warehouse(f"sqlite:///{tmp_path / 'a.db'}", load_method="upsert")
     assert Warehouse(f"duckdb:///{tmp_path / 'a.duckdb'}", load_method="merge").load_method == "merge"
 
+
+def test_postgres_takes_every_documents_lock_in_one_statement(pg_url: str) -> None:
+    from airflow_provider_deepocr.core.warehouse import _begin_write, make_engine
+
+    engine = make_engine(pg_url)
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    keys = [f"deepocr:test:{i}" for i in (3, 1, 2, 1)]
+    try:
+        with engine.connect() as conn:
+            _begin_write(conn, keys)
+            taken = len(statements)
+            held = conn.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+                )
+            ).scalar_one()
+            conn.rollback()
+    finally:
+        engine.dispose()
+    assert held == 3 and taken == 1
