@@ -390,10 +390,10 @@ def parse_page(
             kind = _content_kind(kind, content)
         flags: list[str] = []
         if x0s is not None:  # fast path: one well-formed box
-            x0 = _INT[x0s]
-            y0 = _INT[y0s]
-            x1 = _INT[x1s]
-            y1 = _INT[y1s]
+            try:
+                x0, y0, x1, y1 = _INT[x0s], _INT[y0s], _INT[x1s], _INT[y1s]
+            except KeyError:  # \d also matches non-ASCII digits (fullwidth "１"), which int() reads
+                x0, y0, x1, y1 = int(x0s), int(y0s), int(x1s), int(y1s)
             if x0 < x1 <= GRID and y0 < y1 <= GRID:
                 bbox: _BoxT | None = (x0, y0, x1, y1)
             else:

@@ -692,6 +692,9 @@ def test_fast_coordinates_cover_every_grid_spelling() -> None:
     assert all(table[k] == int(k) for k in table)
     page = parse_page("<|ref|>text<|/ref|><|det|>[[007, 08, 999, 99]]<|/det|>\nx")
     assert page.blocks[0].bbox == (7, 8, 999, 99)
+    # \d matches any Unicode digit: those coordinates are read as int() reads them
+    page = parse_page("<|ref|>text<|/ref|><|det|>[[１0, 2٠, 300, 400]]<|/det|>\nx")
+    assert page.blocks[0].bbox == (10, 20, 300, 400)
 
 
 def test_latex_commands_by_lookup_and_fallback() -> None:
