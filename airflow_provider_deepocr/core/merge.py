@@ -65,6 +65,7 @@ import re
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import sqlalchemy as sa
@@ -421,25 +422,19 @@ def _check_rows(load: TableLoad, ids: set[str]) -> None:
     cols = load.columns
     if load.scope_col not in cols:
         raise errors.ConfigError(f"{load.table.name}: the scope column {load.scope_col!r} is not loaded")
+    bad = next((r for r in load.rows if len(r) != len(cols)), None)
+    if bad is not None:
+        raise errors.DeepOcrError(
+            errors.LOAD_ERROR, f"{load.table.name}: a row has {len(bad)} values, not {len(cols)}"
+        )
     si = cols.index(load.scope_col)
-    ki = [cols.index(k) for k in load.key_cols]
-    seen: set[tuple[Any, ...]] = set()
-    outside = dup = 0
-    for r in load.rows:
-        if len(r) != len(cols):
-            raise errors.DeepOcrError(
-                errors.LOAD_ERROR, f"{load.table.name}: a row has {len(r)} values, not {len(cols)}"
-            )
-        if r[si] not in ids:
-            outside += 1
-        k = tuple(r[i] for i in ki)
-        if k in seen:
-            dup += 1
-        seen.add(k)
+    outside = sum(r[si] not in ids for r in load.rows)
     if outside:
         raise errors.DeepOcrError(
             errors.LOAD_ERROR, f"{load.table.name}: {outside} row(s) belong to no document of this load"
         )
+    key = itemgetter(*(cols.index(k) for k in load.key_cols))
+    dup = len(load.rows) - len(set(map(key, load.rows)))
     if dup:  # a MERGE source must not match one target row twice (an error on every warehouse)
         raise errors.DeepOcrError(
             errors.LOAD_ERROR,

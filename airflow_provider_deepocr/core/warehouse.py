@@ -45,7 +45,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core import errors, merge
 from airflow_provider_deepocr.core.records import DocumentResult, Failure
 
 log = logging.getLogger(__name__)
@@ -609,7 +609,7 @@ def _duckdb_bulk(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...],
 
     frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
     prep = conn.dialect.identifier_preparer
-    name = f"_deepocr_stage_{uuid.uuid4().hex}"
+    name = f"{merge.STAGE_PREFIX}{uuid.uuid4().hex}"
     col_sql = ", ".join(prep.quote(c) for c in columns)
     target = prep.format_table(table)
     raw = conn.connection.driver_connection
@@ -701,8 +701,6 @@ class Warehouse:
         if load_method not in ("replace", "merge"):
             raise errors.ConfigError(f"load_method must be auto, replace or merge, got {load_method!r}")
         if load_method == "merge":
-            from airflow_provider_deepocr.core import merge
-
             merge.check_dialect(self.engine.dialect)
         elif self.dialect in MERGE_DIALECTS:
             raise errors.ConfigError(f"{self.dialect} warehouses load through load_method='merge'")
@@ -770,8 +768,6 @@ class Warehouse:
             if self.schema is not None:
                 conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
             if self.dialect in MERGE_DIALECTS:
-                from airflow_provider_deepocr.core import merge
-
                 for ddl in merge.warehouse_ddl(conn, self.metadata):  # no CREATE INDEX there
                     conn.exec_driver_sql(ddl)
             else:
@@ -968,8 +964,6 @@ class Warehouse:
         needed: up front only for documents the ledger holds under the same config (their
         content hash decides whether they changed); the others' rows are built while the
         replace path streams them to the database."""
-        from airflow_provider_deepocr.core.merge import NON_TRANSACTIONAL_DDL  # light: sqlalchemy only
-
         merging = self.load_method == "merge"
         counts = dict.fromkeys(
             ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
@@ -1026,12 +1020,12 @@ class Warehouse:
                             conn.execute(self.validation_results.insert(), rows)
                         counts["validation_results"] += len(rows)
                 if sm is not None:
-                    if self.dialect in NON_TRANSACTIONAL_DDL:
+                    if self.dialect in merge.NON_TRANSACTIONAL_DDL:
                         conn.commit()  # Snowflake: a DROP would commit anyway; keep it after the writes
                     sm.drop()
                     sm = None
             except BaseException:
-                if sm is not None and self.dialect in NON_TRANSACTIONAL_DDL:
+                if sm is not None and self.dialect in merge.NON_TRANSACTIONAL_DDL:
                     conn.rollback()
                     with suppress(Exception):
                         sm.drop()  # temporary (Snowflake) or expiring (BigQuery) anyway
@@ -1077,8 +1071,6 @@ class Warehouse:
         end with one copy: MERGE matches rows by key, PostgreSQL takes advisory locks, Redshift
         ``LOCK``s the tables, Snowflake serialises DML on a table, BigQuery aborts the later of
         two conflicting transactions (the task's retry then finds the document loaded)."""
-        from airflow_provider_deepocr.core import merge
-
         loads = [
             merge.TableLoad(self._tables[name], KEYS[name], columns, rows)
             for name, columns, rows in self._new_rows(todo, vrows, run_id, now)

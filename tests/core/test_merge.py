@@ -33,7 +33,6 @@ from airflow_provider_deepocr.core.warehouse import (
 from tests.core.test_warehouse import SECRET, make_result
 
 CONTENT = ("documents", "pages", "blocks", "table_cells")
-ALL_KEYS = {"documents": ("doc_id",), **KEYS}
 DOC_COLUMNS = (
     "doc_id",
     "source_uri",
@@ -91,10 +90,6 @@ def md() -> sa.MetaData:
     return build_metadata("deepocr_", "ocr")
 
 
-def _t(md: sa.MetaData, name: str) -> sa.Table:
-    return md.tables[f"ocr.deepocr_{name}"]
-
-
 def _q(dialect: sa.Dialect, ident: str) -> str:
     return dialect.identifier_preparer.quote(ident)
 
@@ -140,7 +135,7 @@ def test_warehouse_ddl_skips_indexes_where_there_are_none(dialect: sa.Dialect, m
 
 
 def test_stage_ddl_per_dialect(dialect: sa.Dialect, md: sa.MetaData) -> None:
-    blocks = _t(md, "blocks")
+    blocks = _tbl(md, "blocks")
     name = m.new_stage_name(2)
     assert check_identifier(name, "stage") == name and name.startswith("_deepocr_stage_")
     st = m.stage_table(dialect, blocks, name)
@@ -165,7 +160,7 @@ def test_stage_ddl_per_dialect(dialect: sa.Dialect, md: sa.MetaData) -> None:
 
 
 def test_stage_insert_is_multi_row_and_bound(dialect: sa.Dialect, md: sa.MetaData) -> None:
-    blocks = _t(md, "blocks")
+    blocks = _tbl(md, "blocks")
     st = m.stage_table(dialect, blocks, m.new_stage_name())
     rows = [(IDS[0], 1, i, f"{SECRET} {i}") for i in range(250)]
     stmts = list(m.stage_inserts(st, ("doc_id", "page_no", "block_no", "text"), rows, max_params=400))
@@ -192,8 +187,8 @@ def test_chunk_rows_budgets() -> None:
 
 @pytest.mark.parametrize("name", CONTENT)
 def test_merge_and_delete_shape(dialect: sa.Dialect, md: sa.MetaData, name: str) -> None:
-    target = _t(md, name)
-    keys, cols = ALL_KEYS[name], COLUMNS[name]
+    target = _tbl(md, name)
+    keys, cols = KEYS[name], COLUMNS[name]
     st = m.stage_table(dialect, target, m.new_stage_name())
     sql = m.merge_sql(dialect, target, st, keys, cols, scope_ids=IDS)
     q = dialect.identifier_preparer.quote
@@ -246,9 +241,9 @@ def test_bigquery_apply_is_one_transaction_script(md: sa.MetaData) -> None:
     stmts = [
         m.merge_sql(
             bq,
-            _t(md, n),
-            m.stage_table(bq, _t(md, n), m.new_stage_name(i)),
-            ALL_KEYS[n],
+            _tbl(md, n),
+            m.stage_table(bq, _tbl(md, n), m.new_stage_name(i)),
+            KEYS[n],
             COLUMNS[n],
             scope_ids=IDS,
         )
@@ -285,7 +280,7 @@ def test_quoting_style_per_dialect() -> None:
 
 
 def test_bad_identifiers_and_ids_rejected(dialect: sa.Dialect, md: sa.MetaData) -> None:
-    blocks = _t(md, "blocks")
+    blocks = _tbl(md, "blocks")
     st = m.stage_table(dialect, blocks, m.new_stage_name())
     bad_table = sa.Table("bad-name", sa.MetaData(), sa.Column("doc_id", sa.String, primary_key=True))
     bad_schema = sa.Table(
@@ -320,7 +315,7 @@ def test_unsupported_dialect_rejected(md: sa.MetaData) -> None:
     from sqlalchemy.dialects import sqlite
 
     with pytest.raises(errors.ConfigError, match="not supported on 'sqlite'"):
-        m.stage_table(sqlite.dialect(), _t(md, "blocks"), m.new_stage_name())
+        m.stage_table(sqlite.dialect(), _tbl(md, "blocks"), m.new_stage_name())
 
 
 # --------------------------------------------------------------------------------------------
@@ -347,7 +342,7 @@ def _loads(
     }
     # documents last: a failing documents MERGE comes after the other tables were merged
     return [
-        m.TableLoad(_tbl(md, n), ALL_KEYS[n], COLUMNS[n], rows[n])
+        m.TableLoad(_tbl(md, n), KEYS[n], COLUMNS[n], rows[n])
         for n in ("pages", "blocks", "table_cells", "documents")
     ]
 
@@ -362,7 +357,7 @@ def _snapshot(engine: sa.Engine, md: sa.MetaData) -> dict[str, list[tuple[Any, .
     with engine.connect() as conn:
         for n in CONTENT:
             t = _tbl(md, n)
-            rows = conn.execute(sa.select(t).order_by(*(t.c[k] for k in ALL_KEYS[n]))).all()
+            rows = conn.execute(sa.select(t).order_by(*(t.c[k] for k in KEYS[n]))).all()
             out[n] = [tuple(r) for r in rows]
     return out
 
@@ -505,7 +500,7 @@ def test_redshift_form_runs_on_postgresql(pg_url: str) -> None:
     md = build_metadata("deepocr_", "ocr")
     a1, b = make_result(2, 3, name="doc-a"), make_result(1, 2, name="doc-b")
     a2 = make_result(1, 2, name="doc-a", engine="e2")
-    pages, blocks = _t(md, "pages"), _t(md, "blocks")
+    pages, blocks = _tbl(md, "pages"), _tbl(md, "blocks")
     try:
         with eng.begin() as c:
             c.execute(sa.schema.CreateSchema("ocr"))
