@@ -233,13 +233,12 @@ class FastDeepseekOcr2ImageProcessor:
                 ]
             else:
                 futures = [pool.submit(job) for job in jobs]
-            firsts.append((size, order, buf, futures, targets))
+            firsts.append((size, order, buf, futures, targets, colw))
         waits: list[Any] = []
-        for size, order, buf, deps, targets in firsts:
+        for size, order, buf, deps, targets, colw in firsts:
             if order[:1] != "h":  # one job for the whole view
                 waits.append(pool.after(deps, self._finish, buf, size, order, 0, targets, pool))
                 continue
-            colw = buf.shape[-1] if buf.shape[0] == 1 else size[0] // buf.shape[0]
             for col in range(buf.shape[0]):  # a job per column, its own planes
                 mine = [(dst, y, x - col * colw) for dst, y, x in targets if x // colw == col]
                 waits.append(pool.after(deps, self._finish, buf, size, order, col, mine, pool))
@@ -367,22 +366,20 @@ def _first_pass(img: Any, size: tuple[int, int], order: str, strips: int, colw: 
         buf = np.empty((ncols, 3, h, -(-colw // 4) * 4), dtype=np.uint8)
         spans = [(j, j * colw, min(nw, (j + 1) * colw)) for j in range(ncols)]
 
-        def job_h(a: int, b: int, scan: Any = None) -> None:
-            rows: Any = slice(a, b)
-            strip = img.crop((0, a, w, b))
-            if scan is not None:  # only the strip's rows that are not flat go through PIL
-                strip, keep, flat, values = scan.result()
-                rows = a + keep
-                for c in range(3 if len(flat) else 0):
-                    buf[:, c, a + flat, :] = values[:, c, None]
+        def job_h(a: int, b: int, scan: Any) -> None:
+            # the strip's flat rows are filled with their colour; only the others go through PIL
+            strip, keep, flat, values = scan.result()  # _scan_rows of rows a:b
+            for c in range(3 if len(flat) else 0):
+                buf[:, c, a + flat, :] = values[:, c, None]
             if strip is None:
                 return
+            rows = a + keep
             for c, band in enumerate(strip.resize((nw, strip.height), _BICUBIC).split()):
                 arr = np.asarray(band)
                 for j, x0, x1 in spans:
                     buf[j, c, rows, : x1 - x0] = arr[:, x0:x1]
 
-        return buf, [lambda scan=None, a=a, b=b: job_h(a, b, scan) for a, b in _strips(h, 0, strips)]
+        return buf, [lambda scan, a=a, b=b: job_h(a, b, scan) for a, b in _strips(h, 0, strips)]
     interleaved = order == "vh"
     buf = np.empty((nh, w, 3) if interleaved else (1, 3, nh, w), dtype=np.uint8)
 
@@ -437,7 +434,7 @@ def _second_pass(buf: Any, size: tuple[int, int], order: str, col: int) -> Any:
 
     nw, nh = size
     if len(order) < 2:
-        return buf[col] if buf.ndim == 4 else buf.transpose(2, 0, 1)
+        return buf[col]  # planes: only order "vh" interleaves
     if order[1] == "v":
         _, h, w4 = buf[col].shape
         x = torch.from_numpy(buf[col]).view(3, h, w4 // 4, 4).permute(0, 3, 1, 2)
