@@ -298,9 +298,6 @@ _LATEX_BLANK = frozenset(
     }
 )
 
-# Replacements of the common commands, precomputed (the rest go through _latex_cmd).
-_LATEX_REPL: dict[str, str] = {}
-
 # ---- repetition -------------------------------------------------------------------------------
 _LOOP_MIN_CHARS = 200  # shorter contents cannot hold a loop worth cutting
 _LOOP_TAIL_CHARS = 2048  # the tail window the cheap precheck and the n-gram score look at
@@ -782,7 +779,10 @@ def _latex_cmd(name: str) -> str:
     return " " if name in _LATEX_BLANK else name
 
 
-_LATEX_REPL.update((n, _latex_cmd(n)) for n in (*_LATEX_SYMBOLS, *_LATEX_BLANK, *"()[]{},;:!%&_$#| \\\n"))
+# Replacements of the common commands, precomputed (the rest go through _latex_cmd).
+_LATEX_REPL: dict[str, str] = {
+    n: _latex_cmd(n) for n in (*_LATEX_SYMBOLS, *_LATEX_BLANK, *"()[]{},;:!%&_$#| \\\n")
+}
 
 
 # ---- tables -----------------------------------------------------------------------------------
