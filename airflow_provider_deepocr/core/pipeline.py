@@ -681,16 +681,19 @@ def stage_load(
     warehouse: Warehouse,
     force: bool = False,
     batch_rows: int = 50_000,
+    batch_docs: int = 1_000,
 ) -> StageResult:
     """Load every document of a records manifest, exactly once in effect.
 
     Good documents are loaded in transactions of whole documents (up to ``batch_rows`` block
-    rows each: one delete, one COPY per table, one commit); if a batch fails it is retried one
-    document per transaction, so a bad document fails alone. A document whose (doc id, config
-    fingerprint) the load ledger already holds is skipped unless ``force``.
+    rows and ``batch_docs`` documents each: one delete, one COPY per table, one commit); if a
+    batch fails it is retried one document per transaction, so a bad document fails alone. A
+    document whose (doc id, config fingerprint) the load ledger already holds is skipped unless
+    ``force`` (the ledger is read once for the whole manifest, before the loads).
     """
     warehouse.create()
     entries = work.read_jsonl(manifest_uri)
+    live = {} if force else warehouse.live_fingerprints([e["doc_id"] for e in entries if e.get("doc_id")])
     loaded_pages = 0
     loaded_docs = 0
     skipped = 0
@@ -772,7 +775,7 @@ def stage_load(
             warehouse.record_failures(result.failures, run_id, result.config_fingerprint)
             failures.extend(result.failures)
             continue
-        if not force and warehouse.is_loaded(result.doc_id, result.config_fingerprint):
+        if live.get(result.doc_id) == result.config_fingerprint:
             skipped += 1
             loaded_pages += len(result.pages)
             failures.extend(result.failures)
@@ -781,7 +784,7 @@ def stage_load(
         validation[result.doc_id] = e.get("validation") or []
         pending.append(result)
         rows += sum(len(p.parsed.blocks) for p in result.pages)
-        if rows >= batch_rows:
+        if rows >= batch_rows or len(pending) >= batch_docs:
             flush()
             rows = 0
     flush()

@@ -271,3 +271,36 @@ def test_a_document_that_fails_to_load_is_a_failure_row_and_the_batch_loads(
     assert [(r[0], r[1]) for r in rows] == [(entries[0]["doc_id"], "load")]
     assert "duplicate key" in rows[0][2]
     assert loaded == {e["doc_id"] for e in entries[1:]}
+
+
+def test_stage_load_batches_by_documents_and_reads_the_ledger_once(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_deepocr.core.pipeline import stage_load, stage_ocr, stage_parse_validate
+
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1")
+    ocr = stage_ocr(listed.manifest_uri, work, "r1", tiny_engine)
+    parsed = stage_parse_validate(ocr.manifest_uri, work, "r1", on_failure="warn")
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    batches: list[int] = []
+    reads: list[int] = []
+    load_documents, live_fingerprints = wh.load_documents, wh.live_fingerprints
+
+    def spy_load(batch: Sequence[Any], *a: Any, **k: Any) -> dict[str, int]:
+        batches.append(len(batch))
+        return load_documents(batch, *a, **k)
+
+    def spy_live(ids: Sequence[str]) -> dict[str, str]:
+        reads.append(len(ids))
+        return live_fingerprints(ids)
+
+    monkeypatch.setattr(wh, "load_documents", spy_load)
+    monkeypatch.setattr(wh, "live_fingerprints", spy_live)
+    ids = len([e for e in work.read_jsonl(parsed.manifest_uri) if e.get("doc_id")])  # the corrupt PDF too
+    first = stage_load(parsed.manifest_uri, work, "r1", wh, batch_docs=2)
+    # three good documents: a batch of two, then the last one on its own
+    assert first.documents == 3 and batches == [2] and reads == [ids]
+    again = stage_load(parsed.manifest_uri, work, "r2", wh, batch_docs=2)
+    assert again.skipped == 3 and again.documents == 0 and batches == [2] and reads == [ids, ids]
+    assert wh.counts()["documents"] == 3
