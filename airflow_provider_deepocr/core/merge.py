@@ -289,6 +289,12 @@ def delete_stale_sql(
     )
 
 
+def _by_source(dialect: str, delete_by_source: bool | None) -> bool:
+    """Whether stale rows go in the MERGE itself (``WHEN NOT MATCHED BY SOURCE``): by default
+    only on BigQuery."""
+    return dialect == "bigquery" if delete_by_source is None else bool(delete_by_source)
+
+
 def merge_sql(
     dialect: sa.Dialect | sa.Connection | sa.Engine,
     target: sa.Table,
@@ -313,7 +319,7 @@ def merge_sql(
     cols = list(cols)
     _check_columns(target, key_cols, cols)
     _ident(stage.name, "stage name")
-    by_source = (d == "bigquery") if delete_by_source is None else bool(delete_by_source)
+    by_source = _by_source(d, delete_by_source)
     if by_source and d in ("snowflake", "redshift", "postgresql"):
         # PostgreSQL has it from 17 only; the builder targets 15
         raise errors.ConfigError(f"{d} MERGE has no WHEN NOT MATCHED BY SOURCE clause")
@@ -516,7 +522,7 @@ class StagedMerge:
 
     def statements(self) -> list[str]:
         """The apply phase as SQL text (what :meth:`apply` executes)."""
-        by_source = (self.dialect == "bigquery") if self.delete_by_source is None else self.delete_by_source
+        by_source = _by_source(self.dialect, self.delete_by_source)
         out: list[str] = []
         for ld, st in zip(self.loads, self.stages, strict=True):
             if not by_source:
