@@ -656,6 +656,10 @@ class _Prepared:
     content_hash: str
 
 
+# What a load returns: rows written per kind, and how many documents were unchanged.
+COUNTS = ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged")
+
+
 def _log_batch(verb: str, counts: dict[str, int], run_id: str) -> None:
     log.info(
         "warehouse: %s %d documents in one transaction, run %s: %d pages, %d blocks (%d unchanged)",
@@ -936,7 +940,7 @@ class Warehouse:
         unchanged documents too.
         """
         if not results:
-            return {"documents": 0, "pages": 0, "blocks": 0, "cells": 0, "failures": 0, "unchanged": 0}
+            return dict.fromkeys(COUNTS, 0)
         if len({r.doc_id for r in results}) != len(results):
             raise errors.DeepOcrError(errors.LOAD_ERROR, "a batch lists the same document twice")
         return self._load(list(results), {}, run_id, force=force, validation_rows=validation_rows)
@@ -965,9 +969,7 @@ class Warehouse:
         content hash decides whether they changed); the others' rows are built while the
         replace path streams them to the database."""
         merging = self.load_method == "merge"
-        counts = dict.fromkeys(
-            ("documents", "pages", "blocks", "cells", "failures", "validation_results", "unchanged"), 0
-        )
+        counts = dict.fromkeys(COUNTS, 0)
         ids = [r.doc_id for r in results]
         sm: Any = None  # the StagedMerge whose stages still exist
         with self._write(*sorted(ids)) as conn:
