@@ -148,7 +148,7 @@ def get_engine(
     if key == "server" or (key == "auto" and server_url):
         if not server_url:
             raise ConfigError("the server engine needs server_url (the connection's host)")
-        from airflow_provider_deepocr.core.engines.server import OpenAIServerEngine
+        from airflow_provider_deepocr.core.engines.openai_server import OpenAIServerEngine
 
         # the pipeline hands the engine batch_size pages at a time: keep enough in flight
         return OpenAIServerEngine(

@@ -160,3 +160,49 @@ def test_engine_emits_the_blocks_the_pipeline_attached() -> None:
     assert ok.blocks == blocks and ok.raw_text == page_text(blocks)
     assert not_json.finish_reason == "error" and not_blocks.finish_reason == "error"
     assert not_json.raw_text == "" and not_json.engine == "pdf-text"
+
+
+# Folded in from the former test_pdf_text.py (same module, one test file).
+
+
+def test_born_digital_title_block_is_labelled_and_placed() -> None:
+    def write(page: pymupdf.Page) -> None:
+        page.insert_text((72, 80), "Consolidated Balance Sheet", fontsize=20)
+        page.insert_text((72, 140), "Cash and cash equivalents      12,400      11,950", fontsize=10)
+        page.insert_text((72, 160), "Accounts receivable            30,118      28,007", fontsize=10)
+
+    blocks = extract_pdf_blocks(_pdf(write))[1]
+    assert text_layer_quality(page_text(blocks))
+    title = blocks[0]
+    assert title["label"] == "title" and title["text"] == "Consolidated Balance Sheet"
+    assert any("Accounts receivable" in b["text"] for b in blocks[1:])
+    for b in blocks:
+        x0, y0, x1, y1 = b["bbox"]
+        assert 0 <= x0 < x1 <= 999 and 0 <= y0 < y1 <= 999
+    # the title starts about 72/595 of the width in, 80/842 of the height down (baseline)
+    assert abs(title["bbox"][0] - 121) <= 3 and title["bbox"][1] < 95
+
+
+def test_image_only_pdf_has_no_blocks_and_junk_text_fails() -> None:
+    def _image_only_pixmap(page: pymupdf.Page) -> None:
+        pix = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 50, 50), False)
+        pix.clear_with(200)
+        page.insert_image(page.rect, pixmap=pix)
+
+    assert extract_pdf_blocks(_pdf(_image_only_pixmap))[1] == []
+    assert not text_layer_quality("")
+    assert not text_layer_quality("short")
+    assert not text_layer_quality("\ufffd" * 10 + "Balance sheet for the year ended 31 December")
+    assert not text_layer_quality("\ue000\ue001\ue002 " * 20)
+    assert not text_layer_quality("§ ¶ † ‡ ※ " * 20)
+
+
+@pytest.mark.parametrize("bad", ["not json", None])
+def test_engine_without_a_text_layer_reads_nothing(bad: str | None) -> None:
+    blocks = [{"label": "text", "bbox": [10, 10, 500, 40], "text": "Total assets 287,778"}]
+    good = PageImage("d" * 64, 1, None, 144, 100, 100, text_layer=json.dumps(blocks))
+    broken = PageImage("d" * 64, 2, None, 144, 100, 100, text_layer=bad)
+    ok, other = PdfTextEngine().ocr([good, broken])
+    assert ok.engine == "pdf-text" and ok.finish_reason == "eos" and ok.blocks == blocks
+    assert ok.raw_text == "Total assets 287,778"
+    assert other.finish_reason == ("error" if bad else "eos")

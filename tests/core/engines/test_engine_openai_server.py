@@ -22,7 +22,7 @@ import pytest
 from PIL import Image
 
 from airflow_provider_deepocr.core.engines import PROMPTS, get_engine
-from airflow_provider_deepocr.core.engines.server import OpenAIServerEngine, normalise_server_url
+from airflow_provider_deepocr.core.engines.openai_server import OpenAIServerEngine, normalise_server_url
 from airflow_provider_deepocr.core.errors import ConfigError
 from airflow_provider_deepocr.core.records import PageImage
 
