@@ -52,3 +52,97 @@ def test_the_checks_see_imports() -> None:
     tree = ast.parse("import os\ndef f():\n    from airflow.sdk import DAG\n    import torch\n")
     assert _imports(tree, top_level_only=True) == {"os"}
     assert _imports(tree, top_level_only=False) == {"os", "airflow", "torch"}
+
+
+def _module_name(path: Path) -> str:
+    rel = path.relative_to(PKG.parent).with_suffix("")
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
+def _import_graph(root: Path) -> dict[str, set[str]]:
+    """Module -> the package modules it imports (top level or inside functions), for every module
+    under ``root``. ``from pkg import name`` counts as an import of ``pkg.name`` when that is a
+    module; an import of a module's own parent package is not an edge (Python loads it first)."""
+    paths = {_module_name(p): p for p in root.rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for mod, path in paths.items():
+        package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
+        targets: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                targets.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*up, base] if base else up)
+                targets.add(base)
+                targets.update(f"{base}.{a.name}" for a in node.names)
+        graph[mod] = {t for t in targets if t in paths and t != mod and not mod.startswith(t + ".")}
+    return graph
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected set of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                found.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_core_import_graph_is_acyclic() -> None:
+    graph = _import_graph(PKG / "core")
+    assert "airflow_provider_deepocr.core.warehouse.loader" in graph  # the scan sees the package
+    assert "airflow_provider_deepocr.core.warehouse.rows" in graph["airflow_provider_deepocr.core.validate"]
+    assert _cycles(graph) == []
+
+
+def test_the_cycle_finder_finds_cycles() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+DATABASES = {"sqlite", "postgresql", "duckdb", "snowflake", "bigquery", "redshift", "mysql", "mssql"}
+
+
+def test_only_the_dialects_module_names_a_database() -> None:
+    """Database choices are data in core/warehouse/dialects.py: nowhere else in core compares or
+    keys on a database name."""
+    offenders = []
+    for path in sorted((PKG / "core").rglob("*.py")):
+        if path == PKG / "core" / "warehouse" / "dialects.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and node.value in DATABASES:
+                offenders.append(f"{path.relative_to(PKG)}:{node.lineno} {node.value!r}")
+    assert not offenders, offenders
+
+
+def test_no_warehouse_module_is_over_450_lines() -> None:
+    sizes = {p.name: len(p.read_text().splitlines()) for p in (PKG / "core" / "warehouse").glob("*.py")}
+    assert "loader.py" in sizes and max(sizes.values()) <= 450, sizes

@@ -3,7 +3,7 @@
 GX is used directly (not through airflow-provider-great-expectations). It is imported lazily,
 once per process, with its analytics off and its logging quieted, and runs in one ephemeral
 context cached per process. The rows validated are built by the same functions the warehouse
-loads (:func:`~airflow_provider_deepocr.core.warehouse.page_rows` and friends), so a pass means
+loads (:func:`~airflow_provider_deepocr.core.warehouse.rows.page_rows` and friends), so a pass means
 exactly those rows are fit to load.
 
 Results never carry document text: each row keeps the table, an expectation id such as
@@ -32,7 +32,8 @@ from typing import Any
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID, DocumentResult
-from airflow_provider_deepocr.core.warehouse import block_rows, build_metadata, cell_rows, page_rows
+from airflow_provider_deepocr.core.warehouse.rows import block_rows, cell_rows, page_rows
+from airflow_provider_deepocr.core.warehouse.schema import build_metadata
 
 log = logging.getLogger(__name__)
 

@@ -276,7 +276,9 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
 
 
 class DeepOcrLoadOperator(_DeepOcrOperator):
-    """Load records into a SQL warehouse, one transaction per document, exactly once in effect.
+    """Load records into a SQL warehouse, exactly once in effect, in transactions of whole documents
+    (up to 1,000 documents or 50,000 block rows each; a batch that fails is retried one document per
+    transaction, so a bad document fails alone and readers never see half a document).
 
     :param manifest: the parse task's output (``XComArg``) or a records manifest URI.
     :param warehouse_conn_id: an Airflow SQL connection id (PostgreSQL, Snowflake, BigQuery, …,

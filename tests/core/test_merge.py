@@ -17,7 +17,6 @@ import pytest
 import sqlalchemy as sa
 
 from airflow_provider_deepocr.core import errors
-from airflow_provider_deepocr.core import merge as m
 from airflow_provider_deepocr.core.warehouse import (
     BLOCK_COLUMNS,
     CELL_COLUMNS,
@@ -30,6 +29,8 @@ from airflow_provider_deepocr.core.warehouse import (
     document_row,
     page_tuples,
 )
+from airflow_provider_deepocr.core.warehouse import merge as m
+from airflow_provider_deepocr.core.warehouse.merge_sql import _estimate_bytes
 from tests.core.test_warehouse import SECRET, make_result
 
 CONTENT = ("documents", "pages", "blocks", "table_cells")
@@ -179,7 +180,7 @@ def test_chunk_rows_budgets() -> None:
     rows = [("x" * 100,) for _ in range(50)]
     chunks = list(m.chunk_rows(rows, 1, max_bytes=2000))
     assert sum(map(len, chunks)) == 50 and max(map(len, chunks)) <= 2000 // 408 + 1
-    assert all(sum(m._estimate_bytes(r) for r in c) <= 2000 for c in chunks)
+    assert all(sum(_estimate_bytes(r) for r in c) <= 2000 for c in chunks)
     assert [len(c) for c in m.chunk_rows([("y" * 10_000,)] * 3, 1, max_bytes=10)] == [1, 1, 1]
     assert [len(c) for c in m.chunk_rows([(1, 2, 3)] * 10, 3, max_params=9)] == [3, 3, 3, 1]
     assert list(m.chunk_rows([], 3)) == []

@@ -27,11 +27,11 @@ from airflow_provider_deepocr.core.records import (
 )
 from airflow_provider_deepocr.core.warehouse import (
     Warehouse,
-    _live_columns_query,
     block_rows,
     cell_rows,
     page_rows,
 )
+from airflow_provider_deepocr.core.warehouse.dialects import live_columns_query
 
 SECRET = "PATIENT-SECRET-TEXT"  # document text that must never show up in observed values / logs
 KINDS = ("heading", "text", "list_item", "text", "caption", "footnote")
@@ -608,14 +608,16 @@ def test_a_bad_document_rolls_back_its_whole_batch(wh: Warehouse, bulk: bool) ->
 def test_each_documents_rows_are_built_once_per_load(wh: Warehouse, monkeypatch: pytest.MonkeyPatch) -> None:
     wh.copy_min_rows = 1
     docs = [make_result(2, 3, name=f"d{i}") for i in range(3)]
+    from airflow_provider_deepocr.core.warehouse import loader
+
     built: list[str] = []
-    real = wh._prepared
+    real = loader.build_doc_rows
 
     def counting(result: DocumentResult) -> Any:
         built.append(result.doc_id)
         return real(result)
 
-    monkeypatch.setattr(wh, "_prepared", counting)
+    monkeypatch.setattr(loader, "build_doc_rows", counting)
     wh.load_documents(docs, "run-1")  # new documents: built while they stream
     assert sorted(built) == sorted(d.doc_id for d in docs)
     built.clear()
@@ -670,7 +672,7 @@ SERVERLESS_URLS = {
 
 @pytest.mark.parametrize("name", sorted(SERVERLESS_URLS))
 def test_cloud_warehouses_load_through_staged_merge(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow_provider_deepocr.core import merge
+    from airflow_provider_deepocr.core.warehouse import merge
 
     if name == "bigquery":  # the dialect asks for credentials when the engine is made
         import google.auth
@@ -689,7 +691,7 @@ def test_cloud_warehouses_load_through_staged_merge(name: str, monkeypatch: pyte
     assert re.search(
         r"loaded_at\W*\s+(TIMESTAMP|TIMESTAMP_TZ|TIMESTAMPTZ|TIMESTAMP WITH TIME ZONE)\b", str(loaded_at)
     )
-    stmt, params = _live_columns_query(engine.dialect, w.blocks, engine.url)
+    stmt, params = live_columns_query(engine.dialect, w.blocks, engine.url)
     sql = str(stmt)
     if name == "bigquery":
         assert "`ocr`.INFORMATION_SCHEMA.COLUMNS" in sql and params == {"t": "deepocr_blocks"}
@@ -707,7 +709,7 @@ def test_replace_is_the_default_where_copy_exists_and_merge_can_be_chosen(tmp_pa
 
 
 def test_postgres_takes_every_documents_lock_in_one_statement(pg_url: str) -> None:
-    from airflow_provider_deepocr.core.warehouse import _begin_write, make_engine
+    from airflow_provider_deepocr.core.warehouse.dialects import begin_write, make_engine
 
     engine = make_engine(pg_url)
     statements: list[str] = []
@@ -715,7 +717,7 @@ def test_postgres_takes_every_documents_lock_in_one_statement(pg_url: str) -> No
     keys = [f"deepocr:test:{i}" for i in (3, 1, 2, 1)]
     try:
         with engine.connect() as conn:
-            _begin_write(conn, keys)
+            begin_write(conn, keys)
             taken = len(statements)
             held = conn.execute(
                 sa.text(

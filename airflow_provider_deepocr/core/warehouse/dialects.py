@@ -1,0 +1,356 @@
+"""One object per database: what the loader may do there, as data. The only module that names one.
+
+Every choice that differs between databases is a field of :class:`Dialect` (or a method that reads
+only those fields): whether DDL joins a transaction, secondary indexes, the staged-MERGE form, how
+writers lock, the bulk path, and the limits of one statement. The loader, the replace path and the
+staged MERGE ask :func:`dialect_of` and never compare database names. A database SQLAlchemy knows
+but this table does not gets :func:`generic` (replace path, ``executemany``, no locks).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import sqlalchemy as sa
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.warehouse.schema import check_identifier
+
+SQLITE_BUSY_TIMEOUT_MS = 60_000
+
+#: Staging tables (merge stages, DuckDB's registered DataFrames) start with this.
+STAGE_PREFIX = "_deepocr_stage_"
+
+Lock = Literal["advisory", "immediate", "process", "none"]
+Bulk = Literal["copy", "dataframe", "none"]
+LiveColumns = Literal["pragma", "information_schema", "dataset_information_schema"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """What one database offers the loader (``name`` is SQLAlchemy's ``dialect.name``)."""
+
+    name: str
+    #: ``CREATE``/``DROP`` join the caller's transaction (Snowflake commits on DDL; BigQuery's
+    #: DB-API has no transactions).
+    transactional_ddl: bool = True
+    #: Snowflake: DDL commits any open transaction, so stages are committed before the apply and
+    #: dropped after the caller's commit.
+    ddl_commits: bool = False
+    #: Secondary indexes on ordinary tables (``CREATE INDEX`` fails without them).
+    indexes: bool = True
+    #: ``CREATE SCHEMA`` and schema-qualified names (SQLite has neither: use a prefix).
+    schemas: bool = True
+    #: How writers serialise on a document: PostgreSQL advisory locks, SQLite ``BEGIN IMMEDIATE``,
+    #: a lock in this process (DuckDB: one writer per file), or nothing.
+    lock: Lock = "none"
+    #: Redshift: ``LOCK`` every table at the start of a load (its MERGE has no row locks to rely on).
+    lock_tables_on_load: bool = False
+    #: The bulk path of the replace load and of filling merge stages: PostgreSQL ``COPY`` (psycopg
+    #: 3), a registered DataFrame (DuckDB), or none (``executemany``).
+    bulk: Bulk = "none"
+    #: How to read a table's live columns (for ``create()``'s ``ADD COLUMN``).
+    live_columns: LiveColumns = "information_schema"
+    #: ``load_method``: whether the replace path (DELETE + bulk INSERT) runs here, whether the
+    #: staged MERGE does, and which ``"auto"`` picks.
+    replace: bool = True
+    merge: bool = False
+    merge_by_default: bool = False
+    #: ``CREATE`` of a staging table shaped like the target (``{stage}``, ``{target}``, ``{hours}``).
+    stage_ddl: str = "CREATE TEMPORARY TABLE {stage} (LIKE {target})"
+    #: Stages live in the target's schema (else the session's temporary schema).
+    stage_in_target_schema: bool = False
+    #: ``MERGE INTO target AS tgt`` (Redshift takes no alias: the target's own name is used).
+    merge_target_alias: bool = True
+    #: Both ``WHEN`` clauses are mandatory (Redshift): a MERGE of key-only rows gets a no-op UPDATE.
+    merge_needs_update: bool = False
+    #: ``WHEN NOT MATCHED BY SOURCE``: supported at all, and used by default to delete stale rows
+    #: inside the MERGE (else a ``DELETE … NOT EXISTS`` runs first).
+    by_source: bool = False
+    by_source_default: bool = False
+    #: The apply statements go as one ``BEGIN TRANSACTION; …; COMMIT TRANSACTION;`` script.
+    script_transaction: bool = False
+    #: Limits of one multi-row ``INSERT … VALUES`` into a stage: bound values and payload bytes.
+    max_params: int = 10_000
+    max_bytes: int = 900_000
+
+    # -- engines and transactions -------------------------------------------------------------
+
+    def configure(self, engine: sa.Engine) -> None:
+        """Per-connection settings the loader relies on (SQLite: busy timeout, WAL)."""
+        if self.lock == "immediate":
+            sa.event.listen(engine, "connect", _sqlite_on_connect)
+
+    def before_create(self, engine: sa.Engine) -> None:
+        """What must run outside any transaction before the tables are created (SQLite: WAL, so
+        readers read while a document loads)."""
+        if self.lock == "immediate":
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode = WAL")
+
+    def process_lock(self, key: str) -> threading.Lock | None:
+        """The lock in this process every writer of ``key`` holds, where the database needs one."""
+        if self.lock != "process":
+            return None
+        with _PROCESS_LOCKS_GUARD:
+            return _PROCESS_LOCKS.setdefault(key, threading.Lock())
+
+    def begin_write(self, conn: sa.Connection, lock_keys: Sequence[str]) -> None:
+        """Start the write transaction and take the locks for ``lock_keys``."""
+        if self.lock == "immediate":
+            # pysqlite's legacy transaction control begins lazily and DEFERRED; a deferred
+            # transaction that reads and then writes can fail with SQLITE_BUSY on the upgrade.
+            # BEGIN IMMEDIATE takes the write lock up front (waiting up to busy_timeout).
+            conn.exec_driver_sql(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+            dbapi = conn.connection.driver_connection
+            if dbapi is not None and not dbapi.in_transaction:
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+        elif self.lock == "advisory":
+            # sorted, so two writers needing the same keys cannot deadlock; released at commit. One
+            # statement: unnest yields the keys in array order, and each row takes its lock in turn.
+            conn.execute(
+                sa.text(
+                    "SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) "
+                    "FROM unnest(CAST(:keys AS text[])) AS k"
+                ),
+                {"keys": sorted(set(lock_keys))},
+            )
+        elif self.lock == "process":
+            # serialised by process_lock (single writer per file); the first statement opens the
+            # transaction the bulk path's raw connection then joins.
+            conn.exec_driver_sql("SELECT 1")
+
+    def lock_tables(self, conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
+        """At the start of a load, ``LOCK`` the tables where the database needs it (Redshift)."""
+        if self.lock_tables_on_load:
+            fmt = conn.dialect.identifier_preparer.format_table
+            conn.exec_driver_sql(f"LOCK {', '.join(fmt(t) for t in tables)}")
+
+    # -- bulk path ----------------------------------------------------------------------------
+
+    def bulk_insert(
+        self, conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]
+    ) -> bool:
+        """Insert ``rows`` through the bulk path inside the current transaction; False (``rows``
+        untouched) where there is none."""
+        if self.bulk == "copy" and conn.dialect.driver == "psycopg":
+            _pg_copy(conn, table, columns, rows)
+            return True
+        if self.bulk == "dataframe":
+            _dataframe_insert(conn, table, columns, rows)
+            return True
+        return False
+
+    # -- schema -------------------------------------------------------------------------------
+
+    def live_columns_query(
+        self, dialect: sa.Dialect, table: sa.Table, url: sa.URL
+    ) -> tuple[Any, dict[str, Any]]:
+        """The query for a table's live column names (``information_schema``). Names compare
+        case-insensitively (Snowflake stores unquoted names in upper case); BigQuery keeps
+        INFORMATION_SCHEMA per dataset (the schema, else the URL's ``bigquery://project/dataset``)."""
+        if self.live_columns == "dataset_information_schema":
+            dataset = table.schema or url.database
+            if not dataset:
+                raise errors.ConfigError(
+                    "BigQuery needs a dataset: schema= or a bigquery://project/dataset URL"
+                )
+            ds = dialect.identifier_preparer.quote(check_identifier(dataset, "schema"))
+            stmt = sa.text(f"SELECT column_name FROM {ds}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = :t")
+            return stmt, {"t": table.name}
+        stmt = sa.text(
+            "SELECT column_name FROM information_schema.columns WHERE lower(table_name) = lower(:t) "
+            "AND lower(table_schema) = lower(COALESCE(:s, current_schema()))"
+        )
+        return stmt, {"t": table.name, "s": table.schema}
+
+    def table_columns(self, conn: sa.Connection, table: sa.Table) -> set[str]:
+        """Column names of the table as it exists. Not ``sa.inspect``: duckdb-engine's inspector
+        queries catalog tables DuckDB 2 lacks."""
+        if self.live_columns == "pragma":
+            quoted = conn.dialect.identifier_preparer.quote(table.name)
+            return {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({quoted})")}
+        query = self.live_columns_query(conn.dialect, table, conn.engine.url)
+        return {str(r[0]).lower() for r in conn.execute(*query)}
+
+    # -- staged MERGE -------------------------------------------------------------------------
+
+    def stage_create(self, stage: str, target: str, ttl_hours: int) -> str:
+        """``CREATE`` of a staging table (quoted names) shaped like ``target``."""
+        return self.stage_ddl.format(stage=stage, target=target, hours=int(ttl_hours))
+
+    def merge_head(self, target: str, stage: str) -> tuple[str, str]:
+        """The ``MERGE INTO … USING …`` line and the name the clauses use for the target."""
+        if self.merge_target_alias:
+            return f"MERGE INTO {target} AS tgt USING {stage} AS src", "tgt"
+        return f"MERGE INTO {target} USING {stage} AS src", target
+
+    def apply_script(self, statements: Sequence[str]) -> list[str]:
+        """What to execute for the apply phase: one transaction script, or the statements as they
+        are inside the caller's transaction."""
+        if self.script_transaction:
+            return ["BEGIN TRANSACTION;\n" + ";\n".join(statements) + ";\nCOMMIT TRANSACTION;"]
+        return list(statements)
+
+
+_MERGE_WAREHOUSE = Dialect(
+    "",
+    indexes=False,
+    replace=False,
+    merge=True,
+    merge_by_default=True,
+    stage_in_target_schema=True,
+)
+
+DIALECTS: dict[str, Dialect] = {
+    d.name: d
+    for d in (
+        Dialect("sqlite", schemas=False, lock="immediate", live_columns="pragma"),
+        # PostgreSQL ≥ 15 has MERGE (no NOT MATCHED BY SOURCE before 17); 65,535 bind parameters.
+        Dialect(
+            "postgresql", lock="advisory", bulk="copy", merge=True, max_params=30_000, max_bytes=16_000_000
+        ),
+        # DuckDB ≥ 1.4: MERGE with NOT MATCHED BY SOURCE; no LIKE, so stages are CTAS … LIMIT 0.
+        Dialect(
+            "duckdb",
+            lock="process",
+            bulk="dataframe",
+            merge=True,
+            by_source=True,
+            stage_ddl="CREATE TEMPORARY TABLE {stage} AS SELECT * FROM {target} LIMIT 0",
+            max_params=30_000,
+            max_bytes=16_000_000,
+        ),
+        # Snowflake binds client-side into the statement text (1 MB of SQL text at most).
+        replace(
+            _MERGE_WAREHOUSE,
+            name="snowflake",
+            transactional_ddl=False,
+            ddl_commits=True,
+            stage_ddl="CREATE TEMPORARY TABLE {stage} LIKE {target}",
+        ),
+        # BigQuery: at most 10,000 query parameters and 1 MB of query text; temporary tables exist
+        # only inside one script, so a stage is a permanent table that expires.
+        replace(
+            _MERGE_WAREHOUSE,
+            name="bigquery",
+            transactional_ddl=False,
+            live_columns="dataset_information_schema",
+            stage_ddl=(
+                "CREATE TABLE {stage} LIKE {target} OPTIONS ("
+                "expiration_timestamp = TIMESTAMP_ADD(CURRENT_TIMESTAMP(), INTERVAL {hours} HOUR))"
+            ),
+            by_source=True,
+            by_source_default=True,
+            script_transaction=True,
+        ),
+        # Redshift: PostgreSQL's wire protocol (32,767 parameters per statement), 16 MB statements.
+        replace(
+            _MERGE_WAREHOUSE,
+            name="redshift",
+            stage_in_target_schema=False,
+            lock_tables_on_load=True,
+            merge_target_alias=False,
+            merge_needs_update=True,
+            max_params=30_000,
+        ),
+    )
+}
+
+
+def generic(name: str) -> Dialect:
+    """A database with no entry here: the replace path with ``executemany``, no locks."""
+    return Dialect(name)
+
+
+def dialect_of(obj: sa.Dialect | sa.Connection | sa.Engine | str) -> Dialect:
+    """The :class:`Dialect` of a SQLAlchemy dialect, connection, engine, or dialect name."""
+    name = obj if isinstance(obj, str) else (obj if isinstance(obj, sa.Dialect) else obj.dialect).name
+    return DIALECTS.get(name) or generic(name)
+
+
+def merge_dialect(obj: sa.Dialect | sa.Connection | sa.Engine) -> Dialect:
+    """The :class:`Dialect` when staged MERGE runs there; :class:`~errors.ConfigError` otherwise."""
+    d = dialect_of(obj)
+    if not d.merge:
+        supported = ", ".join(n for n, x in DIALECTS.items() if x.merge)
+        raise errors.ConfigError(f"staged MERGE is not supported on {d.name!r} (supported: {supported})")
+    return d
+
+
+def make_engine(url: str) -> sa.Engine:
+    """An engine for a URL, with the per-connection settings this loader relies on."""
+    try:
+        engine = sa.create_engine(url)
+    except Exception as exc:  # bad URL / missing driver: a configuration problem
+        raise errors.ConfigError(f"cannot create engine: {type(exc).__name__}") from exc
+    dialect_of(engine).configure(engine)
+    return engine
+
+
+def live_columns_query(dialect: sa.Dialect, table: sa.Table, url: sa.URL) -> tuple[Any, dict[str, Any]]:
+    """:meth:`Dialect.live_columns_query` of ``dialect``."""
+    return dialect_of(dialect).live_columns_query(dialect, table, url)
+
+
+def begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
+    """Start the write transaction on ``conn`` and take the locks for ``lock_keys``."""
+    dialect_of(conn).begin_write(conn, lock_keys)
+
+
+# --------------------------------------------------------------------------------------------
+# The pieces behind the fields
+# --------------------------------------------------------------------------------------------
+
+_PROCESS_LOCKS: dict[str, threading.Lock] = {}
+_PROCESS_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    try:
+        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
+        cur.execute("PRAGMA journal_mode = WAL")
+        cur.execute("PRAGMA synchronous = NORMAL")
+    finally:
+        cur.close()
+
+
+def _pg_copy(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
+    """PostgreSQL ``COPY ... FROM STDIN`` through psycopg 3 (identifiers quoted by psycopg).
+
+    The row tuples go to psycopg's ``write_row`` as they are (encoded in C with psycopg's binary
+    build); encoding COPY text in Python was measured slower.
+    """
+    from psycopg import sql
+
+    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
+    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
+    raw = conn.connection.driver_connection
+    with raw.cursor() as cur, cur.copy(stmt) as cp:  # type: ignore[union-attr]
+        write = cp.write_row
+        for r in rows:
+            write(r)
+
+
+def _dataframe_insert(
+    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]
+) -> None:
+    """DuckDB: register the rows as a DataFrame and ``INSERT ... SELECT`` (executemany is slow)."""
+    import pandas as pd
+
+    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
+    quoter = conn.dialect.identifier_preparer
+    name = f"{STAGE_PREFIX}{uuid.uuid4().hex}"
+    col_sql = ", ".join(quoter.quote(c) for c in columns)
+    target = quoter.format_table(table)
+    raw = conn.connection.driver_connection
+    raw.register(name, frame)  # type: ignore[union-attr]
+    try:
+        raw.execute(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM {name}")  # type: ignore[union-attr]
+    finally:
+        raw.unregister(name)  # type: ignore[union-attr]

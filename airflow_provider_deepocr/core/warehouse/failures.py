@@ -1,0 +1,60 @@
+"""Failure rows in the warehouse: written idempotently (one row per ``failure_id``) and removed
+when a document they belong to loads or is quarantined again."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_deepocr.core.records import DocumentResult, Failure
+from airflow_provider_deepocr.core.warehouse.rows import DocRows, chunks, failure_id, failure_row
+
+
+def doc_failures(failures: sa.Table, doc_id: str, source_uri: str) -> sa.ColumnElement[bool]:
+    """Failure rows that belong to a document: by id, or by URI when it was never hashed."""
+    f = failures
+    return sa.or_(f.c.doc_id == doc_id, sa.and_(f.c.doc_id.is_(None), f.c.source_uri == source_uri))
+
+
+def delete_failures_of(
+    conn: sa.Connection, failures: sa.Table, docs: Sequence[DocumentResult], keep: Collection[str] = ()
+) -> None:
+    """Delete the failure rows that belong to ``docs``, except those whose id is in ``keep``."""
+    for chunk in chunks(docs, 500):
+        stale = sa.or_(*(doc_failures(failures, r.doc_id, r.ref.uri) for r in chunk))
+        if keep:
+            stale = sa.and_(stale, failures.c.failure_id.not_in(sorted(keep)))
+        conn.execute(failures.delete().where(stale))
+
+
+def insert_failures(conn: sa.Connection, failures: sa.Table, rows: list[dict[str, Any]]) -> int:
+    """Write failure rows, replacing rows with the same id; returns the distinct rows written."""
+    uniq = list({r["failure_id"]: r for r in rows}.values())
+    if not uniq:
+        return 0
+    ids = [r["failure_id"] for r in uniq]
+    for chunk in chunks(ids, 500):
+        conn.execute(failures.delete().where(failures.c.failure_id.in_(chunk)))
+    conn.execute(failures.insert(), uniq)
+    return len(uniq)
+
+
+def failure_rows_of(
+    todo: Sequence[tuple[DocumentResult, DocRows]], run_id: str, now: datetime
+) -> list[dict[str, Any]]:
+    """The failure rows the loaded documents carry (their page-level failures)."""
+    return [
+        failure_row(fl, run_id=run_id, config_fingerprint=r.config_fingerprint, doc_id=r.doc_id, now=now)
+        for r, rows in todo
+        for fl in rows.failures
+    ]
+
+
+def own_failure_id(f: Failure, doc_id: str | None) -> str:
+    """The id of ``f`` as a row of document ``doc_id`` (its own doc id wins when it has one)."""
+    return failure_id(
+        f.source_uri, f.doc_id if f.doc_id is not None else doc_id, f.page_no, f.reason, f.stage
+    )

@@ -1,0 +1,158 @@
+"""The warehouse's tables: names, keys, columns and identifiers (no database is named here).
+
+Every table is ``{prefix}<name>`` in an optional schema; prefix, schema, table and column names are
+checked against :data:`IDENT_RE` before they reach SQL.
+"""
+
+from __future__ import annotations
+
+import re
+
+import sqlalchemy as sa
+
+from airflow_provider_deepocr.core import errors
+
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+
+TABLES = (
+    "documents",
+    "pages",
+    "blocks",
+    "table_cells",
+    "failures",
+    "load_ledger",
+    "validation_results",
+)
+
+# Tables holding a loaded document's content (deleted on reload / quarantine).
+CONTENT_TABLES = ("table_cells", "blocks", "pages", "documents")
+
+# The primary key of every table a load writes by key (MERGE ``ON``, duplicate checks).
+KEYS: dict[str, tuple[str, ...]] = {
+    "documents": ("doc_id",),
+    "load_ledger": ("doc_id",),
+    "validation_results": ("doc_id", "table_name", "expectation"),
+    "pages": ("doc_id", "page_no"),
+    "blocks": ("doc_id", "page_no", "block_no"),
+    "table_cells": ("doc_id", "page_no", "block_no", "row_no", "col_no"),
+}
+
+
+def check_identifier(value: str, what: str) -> str:
+    """``value`` when it is a safe SQL identifier; :class:`~errors.ConfigError` naming ``what`` otherwise."""
+    if not isinstance(value, str) or not IDENT_RE.match(value):
+        raise errors.ConfigError(f"invalid {what}: must match {IDENT_RE.pattern}")
+    return value
+
+
+def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
+    """All tables of one warehouse (names ``{prefix}<table>``)."""
+    md = sa.MetaData(schema=schema)
+    doc_id = sa.String(64)
+    fp = sa.String(64)
+    ts = sa.TIMESTAMP(timezone=True)  # BigQuery: TIMESTAMP (its DATETIME has no time zone)
+
+    sa.Table(
+        f"{prefix}documents",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("source_uri", sa.Text, nullable=False),
+        sa.Column("source_version", sa.Text),
+        sa.Column("media_type", sa.Text),
+        sa.Column("page_count", sa.Integer, nullable=False),
+        sa.Column("config_fingerprint", fp, nullable=False),
+        sa.Column("loaded_at", ts, nullable=False),
+        sa.Column("run_id", sa.Text, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}pages",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("page_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("source_uri", sa.Text),
+        sa.Column("width", sa.Integer),
+        sa.Column("height", sa.Integer),
+        sa.Column("dpi", sa.Integer),
+        sa.Column("engine", sa.Text),
+        sa.Column("model", sa.Text),
+        sa.Column("revision", sa.Text),
+        sa.Column("prompt", sa.Text),
+        sa.Column("mode", sa.Text),
+        sa.Column("finish_reason", sa.Text),
+        sa.Column("attempts", sa.Integer),
+        sa.Column("prompt_tokens", sa.Integer),
+        sa.Column("output_tokens", sa.Integer),
+        sa.Column("seconds", sa.Double),
+        sa.Column("flags", sa.Text),
+        sa.Column("markdown", sa.Text),
+        sa.Column("config_fingerprint", fp),
+    )
+    sa.Table(
+        f"{prefix}blocks",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("page_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("block_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("label", sa.Text),
+        sa.Column("kind", sa.Text),
+        *(sa.Column(c, sa.Integer) for c in ("x0", "y0", "x1", "y1")),
+        *(sa.Column(c, sa.Double) for c in ("px_x0", "px_y0", "px_x1", "px_y1")),
+        sa.Column("text", sa.Text),
+        sa.Column("raw", sa.Text),
+        sa.Column("flags", sa.Text),
+        sa.Column("engine", sa.Text),
+        sa.Column("model", sa.Text),
+        sa.Column("config_fingerprint", fp),
+    )
+    sa.Table(
+        f"{prefix}table_cells",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("page_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("block_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("row_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("col_no", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("rowspan", sa.Integer),
+        sa.Column("colspan", sa.Integer),
+        sa.Column("is_header", sa.Boolean),
+        sa.Column("text", sa.Text),
+        sa.Column("caption", sa.Text),
+    )
+    sa.Table(
+        f"{prefix}failures",
+        md,
+        sa.Column("failure_id", sa.String(64), primary_key=True),
+        sa.Column("source_uri", sa.Text, nullable=False),
+        sa.Column("doc_id", doc_id),
+        sa.Column("page_no", sa.Integer),
+        sa.Column("stage", sa.Text),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("detail", sa.Text),
+        sa.Column("config_fingerprint", fp),
+        sa.Column("run_id", sa.Text),
+        sa.Column("recorded_at", ts, nullable=False),
+        sa.Index(f"{prefix}failures_doc_idx", "doc_id"),
+    )
+    sa.Table(
+        f"{prefix}load_ledger",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("run_id", sa.Text, nullable=False),
+        sa.Column("config_fingerprint", fp, nullable=False),
+        sa.Column("content_hash", sa.String(64), nullable=False),
+        sa.Column("pages", sa.Integer, nullable=False),
+        sa.Column("blocks", sa.Integer, nullable=False),
+        sa.Column("cells", sa.Integer, nullable=False),
+        sa.Column("loaded_at", ts, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}validation_results",
+        md,
+        sa.Column("doc_id", doc_id, primary_key=True),
+        sa.Column("table_name", sa.String(64), primary_key=True),
+        sa.Column("expectation", sa.String(512), primary_key=True),
+        sa.Column("success", sa.Boolean, nullable=False),
+        sa.Column("observed", sa.Text),
+        sa.Column("run_id", sa.Text),
+    )
+    return md
