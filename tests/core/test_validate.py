@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,16 +14,7 @@ import sqlalchemy as sa
 
 from airflow_provider_deepocr.core import errors, validate
 from airflow_provider_deepocr.core.warehouse import Warehouse
-
-# the DocumentResult factory lives beside the warehouse tests
-_spec = importlib.util.spec_from_file_location(
-    "_deepocr_wh_tests", Path(__file__).with_name("test_warehouse.py")
-)
-assert _spec is not None and _spec.loader is not None
-_wh_tests = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_wh_tests)
-make_result = _wh_tests.make_result
-SECRET: str = _wh_tests.SECRET
+from tests.core.warehouse.test_loader import SECRET, make_result
 
 
 @pytest.fixture(scope="module", autouse=True)

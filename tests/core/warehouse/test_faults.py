@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import importlib.util
 import multiprocessing as mp
 import os
 import signal
 import threading
 import time
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.warehouse import Warehouse
-
-_spec = importlib.util.spec_from_file_location("_wh_tests", Path(__file__).with_name("test_warehouse.py"))
-_mod = importlib.util.module_from_spec(_spec)  # type: ignore[arg-type]
-_spec.loader.exec_module(_mod)  # type: ignore[union-attr]
-make_result = _mod.make_result
+from tests.core.warehouse.test_loader import make_result
 
 
 def _docs(n: int, blocks: int) -> list:

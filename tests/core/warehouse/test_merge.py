@@ -31,7 +31,7 @@ from airflow_provider_deepocr.core.warehouse import (
 )
 from airflow_provider_deepocr.core.warehouse import merge as m
 from airflow_provider_deepocr.core.warehouse.merge_sql import _estimate_bytes
-from tests.core.test_warehouse import SECRET, make_result
+from tests.core.warehouse.test_loader import SECRET, make_result
 
 CONTENT = ("documents", "pages", "blocks", "table_cells")
 DOC_COLUMNS = (
