@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -118,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--s3-endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="S3-compatible endpoint"
     )
+    run.add_argument(
+        "--skip-unchanged",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="skip objects whose URI, size and version match a document loaded under this config, unread",
+    )
+    run.add_argument(
+        "--gpu-hour-cost", type=float, default=None, help="cost of an hour of this machine (runs table)"
+    )
     run.add_argument("--json", action="store_true", help="print the summary as one JSON object on stdout")
 
     parse = sub.add_parser("parse", help="parse one raw DeepSeek-OCR output file")
@@ -147,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--schema", default=None)
     show.add_argument("--table-prefix", default="deepocr_")
     show.add_argument("--limit", type=_positive_int, default=5, help="rows to show per table")
+    show.add_argument(
+        "--runs", action="store_true", help="the runs table instead: one row per run and shard, with cost"
+    )
     return p
 
 
@@ -173,6 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"deepocr: cannot use warehouse {_mask(args.warehouse)}: {type(exc).__name__}", file=sys.stderr)
         return EXIT_CANNOT_RUN
     try:
+        t0 = time.perf_counter()
         engine = get_engine(
             args.engine,
             model=args.model,
@@ -189,6 +203,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise errors.ConfigError(f"--retry-temperatures: {exc}") from None
         engine = with_retries(engine, ladder, fallback)
+        load_seconds = time.perf_counter() - t0
         work_dir = args.work_dir if "://" in args.work_dir else str(Path(args.work_dir).resolve())
         work = WorkArea(work_dir, storage_for(work_dir, s3_client=s3_client))
         summary = run_pipeline(
@@ -203,6 +218,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             suites=dict(args.expectations) or None,
             on_validation_failure=args.on_validation_failure,
             max_documents=args.max_documents,
+            skip_unchanged=args.skip_unchanged,
+            model_load_seconds=load_seconds,
+            gpu_hour_cost=args.gpu_hour_cost,
         )
     except errors.DeepOcrError as exc:
         print(f"deepocr: {exc}", file=sys.stderr)
@@ -211,7 +229,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(json.dumps(summary.to_dict(), sort_keys=True))
     else:
         print(f"run {summary.run_id}: engine {summary.engine} ({summary.model})")
-        print(f"  documents: {summary.documents} (loaded {summary.loaded_documents})")
+        print(
+            f"  documents: {summary.documents} (loaded {summary.loaded_documents}, "
+            f"already loaded {summary.skipped_documents})"
+        )
         print(f"  pages:     {summary.pages} (ok {summary.ok})")
         failed = ", ".join(f"{k}={v}" for k, v in summary.failed.items()) or "none"
         print(f"  failed:    {failed}")
@@ -263,6 +284,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core.warehouse import Warehouse
 
     wh = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix)
+    if args.runs:
+        return _show_runs(wh, args.limit)
     counts = wh.counts()
     print("rows per table:")
     for name, n in counts.items():
@@ -281,6 +304,59 @@ def cmd_show(args: argparse.Namespace) -> int:
             print(f"\n{table.name} (first {len(rows)}):")
             for row in rows:
                 print("  " + " | ".join(_short(v) for v in row))
+    return EXIT_OK
+
+
+RUN_COLUMNS = (
+    ("run_id", 40),
+    ("dag_id", 24),
+    ("shard", 8),
+    ("documents", 5),
+    ("pages", 6),
+    ("pages_ocr", 6),
+    ("engine", 10),
+    ("device", 18),
+    ("model_load_seconds", 7),
+    ("engine_seconds", 8),
+    ("output_tokens", 9),
+    ("cost", 9),
+    ("failed", 30),
+)
+
+
+def _show_runs(wh: Any, limit: int) -> int:
+    """The newest rows of the runs table, then per run: pages/s and cost per document and per
+    1,000 pages (when the runs carry a cost: ``gpu_hour_cost`` of the OCR connection)."""
+    rows = wh.runs(limit=max(limit, 1) * 20)
+    heads = {"model_load_seconds": "load_s", "engine_seconds": "engine_s", "output_tokens": "tokens"}
+    columns = [(c, heads.get(c, c), max(w, len(heads.get(c, c)))) for c, w in RUN_COLUMNS]
+    print("  ".join(f"{head:<{w}}" for _, head, w in columns).rstrip())
+    for r in rows:
+        cells = []
+        for c, _, w in columns:
+            v = r.get(c)
+            v = (f"{v:.6f}" if c == "cost" else f"{v:.2f}") if isinstance(v, float) else v
+            cells.append(f"{_short(v, w):<{w}}")
+        print("  ".join(cells).rstrip())
+    runs: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in rows:
+        runs.setdefault((r["run_id"], r["dag_id"]), []).append(r)
+    if runs:
+        print("\nper run:")
+    for (run_id, dag_id), shards in runs.items():
+        docs = sum(r["documents"] for r in shards)
+        pages = sum(r["pages"] for r in shards)
+        engine_s = sum(r["engine_seconds"] or 0 for r in shards)
+        costs = [r["cost"] for r in shards if r["cost"] is not None]
+        line = f"  {run_id} ({dag_id}): {len(shards)} shard rows, {docs} documents, {pages} pages"
+        if engine_s:
+            line += f", {sum(r['pages_ocr'] or 0 for r in shards) / engine_s:.2f} pages/s of engine time"
+        if costs:
+            cost = sum(costs)
+            per_doc = cost / docs if docs else 0.0
+            per_k = 1000 * cost / pages if pages else 0.0
+            line += f", cost {cost:.4f} ({per_doc:.6f} per document, {per_k:.4f} per 1,000 pages)"
+        print(line)
     return EXIT_OK
 
 

@@ -35,6 +35,7 @@ WAREHOUSE = os.environ.get("DEEPOCR_WAREHOUSE", "finance_warehouse")
 OCR_CONN_ID = os.environ.get("DEEPOCR_OCR_CONN_ID", "deepseek_ocr_default")
 WORK_URI = os.environ.get("DEEPOCR_WORK_URI", "/tmp/deepocr-work")
 AWS_CONN_ID = os.environ.get("DEEPOCR_AWS_CONN_ID") or None
+SHARD_PAGES = int(os.environ.get("DEEPOCR_SHARD_PAGES", "2000"))  # the server answers ~64 at once
 
 # Checks on top of the default suites (short dict form; a GX suite JSON path works too).
 FILING_EXPECTATIONS = {
@@ -64,23 +65,33 @@ with DAG(
     listing = DeepOcrListDocumentsOperator(
         task_id="list_filings",
         source_uri=FILINGS_URI + "/{{ ds }}/",
+        shard_pages=SHARD_PAGES,  # a heavy filing day spreads over several OCR tasks
+        warehouse_conn_id=WAREHOUSE,  # filings re-sent unchanged are skipped unread
     )
-    ocr = DeepOcrOcrOperator(
+    ocr = DeepOcrOcrOperator.partial(
         task_id="ocr",
-        manifest=listing.output,
         deepseek_ocr_conn_id=OCR_CONN_ID,
         text_layer="auto",
         queue="default",  # the model runs on the server; this worker only waits on the network
-    )
-    parsed = DeepOcrParseValidateOperator(
+    ).expand(manifest=listing.output)
+    parsed = DeepOcrParseValidateOperator.partial(
         task_id="parse_validate",
-        manifest=ocr.output,
+        expectations=FILING_EXPECTATIONS,
+        on_validation_failure="quarantine",
+    ).expand(manifest=ocr.output)
+    load = DeepOcrLoadOperator.partial(
+        task_id="load",
+        warehouse_conn_id=WAREHOUSE,
+        outlets=[],  # the day's Asset event comes once, from load_split_filings
+    ).expand(manifest=parsed.output)
+    parsed_split = DeepOcrParseValidateOperator(
+        task_id="parse_split_filings",
+        spanning=True,
         expectations=FILING_EXPECTATIONS,
         on_validation_failure="quarantine",
     )
-    load = DeepOcrLoadOperator(
-        task_id="load",
-        manifest=parsed.output,
-        warehouse_conn_id=WAREHOUSE,
+    load_split = DeepOcrLoadOperator(
+        task_id="load_split_filings", manifest=parsed_split.output, warehouse_conn_id=WAREHOUSE
     )
-    listing >> ocr >> parsed >> load
+    ocr >> parsed_split >> load_split
+    load >> load_split

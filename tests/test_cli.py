@@ -26,9 +26,12 @@ def mixed_folder(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[s
 
 
 def _table_counts(db: Path) -> dict[str, int]:
+    """Rows per table, but the runs table (an audit log: one row per run)."""
     with sqlite3.connect(db) as conn:
         names = [r[0] for r in conn.execute("select name from sqlite_master where type='table'")]
-        return {n: conn.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names}
+        return {
+            n: conn.execute(f'select count(*) from "{n}"').fetchone()[0] for n in names if n != "deepocr_runs"
+        }
 
 
 def _run_json(capsys: pytest.CaptureFixture[str], argv: list[str]) -> dict:
@@ -67,6 +70,14 @@ def test_run_rapidocr_loads_good_pages_records_bad_files_and_is_idempotent(
     again = _run_json(capsys, argv)
     assert _table_counts(db) == before
     assert again["failed"] == summary["failed"]
+    # the rerun listed the loaded files and skipped them unread; each run left its runs row
+    assert again["skipped_documents"] == len(good) and again["loaded_documents"] == 0
+    with sqlite3.connect(db) as conn:
+        runs = {
+            r[0]: r[1:] for r in conn.execute("select run_id, documents, pages, engine from deepocr_runs")
+        }
+    assert runs[summary["run_id"]] == (len(good) + len(bad), summary["ok"], "rapidocr")
+    assert runs[again["run_id"]][0] == len(bad)  # only the bad files were read again
 
     # a fresh work area (nothing cached) still leaves the same row counts
     shutil.rmtree(tmp_path / "work")
@@ -141,3 +152,31 @@ def test_parse_json_on_every_shared_fixture(raw_fixture_files: list[Path]) -> No
         assert doc["pages"] and doc["pages"][0]["blocks"], path.name
         for block in doc["pages"][0]["blocks"]:
             assert set(block) >= {"index", "label", "kind", "bbox", "text", "flags"}
+
+
+def test_show_runs_prints_each_shard_row_and_the_cost_per_document_and_1000_pages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from airflow_provider_deepocr.core.engines import get_engine
+    from airflow_provider_deepocr.core.pipeline import run_pipeline
+    from airflow_provider_deepocr.core.sources import WorkArea
+    from airflow_provider_deepocr.core.warehouse import Warehouse
+    from airflow_provider_deepocr.testing.samples import write_samples
+
+    write_samples(tmp_path / "docs")
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    engine = get_engine("sleep", seconds_per_page=0.05)
+    summary = run_pipeline(
+        str(tmp_path / "docs"), Warehouse(url), engine, WorkArea(str(tmp_path / "w")), gpu_hour_cost=3.6
+    )
+    capsys.readouterr()
+    assert main(["show", "--warehouse", url, "--runs"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["run_id", "dag_id", "shard", "documents"]
+    row = out[1].split()
+    assert row[:5] == [summary.run_id, "cli", "all", str(summary.documents), str(summary.ok)]
+    assert row[6:8] == ["sleep", "cpu"]
+    cost = float(row[11])  # 3.6 an hour is 0.001 a second: the stage's wall time, in thousandths
+    assert 0 < cost < 0.1
+    per_run = next(line for line in out if line.startswith(f"  {summary.run_id} (cli)"))
+    assert "per document" in per_run and "per 1,000 pages" in per_run

@@ -23,6 +23,9 @@ LOAD_ERROR = "load_error"
 PARSE_ERROR = "parse_error"
 INTERNAL_ERROR = "internal_error"
 NO_TEXT_LAYER = "no_text_layer"
+SOURCE_MISSING = "source_missing"  # listed, then gone before it was read
+SOURCE_CHANGED = "source_changed"  # its content changed between the listing and the OCR of a part
+INCOMPLETE_DOCUMENT = "incomplete_document"  # a split document with a part no shard finished
 
 
 class DeepOcrError(Exception):

@@ -7,11 +7,19 @@ manifest URI through XCom, while ``run_pipeline`` runs every stage in-process fo
 Work-area layout (content-addressed; a retried or re-run stage finds finished work and skips it)::
 
     runs/<run_id>/documents.jsonl             listing: one DocumentRef per line
-    runs/<run_id>/ocr.jsonl                   one OcrEntry per document
-    runs/<run_id>/records.jsonl               one RecordsEntry per document
+    runs/<run_id>/shards/<NNNNN>.jsonl        a sharded listing: one ShardItem per line (core.shards)
+    runs/<run_id>/spanning.jsonl              documents split across shards, with their parts
+    runs/<run_id>/ocr.jsonl                   one OcrEntry per document (ocr/<shard>.jsonl per shard)
+    runs/<run_id>/stats/<shard>.json          what the OCR stage measured (core.runs.OcrStats)
+    runs/<run_id>/records.jsonl               one RecordsEntry per document (records/<shard>.jsonl)
     ocr/<fingerprint>/<doc_id>/p00001.json    one OcrResult per page
     ocr/<fingerprint>/<doc_id>/document.json  the document's OCR summary (pages, failures)
+    ocr/<fingerprint>/<doc_id>/part-00001-05000.json  the same for one part of a split document
     records/<fingerprint>/<doc_id>.json       DocumentResult (parsed records with provenance)
+
+A sharded run maps the OCR, parse and load stages over the shards (one Airflow task instance
+each); the documents split across shards are assembled, parsed and loaded once, whole, after every
+shard's OCR (:func:`stage_assemble`).
 
 Failures are isolated to the smallest unit: a page that fails is a failure row of its document,
 a document that fails is a failure row of the batch; nothing else is lost.
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import queue
 import threading
 import time
@@ -40,6 +49,8 @@ from airflow_provider_deepocr.core.records import (
     PageRecord,
     fingerprint,
 )
+from airflow_provider_deepocr.core.runs import OcrStats, Progress, run_row, utc_now
+from airflow_provider_deepocr.core.shards import ShardItem
 
 if TYPE_CHECKING:
     from airflow_provider_deepocr.core.engines.base import OcrEngine
@@ -104,9 +115,29 @@ class StageResult:
     skipped: int = 0
     config_fingerprint: str | None = None
     total_pages: int = 0  # pages found in readable documents (OCR stage)
+    shards: list[str] = field(default_factory=list)  # listing: the shard manifests' URIs
+    spanning_uri: str | None = None  # listing: the documents split across shards
+    spanning: int = 0  # how many documents are split across shards (listing), or deferred (parse)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def shard_name(manifest_uri: str) -> str:
+    """The shard a stage manifest belongs to: ``00003`` for ``…/shards/00003.jsonl``,
+    ``…/ocr/00003.jsonl`` or ``…/records/00003.jsonl``; ``spanning`` for the assembled split
+    documents; ``all`` for an unsharded run."""
+    head, _, name = manifest_uri.rstrip("/").rpartition("/")
+    if head.rpartition("/")[2] in ("shards", "ocr", "records", "stats"):
+        return name.removesuffix(".jsonl").removesuffix(".json")
+    return "spanning" if name == "spanning.jsonl" else "all"
+
+
+def _stage_uri(work: WorkArea, run_id: str, stage: str, shard: str) -> str:
+    """``runs/<run_id>/<stage>.jsonl`` for an unsharded run, else ``runs/<run_id>/<stage>/<shard>.jsonl``."""
+    if shard == "all":
+        return work.uri("runs", run_id, f"{stage}.jsonl")
+    return work.uri("runs", run_id, stage, f"{shard}.jsonl")
 
 
 def _count_failures(failures: Iterable[Failure]) -> dict[str, int]:
@@ -124,6 +155,22 @@ def _merge_counts(*counts: dict[str, int]) -> dict[str, int]:
 # Stage 1: list
 
 
+def unchanged_refs(
+    refs: Sequence[DocumentRef], loaded: Iterable[tuple[str, int | None, str | None, str]], fingerprint: str
+) -> set[str]:
+    """The URIs of ``refs`` that are loaded unchanged: ``loaded`` (source URI, size, version, config
+    fingerprint of every loaded document, see ``Warehouse.loaded_sources``) holds the same URI, size
+    and version (ETag, or mtime for files) under ``fingerprint``. Nothing is read."""
+    listed = {r.uri: r for r in refs}
+    same: set[str] = set()
+    for uri, size, version, fp in loaded:
+        ref = listed.get(uri)
+        if ref is not None and fp == fingerprint and version is not None:
+            if ref.version == version and (size is None or ref.size == size):
+                same.add(uri)
+    return same
+
+
 def stage_list(
     source_uri: str,
     work: WorkArea,
@@ -131,15 +178,79 @@ def stage_list(
     storage: Storage | None = None,
     s3_client: Any = None,
     max_documents: int | None = None,
+    shard_pages: int | None = None,
+    warehouse: Warehouse | None = None,
+    fingerprint: str | None = None,
+    count_threads: int = 8,
 ) -> StageResult:
-    """List the documents under ``source_uri`` and write the listing manifest."""
-    from airflow_provider_deepocr.core.sources import list_documents
+    """List the documents under ``source_uri`` and write the listing manifest.
 
-    refs = list_documents(source_uri, storage=storage, s3_client=s3_client, max_documents=max_documents)
+    ``warehouse`` and ``fingerprint`` (the live config fingerprint) turn on the incremental listing:
+    an object whose URI, size and version match a document the warehouse holds under that
+    fingerprint is skipped without reading it (``skipped`` counts them). ``shard_pages`` cuts the
+    listing into shards of at most that many pages (:mod:`~airflow_provider_deepocr.core.shards`):
+    each listed document is opened once to count its pages (``count_threads`` at a time), and the
+    result lists the shard manifests (``shards``) and the documents split across them.
+    """
+    from airflow_provider_deepocr.core.shards import check_shard_pages, count_all, plan_shards
+    from airflow_provider_deepocr.core.sources import list_documents, storage_for
+
+    if shard_pages is not None:
+        shard_pages = check_shard_pages(shard_pages)
+    storage = storage or storage_for(source_uri, s3_client=s3_client)
+    refs = list_documents(source_uri, storage=storage, max_documents=max_documents)
+    skipped = 0
+    if warehouse is not None and fingerprint and refs:
+        prefix = os.path.commonprefix([r.uri for r in refs])  # the listed URIs' form (file://…)
+        same = unchanged_refs(refs, warehouse.loaded_sources(prefix), fingerprint)
+        skipped = len(same)
+        refs = [r for r in refs if r.uri not in same]
+        # the OCR stage compares this with the fingerprint it really runs under (see stage_ocr)
+        work.write_json(
+            work.uri("runs", run_id, "listing.json"), {"fingerprint": fingerprint, "skipped": skipped}
+        )
     uri = work.uri("runs", run_id, "documents.jsonl")
-    work.write_jsonl(uri, [r.to_dict() for r in refs])
-    log.info("listed %d documents under %s", len(refs), source_uri)
-    return StageResult(manifest_uri=uri, documents=len(refs))
+    if shard_pages is None:
+        work.write_jsonl(uri, [r.to_dict() for r in refs])
+        log.info("listed %d documents under %s (%d unchanged, skipped)", len(refs), source_uri, skipped)
+        return StageResult(manifest_uri=uri, documents=len(refs), skipped=skipped)
+    counts = count_all(refs, storage.read, threads=count_threads)
+    work.write_jsonl(uri, [{**r.to_dict(), "pages": n} for r, n in zip(refs, counts, strict=True)])
+    plan = plan_shards(zip(refs, counts, strict=True), shard_pages)
+    shard_uris = []
+    parts: dict[str, dict[str, Any]] = {}
+    for i, items in enumerate(plan):
+        name = f"{i:05d}"
+        shard_uris.append(
+            work.write_jsonl(
+                work.uri("runs", run_id, "shards", f"{name}.jsonl"), [it.to_dict() for it in items]
+            )
+        )
+        for it in items:
+            if it.is_part:
+                d = parts.setdefault(it.ref.uri, {"ref": it.ref.to_dict(), "pages": it.pages, "parts": []})
+                d["parts"].append({"shard": name, "first": it.first, "last": it.last})
+    spanning_uri = work.write_jsonl(work.uri("runs", run_id, "spanning.jsonl"), list(parts.values()))
+    log.info(
+        "listed %d documents, %d pages under %s in %d shards of at most %d pages "
+        "(%d documents split across shards, %d unchanged, skipped)",
+        len(refs),
+        sum(counts),
+        source_uri,
+        len(shard_uris),
+        shard_pages,
+        len(parts),
+        skipped,
+    )
+    return StageResult(
+        manifest_uri=uri,
+        documents=len(refs),
+        skipped=skipped,
+        total_pages=sum(counts),
+        shards=shard_uris,
+        spanning_uri=spanning_uri,
+        spanning=len(parts),
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -158,6 +269,9 @@ class OcrEntry:
     ocr_dir: str | None
     pages_ok: list[int] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    first: int = 1  # a part of a document split across shards: pages first..last, part of parts
+    last: int | None = None
+    parts: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -175,6 +289,31 @@ class OcrEntry:
 
 def _page_uri(ocr_dir: str, page_no: int) -> str:
     return f"{ocr_dir.rstrip('/')}/p{page_no:05d}.json"
+
+
+def _summary_uri(ocr_dir: str, item: ShardItem) -> str:
+    """Where the OCR summary of a document (``document.json``) or of one part of it goes."""
+    if not item.is_part:
+        return f"{ocr_dir}/document.json"
+    return f"{ocr_dir}/part-{item.first:05d}-{item.last:05d}.json"
+
+
+def _part_of(entry: OcrEntry, item: ShardItem) -> OcrEntry:
+    """A finished whole document's summary cut down to the pages of ``item`` (a part)."""
+    pages = set(item.page_numbers() or ())
+    return OcrEntry(
+        item.ref,
+        entry.doc_id,
+        entry.media_type,
+        entry.page_count,
+        entry.config_fingerprint,
+        entry.ocr_dir,
+        [p for p in entry.pages_ok if p in pages],
+        [f for f in entry.failures if f.page_no is None or f.page_no in pages],
+        item.first,
+        item.last,
+        item.parts,
+    )
 
 
 @dataclass
@@ -211,14 +350,15 @@ class _OcrRun:
 
     def __init__(
         self,
-        refs: Sequence[DocumentRef],
+        items: Sequence[ShardItem],
         storage_of: Any,
         engine: OcrEngine,
         work: WorkArea,
         settings: OcrSettings,
         fp: str,
+        label: str = "",
     ) -> None:
-        self.refs = refs
+        self.items = items
         self.storage_of = storage_of
         self.engine = engine
         self.work = work
@@ -233,43 +373,67 @@ class _OcrRun:
         self.states: list[_DocState] = []
         self.done_docs = 0
         self.lock = threading.Lock()
+        total = sum(len(it.page_numbers() or ()) or it.pages for it in items)
+        self.progress = Progress(total, label)
+        self.engine_seconds = 0.0
 
     # -- producer ---------------------------------------------------------------------------
 
-    def _open(self, ref: DocumentRef) -> tuple[_DocState, Any]:
-        """Read and check one document; returns its state and a page iterator (or None)."""
+    def _done(self, item: ShardItem, entry: OcrEntry, t0: float) -> tuple[_DocState, None]:
+        """A document (or part) the OCR of an earlier run or try finished."""
+        entry.ref = item.ref  # the same content may be listed under another URI or version
+        log.info("document %s (%s): OCR already done, skipping", item.ref.uri, (entry.doc_id or "")[:12])
+        state = _DocState(entry, None, t0)
+        state.finished = True
+        self.progress.add(len(entry.pages_ok), ocr=False)
+        return state, None
+
+    def _open(self, item: ShardItem) -> tuple[_DocState, Any]:
+        """Read and check one document (or the part of it ``item`` names); returns its state and a
+        page iterator (or None)."""
         from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
         from airflow_provider_deepocr.core.sources import read_document
 
         t0 = time.perf_counter()
-        fp = self.fp
+        fp, ref = self.fp, item.ref
+        span = {"first": item.first, "last": item.last, "parts": item.parts} if item.is_part else {}
         try:
             doc = read_document(ref, self.storage_of(ref.uri))
         except errors.DeepOcrError as exc:
             log.warning("document %s unreadable: %s", ref.uri, exc.reason)
-            entry = OcrEntry(ref, None, "", 0, fp, None, failures=[_failure(ref, None, None, "read", exc)])
-            return _DocState(entry, None, t0), None
+            failures = [_failure(ref, None, None, "read", exc)]
+            return _DocState(OcrEntry(ref, None, "", 0, fp, None, failures=failures, **span), None, t0), None
         doc_id = doc.sha256
         ocr_dir = self.work.uri("ocr", fp, doc_id)
-        summary_uri = f"{ocr_dir}/document.json"
+        summary_uri = _summary_uri(ocr_dir, item)
         if self.work.exists(summary_uri):
             entry = OcrEntry.from_dict(self.work.read_json(summary_uri))
-            entry.ref = ref  # the same content may be listed under another URI or version
-            log.info("document %s (%s): OCR already done, skipping", ref.uri, doc_id[:12])
-            state = _DocState(entry, None, t0)
-            state.finished = True
-            return state, None
+            if not item.pages:  # an unsharded listing: the total grows as documents open
+                self.progress.total += entry.page_count
+            return self._done(item, entry, t0)
+        whole = f"{ocr_dir}/document.json"
+        if item.is_part and self.work.exists(whole):  # done whole by an unsharded or other run
+            return self._done(item, _part_of(OcrEntry.from_dict(self.work.read_json(whole)), item), t0)
         try:
             media_type = detect_media_type(doc.data)
             page_count = count_pages(doc)
-            pages = render_pages(doc, dpi=self.settings.dpi, limits=self.settings.limits())
+            if item.is_part and (item.last or 0) > page_count:  # changed since it was listed
+                raise errors.DocumentError(
+                    errors.SOURCE_CHANGED, f"{page_count} pages now, {item.pages} when listed"
+                )
+            pages = render_pages(
+                doc, dpi=self.settings.dpi, limits=self.settings.limits(), pages=item.page_numbers()
+            )
         except errors.DeepOcrError as exc:
             log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
-            entry = OcrEntry(
-                ref, doc_id, "", 0, fp, None, failures=[_failure(ref, doc_id, None, "render", exc)]
-            )
-            return _DocState(entry, None, t0), None
-        state = _DocState(OcrEntry(ref, doc_id, media_type, page_count, fp, ocr_dir), summary_uri, t0)
+            failures = [_failure(ref, doc_id, None, "render", exc)]
+            return _DocState(
+                OcrEntry(ref, doc_id, "", 0, fp, None, failures=failures, **span), None, t0
+            ), None
+        entry = OcrEntry(ref, doc_id, media_type, page_count, fp, ocr_dir, **span)
+        if not item.pages:
+            self.progress.total += page_count
+        state = _DocState(entry, summary_uri, t0)
         if self.text_engine is not None and media_type == "application/pdf":
             from airflow_provider_deepocr.core.engines.pdf_text import extract_pdf_blocks
 
@@ -305,8 +469,9 @@ class _OcrRun:
 
     def produce(self, put: Any) -> None:
         batch = _Batch([], [])
-        for ref in self.refs:
-            state, pages = self._open(ref)
+        for item in self.items:
+            ref = item.ref
+            state, pages = self._open(item)
             with self.lock:
                 self.states.append(state)
             if pages is not None:
@@ -319,6 +484,7 @@ class _OcrRun:
                         assert entry.ocr_dir is not None
                         if self.work.exists(_page_uri(entry.ocr_dir, item.page_no)):
                             entry.pages_ok.append(item.page_no)  # finished by an earlier, interrupted try
+                            self.progress.add(1, ocr=False)
                             continue
                         route = self._route(state, item)
                         if route == "none":
@@ -366,6 +532,7 @@ class _OcrRun:
     def _run_batch(self, batch: _Batch) -> None:
         engine = batch.engine or self.engine
         ocr_prepared = getattr(engine, "ocr_prepared", None)
+        t0 = time.perf_counter()
         try:
             if batch.prepared is not None and ocr_prepared is not None:
                 results = ocr_prepared(batch.prepared)
@@ -379,6 +546,8 @@ class _OcrRun:
             detail = type(exc).__name__
         else:
             detail = "engine error"
+        self.engine_seconds += time.perf_counter() - t0
+        self.progress.add(len(batch.pages), sum(r.output_tokens or 0 for r in results))
         for page, state, result in zip(batch.pages, batch.states, results, strict=True):
             entry = state.entry
             if result.finish_reason == "error":
@@ -412,7 +581,7 @@ class _OcrRun:
         log.info(
             "OCR %d/%d documents: %s (%s) %d/%d pages by %s in %.2fs, %d failures",
             self.done_docs,
-            len(self.refs),
+            len(self.items),
             entry.ref.uri,
             (entry.doc_id or "-")[:12],
             len(entry.pages_ok),
@@ -457,7 +626,7 @@ class _OcrRun:
 
 
 def ocr_documents(
-    refs: Sequence[DocumentRef],
+    refs: Sequence[DocumentRef | ShardItem],
     engine: OcrEngine,
     work: WorkArea,
     settings: OcrSettings,
@@ -465,13 +634,28 @@ def ocr_documents(
     storage: Storage | None = None,
     s3_client: Any = None,
 ) -> list[OcrEntry]:
-    """Read, render and OCR documents. Never raises for bad input: failures are in the entries."""
+    """Read, render and OCR documents (or the parts of them shard items name). Never raises for
+    bad input: failures are in the entries."""
+    items = [r if isinstance(r, ShardItem) else ShardItem(r, 0) for r in refs]
+    return _ocr_run(items, engine, work, settings, fp, storage, s3_client).run()
+
+
+def _ocr_run(
+    items: Sequence[ShardItem],
+    engine: OcrEngine,
+    work: WorkArea,
+    settings: OcrSettings,
+    fp: str,
+    storage: Storage | None,
+    s3_client: Any,
+    label: str = "",
+) -> _OcrRun:
     from airflow_provider_deepocr.core.sources import storage_for
 
     def storage_of(uri: str) -> Storage:
         return storage or storage_for(uri, s3_client=s3_client)
 
-    return _OcrRun(refs, storage_of, engine, work, settings, fp).run()
+    return _OcrRun(items, storage_of, engine, work, settings, fp, label)
 
 
 def _failure(
@@ -490,19 +674,56 @@ def stage_ocr(
     storage: Storage | None = None,
     s3_client: Any = None,
     settings: OcrSettings | None = None,
+    *,
+    task_id: str = "",
+    model_load_seconds: float = 0.0,
+    gpu_hour_cost: float | None = None,
 ) -> StageResult:
-    """OCR every document in a listing manifest; writes the OCR manifest."""
+    """OCR every document of a listing manifest, or of one shard of it; writes the OCR manifest
+    and the stage's :class:`~airflow_provider_deepocr.core.runs.OcrStats` (for the runs table).
+
+    ``task_id``, ``model_load_seconds`` (what building the engine took) and ``gpu_hour_cost`` only
+    go into those stats. Logs a progress line at most every 30 s."""
     settings = settings or OcrSettings()
     fp = config_fingerprint(engine, settings)
-    refs = [DocumentRef.from_dict(d) for d in work.read_jsonl(manifest_uri)]
-    entries = ocr_documents(refs, engine, work, settings, fp, storage=storage, s3_client=s3_client)
-    uri = work.uri("runs", run_id, "ocr.jsonl")
+    listing_uri = work.uri("runs", run_id, "listing.json")
+    if work.exists(listing_uri):
+        assumed = work.read_json(listing_uri)
+        if assumed.get("skipped") and assumed.get("fingerprint") != fp:
+            log.warning(
+                "the configuration changed since the last run: the listing skipped %d documents loaded "
+                "under the previous configuration; the next run re-reads them under this one",
+                assumed["skipped"],
+            )
+    shard = shard_name(manifest_uri)
+    stats = OcrStats(shard=shard, task_id=task_id, started_at=utc_now(), config_fingerprint=fp)
+    items = [ShardItem.from_dict(d) for d in work.read_jsonl(manifest_uri)]
+    t0 = time.perf_counter()
+    label = "" if shard == "all" else f"shard {shard}"
+    run = _ocr_run(items, engine, work, settings, fp, storage, s3_client, label)
+    entries = run.run()
+    if run.progress.lines:  # a task that logged progress ends with a last line
+        run.progress.log()
+    uri = _stage_uri(work, run_id, "ocr", shard)
     work.write_jsonl(uri, [e.to_dict() for e in entries])
+    failed = _count_failures(f for e in entries for f in e.failures)
+    stats.ended_at = utc_now()
+    stats.documents = len(entries)
+    stats.pages = run.progress.total
+    stats.pages_ocr = run.progress.ocr_pages
+    stats.engine, stats.model, stats.device = engine.name, engine.model, engine.device_name()
+    stats.model_load_seconds = model_load_seconds
+    stats.engine_seconds = run.engine_seconds
+    stats.output_tokens = run.progress.tokens
+    stats.wall_seconds = time.perf_counter() - t0
+    stats.gpu_hour_cost = gpu_hour_cost
+    stats.failed = failed
+    work.write_json(work.uri("runs", run_id, "stats", f"{shard}.json"), stats.to_dict())
     return StageResult(
         manifest_uri=uri,
         documents=len(entries),
         pages=sum(len(e.pages_ok) for e in entries),
-        failed=_count_failures(f for e in entries for f in e.failures),
+        failed=failed,
         config_fingerprint=fp,
         total_pages=sum(e.page_count for e in entries),
     )
@@ -593,10 +814,14 @@ def stage_parse_validate(
 
     ``on_failure``: ``quarantine`` (the document goes to failures with reason
     ``validation_failed``), ``fail`` (raise after writing the manifest), ``warn`` (log and load).
+    The parts of documents split across shards are left for :func:`stage_assemble` (``spanning``
+    counts them): a document is parsed, validated and loaded whole or not at all.
     """
     if on_failure not in ON_VALIDATION_FAILURE:
         raise errors.ConfigError(f"on_failure must be one of {ON_VALIDATION_FAILURE}, got {on_failure!r}")
     entries = [OcrEntry.from_dict(d) for d in work.read_jsonl(manifest_uri)]
+    deferred = sum(e.parts > 1 for e in entries)
+    entries = [e for e in entries if e.parts == 1]
     out: list[dict[str, Any]] = []
     failures: list[Failure] = []
     pages = 0
@@ -647,18 +872,92 @@ def stage_parse_validate(
                 )
             )
         )
-    uri = work.uri("runs", run_id, "records.jsonl")
+    uri = _stage_uri(work, run_id, "records", shard_name(manifest_uri))
     work.write_jsonl(uri, out)
     if failed_validation and on_failure == "fail":
         raise errors.DeepOcrError(
             errors.VALIDATION_FAILED, f"{len(failed_validation)} documents failed validation; manifest {uri}"
         )
+    if deferred:
+        log.info("%d parts of documents split across shards are left for their assembly", deferred)
     return StageResult(
         manifest_uri=uri,
         documents=len(out),
         pages=pages,
         failed=_count_failures(failures),
         config_fingerprint=fp,
+        spanning=deferred,
+    )
+
+
+def stage_assemble(spanning_uri: str, work: WorkArea, run_id: str) -> StageResult:
+    """Put the documents split across shards back together, after every shard's OCR: one OCR entry
+    per document, from its parts' entries in the shards' OCR manifests (``runs/<run_id>/ocr/``).
+    Writes ``runs/<run_id>/ocr/spanning.jsonl`` for :func:`stage_parse_validate`.
+
+    A document with a part no shard finished (its shard's manifest is missing), or whose parts
+    were read from different content (the file changed during the run), becomes a document-level
+    failure (``incomplete_document`` / ``source_changed``): it is never loaded in part.
+    """
+    docs = work.read_jsonl(spanning_uri) if work.exists(spanning_uri) else []
+    manifests: dict[str, dict[tuple[str, int], OcrEntry]] = {}
+
+    def parts_of(shard: str) -> dict[tuple[str, int], OcrEntry]:
+        if shard not in manifests:
+            uri = _stage_uri(work, run_id, "ocr", shard)
+            rows = work.read_jsonl(uri) if work.exists(uri) else []
+            manifests[shard] = {(e.ref.uri, e.first): e for e in map(OcrEntry.from_dict, rows) if e.parts > 1}
+        return manifests[shard]
+
+    out: list[OcrEntry] = []
+    for d in docs:
+        ref = DocumentRef.from_dict(d["ref"])
+        found = [parts_of(p["shard"]).get((ref.uri, p["first"])) for p in d["parts"]]
+        got = [e for e in found if e is not None]
+        ids = {e.doc_id for e in got}
+        fp = got[0].config_fingerprint if got else ""
+        if len(got) < len(found) or len(ids) != 1:
+            reason = errors.INCOMPLETE_DOCUMENT if len(got) < len(found) else errors.SOURCE_CHANGED
+            detail = f"{len(got)} of {len(found)} parts OCR'd" if len(got) < len(found) else "parts differ"
+            doc_id = next(iter(ids)) if len(ids) == 1 else None
+            log.warning("split document %s: %s (%s)", ref.uri, reason, detail)
+            out.append(
+                OcrEntry(
+                    ref,
+                    doc_id,
+                    "",
+                    0,
+                    fp,
+                    None,
+                    failures=[Failure(ref.uri, reason, detail, doc_id, None, "assemble")],
+                )
+            )
+            continue
+        first = got[0]
+        whole = OcrEntry(
+            ref,
+            first.doc_id,
+            first.media_type or next((e.media_type for e in got if e.media_type), ""),
+            max(e.page_count for e in got),
+            fp,
+            next((e.ocr_dir for e in got if e.ocr_dir), None),
+            sorted(p for e in got for p in e.pages_ok),
+            [f for e in got for f in e.failures],
+        )
+        if whole.ocr_dir and not any(f.page_no is None or f.stage == "ocr" for f in whole.failures):
+            # done whole: a later run that does not split it (another shard size) reuses it
+            work.write_json(f"{whole.ocr_dir}/document.json", whole.to_dict())
+        out.append(whole)
+    uri = _stage_uri(work, run_id, "ocr", "spanning")
+    work.write_jsonl(uri, [e.to_dict() for e in out])
+    log.info("assembled %d documents split across shards", len(out))
+    return StageResult(
+        manifest_uri=uri,
+        documents=len(out),
+        pages=sum(len(e.pages_ok) for e in out),
+        failed=_count_failures(f for e in out for f in e.failures),
+        config_fingerprint=out[0].config_fingerprint if out else None,
+        total_pages=sum(e.page_count for e in out),
     )
 
 
@@ -682,6 +981,7 @@ def stage_load(
     force: bool = False,
     batch_rows: int = 50_000,
     batch_docs: int = 1_000,
+    dag_id: str = "cli",
 ) -> StageResult:
     """Load every document of a records manifest, exactly once in effect.
 
@@ -690,7 +990,11 @@ def stage_load(
     batch fails it is retried one document per transaction, so a bad document fails alone. A
     document whose (doc id, config fingerprint) the load ledger already holds is skipped unless
     ``force`` (the ledger is read once for the whole manifest, before the loads).
+
+    Ends with the ``runs`` row of this run (``dag_id``) and shard: what was loaded and failed, and
+    what the OCR stage of the shard measured.
     """
+    started = utc_now()
     warehouse.create()
     entries = work.read_jsonl(manifest_uri)
     live = {} if force else warehouse.live_fingerprints([e["doc_id"] for e in entries if e.get("doc_id")])
@@ -792,13 +1096,31 @@ def stage_load(
     orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
     if orphan:
         warehouse.record_failures(orphan, run_id, "")
-    return StageResult(
+    result = StageResult(
         manifest_uri=manifest_uri,
         documents=loaded_docs,
         pages=loaded_pages,
         failed=_count_failures(failures),
         skipped=skipped,
     )
+    shard = shard_name(manifest_uri)
+    stats_uri = work.uri("runs", run_id, "stats", f"{shard}.json")
+    stats = OcrStats.from_dict(work.read_json(stats_uri)) if work.exists(stats_uri) else None
+    if stats is None and not entries:
+        return result  # e.g. the assembly of a run with no split documents: nothing to account for
+    warehouse.record_run(
+        run_row(
+            stats,
+            run_id=run_id,
+            dag_id=dag_id,
+            shard=shard,
+            documents=len(entries),
+            pages=loaded_pages,
+            failed=result.failed,
+            started_at=started,
+        )
+    )
+    return result
 
 
 # --------------------------------------------------------------------------------------------
@@ -836,29 +1158,55 @@ def run_pipeline(
     suites: dict[str, Any] | None = None,
     on_validation_failure: str = "quarantine",
     max_documents: int | None = None,
+    skip_unchanged: bool = True,
+    model_load_seconds: float = 0.0,
+    gpu_hour_cost: float | None = None,
 ) -> RunSummary:
-    """Run list -> OCR -> parse+validate -> load in this process and summarise."""
+    """Run list -> OCR -> parse+validate -> load in this process and summarise.
+
+    ``skip_unchanged``: objects whose URI, size and version match a document the warehouse holds
+    under this run's config fingerprint are skipped without being read (``skipped_documents``).
+    ``model_load_seconds`` and ``gpu_hour_cost`` go into the run's ``runs`` row."""
     t0 = time.perf_counter()
     run_id = run_id or new_run_id()
+    settings = settings or OcrSettings()
     warehouse.create()  # an unreachable warehouse fails the run before any OCR work is spent
-    listed = stage_list(source_uri, work, run_id, s3_client=s3_client, max_documents=max_documents)
-    ocr = stage_ocr(listed.manifest_uri, work, run_id, engine, s3_client=s3_client, settings=settings)
+    fp = config_fingerprint(engine, settings)
+    listed = stage_list(
+        source_uri,
+        work,
+        run_id,
+        s3_client=s3_client,
+        max_documents=max_documents,
+        warehouse=warehouse if skip_unchanged else None,
+        fingerprint=fp,
+    )
+    ocr = stage_ocr(
+        listed.manifest_uri,
+        work,
+        run_id,
+        engine,
+        s3_client=s3_client,
+        settings=settings,
+        model_load_seconds=model_load_seconds,
+        gpu_hour_cost=gpu_hour_cost,
+    )
     parsed = stage_parse_validate(
         ocr.manifest_uri, work, run_id, suites=suites, on_failure=on_validation_failure
     )
     loaded = stage_load(parsed.manifest_uri, work, run_id, warehouse)
     summary = RunSummary(
         run_id=run_id,
-        documents=listed.documents,
+        documents=listed.documents + listed.skipped,
         pages=ocr.total_pages,
         ok=loaded.pages,
         failed=loaded.failed,
         seconds=round(time.perf_counter() - t0, 3),
         engine=engine.name,
         model=engine.model,
-        config_fingerprint=ocr.config_fingerprint,
+        config_fingerprint=fp,
         loaded_documents=loaded.documents,
-        skipped_documents=loaded.skipped,
+        skipped_documents=loaded.skipped + listed.skipped,
         work_uri=work.root_uri,
         manifests={
             "documents": listed.manifest_uri,

@@ -292,6 +292,18 @@ def _error_name(exc: BaseException) -> str:
     return name
 
 
+def _is_not_found(exc: BaseException) -> bool:
+    """A missing file, or S3's NoSuchKey / 404."""
+    if isinstance(exc, FileNotFoundError):
+        return True
+    response = getattr(exc, "response", None)
+    if isinstance(response, dict):
+        code = str(response.get("Error", {}).get("Code", ""))
+        status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return code in ("NoSuchKey", "404", "NotFound") or (not code and status == 404)
+    return False
+
+
 def read_document(ref: DocumentRef, storage: Storage | None = None) -> Document:
     """Read and hash one document. Any failure to read is ``DocumentError(READ_ERROR)``."""
     storage = storage or storage_for(ref.uri)
@@ -300,6 +312,8 @@ def read_document(ref: DocumentRef, storage: Storage | None = None) -> Document:
     except errors.DeepOcrError:
         raise
     except Exception as exc:
+        if _is_not_found(exc):
+            raise errors.DocumentError(errors.SOURCE_MISSING, "listed, but gone before it was read") from None
         raise errors.DocumentError(errors.READ_ERROR, f"cannot read document ({_error_name(exc)})") from None
     return Document.from_bytes(ref, data)
 

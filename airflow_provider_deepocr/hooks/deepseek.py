@@ -11,7 +11,8 @@ Connection fields:
   mapping by prompt name such as ``{"markdown": 4096, "figure": 2048}``), ``batch_size`` (an int,
   or ``"auto"``: 64 on CUDA, halved on out-of-memory),
   ``retry_temperatures`` (e.g. ``"0,0.2,0.4"``, the default; ``"none"`` for no retries),
-  ``fallback_engine`` (``rapidocr`` or ``none``).
+  ``fallback_engine`` (``rapidocr`` or ``none``), ``gpu_hour_cost`` (what an hour of the OCR worker
+  costs, in your currency: the runs table then gets each shard's ``cost``).
 
 Operator arguments override connection values; the connection overrides the defaults.
 """
@@ -35,6 +36,7 @@ ENGINE_KEYS = (
     "batch_size",
     "retry_temperatures",
     "fallback_engine",
+    "seconds_per_page",  # the sleep engine (orchestration benchmarks)
 )
 
 
@@ -77,6 +79,13 @@ class DeepSeekOCRHook(BaseHook):
                     settings["api_key"] = conn.password
         settings.update({k: v for k, v in overrides.items() if v is not None})
         return settings
+
+    def gpu_hour_cost(self) -> float | None:
+        """The connection extra ``gpu_hour_cost`` (None when unset or there is no connection)."""
+        if not self.deepseek_ocr_conn_id:
+            return None
+        value = (self.get_connection(self.deepseek_ocr_conn_id).extra_dejson or {}).get("gpu_hour_cost")
+        return None if value in (None, "") else float(value)
 
     def get_engine(self, **overrides: Any) -> OcrEngine:
         """The engine for this connection, cached per process so weights load once per worker."""

@@ -3,14 +3,23 @@
 They are thin: template fields, argument checks, XCom in and out, calls into core. XCom carries
 only a manifest URI in the work area and counts, never page images, OCR text or records.
 
-Chain them by passing the previous task's output as ``manifest``::
+The listing cuts the documents into shards of at most ``shard_pages`` pages; OCR, parse and load
+are mapped over the shards (one task instance each, on as many GPU workers as the pool allows), and
+the documents split across shards are parsed and loaded once, whole, after every shard's OCR::
 
-    listing = DeepOcrListDocumentsOperator(task_id="list", source_uri="s3://bucket/in/")
-    ocr = DeepOcrOcrOperator(task_id="ocr", manifest=listing.output)          # queue="gpu"
-    parsed = DeepOcrParseValidateOperator(task_id="parse_validate", manifest=ocr.output)
-    DeepOcrLoadOperator(task_id="load", manifest=parsed.output, warehouse_conn_id="warehouse")
+    listing = DeepOcrListDocumentsOperator(task_id="list", source_uri="s3://bucket/in/",
+                                           warehouse_conn_id="warehouse")
+    ocr = DeepOcrOcrOperator.partial(task_id="ocr", pool="gpu").expand(manifest=listing.output)
+    parsed = DeepOcrParseValidateOperator.partial(task_id="parse_validate").expand(manifest=ocr.output)
+    load = DeepOcrLoadOperator.partial(task_id="load", warehouse_conn_id="warehouse",
+                                       outlets=[]).expand(manifest=parsed.output)
+    split = DeepOcrParseValidateOperator(task_id="parse_split", spanning=True)
+    ocr >> split
+    load >> DeepOcrLoadOperator(task_id="load_split", manifest=split.output, warehouse_conn_id="warehouse")
 
-``manifest`` accepts the upstream dict (an ``XComArg``), or a manifest URI string (templated).
+The listing returns the list of shard manifest URIs (one URI with ``shard_pages=None``, which an
+unmapped OCR task takes as its ``manifest``). ``manifest`` accepts the upstream output (an
+``XComArg``: a dict, or a one-URI list), or a manifest URI string (templated).
 """
 
 from __future__ import annotations
@@ -27,11 +36,30 @@ different machines; the default only suits a single machine (``airflow dags test
 
 
 def _manifest_uri(manifest: Any) -> str:
+    if isinstance(manifest, (list, tuple)):  # a listing's shard URIs
+        if len(manifest) != 1:
+            raise ValueError(
+                f"the listing made {len(manifest)} shards: map this task over them "
+                "(.partial(...).expand(manifest=listing.output)), or list with shard_pages=None"
+            )
+        manifest = manifest[0]
     if isinstance(manifest, dict):
         manifest = manifest.get("manifest_uri")
     if not isinstance(manifest, str) or not manifest:
-        raise ValueError("manifest must be a manifest URI or the upstream task's output dict")
+        raise ValueError("manifest must be a manifest URI or the upstream task's output")
     return manifest
+
+
+def _task_label(context: Any) -> str:
+    """``task_id``, with ``[map_index]`` for a mapped instance."""
+    ti = context.get("ti")
+    task_id = getattr(ti, "task_id", "") or ""
+    index = getattr(ti, "map_index", -1)
+    return f"{task_id}[{index}]" if isinstance(index, int) and index >= 0 else task_id
+
+
+def _dag_id(context: Any) -> str:
+    return str(getattr(context.get("dag"), "dag_id", None) or "airflow")
 
 
 def _safe_run_id(context: Any) -> str:
@@ -84,34 +112,99 @@ class _DeepOcrOperator(BaseOperator):
 
 
 class DeepOcrListDocumentsOperator(_DeepOcrOperator):
-    """List documents under ``source_uri`` (a folder, ``file://…``, or ``s3://bucket/prefix``).
+    """List documents under ``source_uri`` (a folder, ``file://…``, or ``s3://bucket/prefix``) and cut
+    them into shards for the mapped OCR tasks.
 
     :param source_uri: where the documents are, templated.
     :param max_documents: take at most this many (sorted by URI), templated.
-    :return: ``{"manifest_uri", "documents"}``.
+    :param shard_pages: at most this many pages per shard (default 5,000: about 30 minutes of one
+        GPU); each listed document is opened once to count its pages, and a longer document is split
+        into page ranges across shards. ``None``: no shards (one OCR task reads the whole listing).
+        Templated; below 1 is an error at task start.
+    :param skip_unchanged: skip objects whose URI, size and ETag (mtime for files) match a document
+        the warehouse holds under the config fingerprint of this DAG's latest OCR run, without reading
+        them (default on; needs ``warehouse_conn_id``). After a configuration change the first run
+        still skips them and its OCR task warns; the next run re-reads them under the new config.
+    :param warehouse_conn_id: the warehouse the load tasks write (an Airflow SQL connection id or a
+        SQLAlchemy URL), for ``skip_unchanged``; templated. ``schema`` and ``table_prefix`` as the load's.
+    :param count_threads: page counts read this many objects at a time (default 8).
+    :return: the shard manifest URIs, to map the OCR task over (``.expand(manifest=listing.output)``;
+        empty when nothing is listed: the mapped tasks are then skipped); with ``shard_pages=None``
+        the one listing manifest URI. The counts (``documents``, ``skipped``, ``total_pages``,
+        ``spanning`` …) go to the XCom key ``summary``.
     """
 
-    template_fields: Sequence[str] = ("source_uri", "work_uri", "max_documents")
+    template_fields: Sequence[str] = (
+        "source_uri",
+        "work_uri",
+        "max_documents",
+        "shard_pages",
+        "warehouse_conn_id",
+        "schema",
+        "table_prefix",
+    )
 
-    def __init__(self, *, source_uri: str, max_documents: int | str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        source_uri: str,
+        max_documents: int | str | None = None,
+        shard_pages: int | str | None = 5000,
+        skip_unchanged: bool = True,
+        warehouse_conn_id: str | None = None,
+        schema: str | None = None,
+        table_prefix: str = "deepocr_",
+        count_threads: int = 8,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.source_uri = source_uri
         self.max_documents = max_documents
+        self.shard_pages = shard_pages
+        self.skip_unchanged = skip_unchanged
+        self.warehouse_conn_id = warehouse_conn_id
+        self.schema = schema
+        self.table_prefix = table_prefix
+        self.count_threads = count_threads
 
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_deepocr.core.pipeline import stage_list
-        from airflow_provider_deepocr.hooks.resources import s3_client_for
+        from airflow_provider_deepocr.core.shards import check_shard_pages
+        from airflow_provider_deepocr.hooks.resources import s3_client_for, warehouse_for_airflow
 
+        shard_pages = None if _blank(self.shard_pages) else check_shard_pages(self.shard_pages)
         s3 = s3_client_for(self.aws_conn_id) if self.source_uri.startswith("s3://") else None
+        warehouse, fingerprint = None, None
+        if self.skip_unchanged and not _blank(self.warehouse_conn_id):
+            warehouse = warehouse_for_airflow(
+                self.warehouse_conn_id, schema=self.schema or None, prefix=self.table_prefix
+            )
+            warehouse.create()
+            fingerprint = warehouse.last_fingerprint(_dag_id(context))
+            if fingerprint is None:
+                self.log.info("no earlier OCR run of this DAG in the warehouse: nothing to skip")
         result = stage_list(
             self.source_uri,
             self._work(),
             _safe_run_id(context),
             s3_client=s3,
             max_documents=_opt_int(self.max_documents),
+            shard_pages=shard_pages,
+            warehouse=warehouse,
+            fingerprint=fingerprint,
+            count_threads=self.count_threads,
         )
-        self.log.info("listed %d documents", result.documents)
-        return result.to_dict()
+        self.log.info(
+            "listed %d documents (%d unchanged, skipped) in %d shards, %d split across shards",
+            result.documents,
+            result.skipped,
+            len(result.shards),
+            result.spanning,
+        )
+        summary = {**result.to_dict(), "shards": len(result.shards)}
+        if context.get("ti") is not None:
+            context["ti"].xcom_push(key="summary", value=summary)
+        return result.shards if shard_pages is not None else [result.manifest_uri]
 
 
 class DeepOcrOcrOperator(_DeepOcrOperator):
@@ -142,7 +235,12 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :param retry_temperatures: temperature ladder for pages that loop or stop at the token limit,
         e.g. ``"0,0.2,0.4"`` (the default) or ``"none"``.
     :param fallback_engine: ``rapidocr`` to send pages that still loop to the CPU engine, or ``none``.
-    :return: ``{"manifest_uri", "documents", "pages", "failed", "config_fingerprint", …}``.
+    :param engine_options: more engine arguments (``get_engine``'s keyword arguments), e.g.
+        ``{"revision": "…", "attn_implementation": "sdpa"}``, or ``{"seconds_per_page": 0.2}`` for the
+        ``sleep`` engine that measures the orchestration alone.
+    :return: ``{"manifest_uri", "documents", "pages", "failed", "config_fingerprint", …}``. With the
+        connection extra ``gpu_hour_cost``, the shard's runs row gets its cost. Logs a progress line
+        (pages done of the shard, pages/s, output tokens/s, ETA) at most every 30 s.
     """
 
     template_fields: Sequence[str] = (
@@ -177,6 +275,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         text_layer: str = "never",
         retry_temperatures: str | None = None,
         fallback_engine: str | None = None,
+        engine_options: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("queue", "gpu")
@@ -196,13 +295,17 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         self.text_layer = text_layer
         self.retry_temperatures = retry_temperatures
         self.fallback_engine = fallback_engine
+        self.engine_options = dict(engine_options or {})
 
     def execute(self, context: Any) -> dict[str, Any]:
+        import time
+
         from airflow_provider_deepocr.core.pipeline import OcrSettings, stage_ocr
         from airflow_provider_deepocr.hooks.deepseek import DeepSeekOCRHook
         from airflow_provider_deepocr.hooks.resources import s3_client_for
 
         hook = DeepSeekOCRHook(self.deepseek_ocr_conn_id)
+        t0 = time.perf_counter()
         engine = hook.get_engine(
             engine=self.engine or None,
             model=self.model or None,
@@ -213,8 +316,10 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             batch_size=_opt_batch(self.batch_size),
             retry_temperatures=self.retry_temperatures,
             fallback_engine=self.fallback_engine,
+            **self.engine_options,
         )
-        self.log.info("OCR engine %s, model %s", engine.name, engine.model)
+        load_seconds = time.perf_counter() - t0
+        self.log.info("OCR engine %s, model %s, ready in %.1fs", engine.name, engine.model, load_seconds)
         settings = OcrSettings(
             dpi=int(self.dpi),
             max_pages=int(self.max_pages),
@@ -228,6 +333,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             engine,
             s3_client=s3_client_for(self.aws_conn_id),
             settings=settings,
+            task_id=_task_label(context),
+            model_load_seconds=load_seconds,
+            gpu_hour_cost=hook.gpu_hour_cost(),
         )
         self.log.info("OCR: %d documents, %d pages, failed %s", result.documents, result.pages, result.failed)
         return result.to_dict()
@@ -241,6 +349,9 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
         an ``ExpectationSuite``, or a list of ``{"type": …, "kwargs": {…}}`` dicts.
     :param on_validation_failure: ``quarantine`` (default: the document goes to the failures table
         with reason ``validation_failed``), ``fail`` (the task fails), ``warn`` (load anyway).
+    :param spanning: parse this run's documents split across shards (no ``manifest``): run it after
+        every OCR instance (``ocr >> this``); it puts each split document's parts together first
+        (``runs/<run_id>/spanning.jsonl`` in the work area). The per-shard parses skip those parts.
     :return: ``{"manifest_uri", "documents", "pages", "failed", …}``.
     """
 
@@ -249,21 +360,30 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
     def __init__(
         self,
         *,
-        manifest: Any,
+        manifest: Any = None,
         expectations: dict[str, Any] | None = None,
         on_validation_failure: str = "quarantine",
+        spanning: bool = False,
         **kwargs: Any,
     ) -> None:
+        if (manifest is None) != spanning:
+            raise ValueError("give a manifest, or spanning=True (which takes none)")
         super().__init__(**kwargs)
         self.manifest = manifest
         self.expectations = expectations
         self.on_validation_failure = on_validation_failure
+        self.spanning = spanning
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_deepocr.core.pipeline import stage_parse_validate
+        from airflow_provider_deepocr.core.pipeline import stage_assemble, stage_parse_validate
 
+        work, run_id = self._work(), _safe_run_id(context)
+        if self.spanning:
+            uri = stage_assemble(work.uri("runs", run_id, "spanning.jsonl"), work, run_id).manifest_uri
+        else:
+            uri = _manifest_uri(self.manifest)
         result = stage_parse_validate(
-            _manifest_uri(self.manifest),
+            uri,
             self._work(),
             _safe_run_id(context),
             suites=self.expectations,
@@ -319,7 +439,13 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
         warehouse = warehouse_for_airflow(
             self.warehouse_conn_id, schema=self.schema or None, prefix=self.table_prefix
         )
-        result = stage_load(_manifest_uri(self.manifest), self._work(), _safe_run_id(context), warehouse)
+        result = stage_load(
+            _manifest_uri(self.manifest),
+            self._work(),
+            _safe_run_id(context),
+            warehouse,
+            dag_id=_dag_id(context),
+        )
         self.log.info(
             "loaded %d documents (%d skipped, already loaded), %d pages, failed %s",
             result.documents,

@@ -304,3 +304,200 @@ def test_stage_load_batches_by_documents_and_reads_the_ledger_once(
     again = stage_load(parsed.manifest_uri, work, "r2", wh, batch_docs=2)
     assert again.skipped == 3 and again.documents == 0 and batches == [2] and reads == [ids, ids]
     assert wh.counts()["documents"] == 3
+
+
+# --------------------------------------------------------------------------------------------
+# Shards: the same rows as an unsharded run, split documents loaded once and whole, resumes
+# --------------------------------------------------------------------------------------------
+
+VOLATILE = ("run_id", "loaded_at", "recorded_at")  # differ between two runs of the same documents
+
+
+def _pdf(pages: int, title: str) -> bytes:
+    import pymupdf
+
+    doc = pymupdf.open()
+    for i in range(pages):
+        doc.new_page(width=300, height=200).insert_text((20, 40), f"{title} page {i + 1}")
+    data = doc.tobytes()
+    doc.close()
+    return data
+
+
+@pytest.fixture()
+def shelf(tmp_path: Path) -> Path:
+    """A 5-page PDF (split across shards of 2), a 3-frame TIFF, a PNG and a corrupt PDF."""
+    root = tmp_path / "shelf"
+    root.mkdir()
+    (root / "a_receipt.png").write_bytes(_png("receipt"))
+    (root / "b_filing.pdf").write_bytes(_pdf(5, "filing"))
+    (root / "c_fax.tiff").write_bytes(_tiff(3))
+    (root / "d_broken.pdf").write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 50)
+    return root
+
+
+def _sleep(calls: Path | None = None, batch_size: int = 2) -> OcrEngine:
+    from airflow_provider_deepocr.core.engines import get_engine
+
+    return get_engine("sleep", batch_size=batch_size, calls_file=str(calls) if calls else None)
+
+
+def _split_docs_loaded(wh: Warehouse) -> list[str]:
+    with wh.engine.connect() as conn:
+        rows = conn.exec_driver_sql(f"select source_uri from {wh.documents.name}").scalars().all()
+    return [u for u in rows if u.endswith(("b_filing.pdf", "c_fax.tiff"))]
+
+
+def _sharded_run(
+    source: Path, wh: Warehouse, work: WorkArea, run_id: str, shard_pages: int, engine: OcrEngine
+) -> list[dict[str, Any]]:
+    """What the mapped DAG does: list, then OCR/parse/load per shard, then assemble the split ones."""
+    from airflow_provider_deepocr.core.pipeline import stage_assemble, stage_load, stage_parse_validate
+
+    listed = stage_list(str(source), work, run_id, shard_pages=shard_pages)
+    seen = []
+    for shard in listed.shards:
+        ocr = stage_ocr(shard, work, run_id, engine)
+        parsed = stage_parse_validate(ocr.manifest_uri, work, run_id)
+        stage_load(parsed.manifest_uri, work, run_id, wh, dag_id="d")
+        seen.append(_split_docs_loaded(wh))  # never in part, before its assembly
+    assembled = stage_assemble(listed.spanning_uri or "", work, run_id)
+    parsed = stage_parse_validate(assembled.manifest_uri, work, run_id)
+    stage_load(parsed.manifest_uri, work, run_id, wh, dag_id="d")
+    assert seen == [[]] * len(listed.shards)
+    return wh.runs()
+
+
+def test_a_sharded_run_loads_the_same_rows_as_an_unsharded_one(shelf: Path, tmp_path: Path) -> None:
+    from tests.digest import table_digest
+
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    whole, sharded = Warehouse(url, prefix="a_"), Warehouse(url, prefix="b_")
+    summary = run_pipeline(str(shelf), whole, _sleep(), _work(tmp_path / "w1"))
+    assert summary.loaded_documents == 3 and summary.failed == {"corrupt": 1}
+    runs = _sharded_run(shelf, sharded, _work(tmp_path / "w2"), "r2", 2, _sleep())
+    a = table_digest(url, "a_", skip=VOLATILE)
+    b = table_digest(url, "b_", skip=VOLATILE)
+    a.hashes.pop("runs"), b.hashes.pop("runs")
+    assert a.hashes == b.hashes, (a.counts, b.counts)
+    assert b.counts["pages"] == 1 + 5 + 3 and b.counts["documents"] == 3
+    # one runs row per shard (10 pages in shards of 2: 5 shards) and one for the split documents
+    assert sorted(r["shard"] for r in runs) == ["00000", "00001", "00002", "00003", "00004", "spanning"]
+    assert sum(r["pages_ocr"] for r in runs) == 9 and {r["engine"] for r in runs} == {"sleep", None}
+    spanning = next(r for r in runs if r["shard"] == "spanning")
+    assert (spanning["documents"], spanning["pages"]) == (2, 8)  # the filing and the fax, whole
+
+
+def test_a_split_document_missing_a_part_is_a_failure_not_half_of_it(shelf: Path, tmp_path: Path) -> None:
+    from airflow_provider_deepocr.core.pipeline import stage_assemble
+
+    work = _work(tmp_path)
+    listed = stage_list(str(shelf), work, "r1", shard_pages=2)
+    for shard in listed.shards:
+        stage_ocr(shard, work, "r1", _sleep())
+    filing, fax = work.read_jsonl(listed.spanning_uri or "")
+    assert [p["shard"] for p in filing["parts"]] == ["00000", "00001", "00002"]
+    assert [p["shard"] for p in fax["parts"]] == ["00003", "00004"]
+    LocalStorage.path(work.uri("runs", "r1", "ocr", "00001.jsonl")).unlink()  # its OCR never finished
+    res = stage_assemble(listed.spanning_uri or "", work, "r1")
+    assert res.failed == {errors.INCOMPLETE_DOCUMENT: 1} and res.pages == 3  # the fax, whole
+    broken, whole = work.read_jsonl(res.manifest_uri)
+    assert broken["ocr_dir"] is None and broken["failures"][0]["detail"] == "2 of 3 parts OCR'd"
+    assert whole["pages_ok"] == [1, 2, 3] and whole["failures"] == []
+
+
+def test_a_retried_shard_ocrs_only_the_pages_it_had_not_finished(shelf: Path, tmp_path: Path) -> None:
+    work = _work(tmp_path)
+    listed = stage_list(str(shelf), work, "r1", shard_pages=4)
+    shard = listed.shards[0]  # the receipt and pages 1-3 of the filing
+    calls = tmp_path / "calls.txt"
+
+    class Crash(BaseException):  # the worker dies: not an engine error the stage turns into rows
+        pass
+
+    engine = _sleep(calls, batch_size=1)
+    real = engine.ocr
+
+    def crash_after_two(pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
+        if len(calls.read_text().splitlines() if calls.exists() else []) >= 2:
+            raise Crash  # the worker dies mid-shard (not a page error: the whole try fails)
+        return real(pages, temperature)
+
+    engine.ocr = crash_after_two  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        stage_ocr(shard, work, "r1", engine, settings=OcrSettings(prefetch=0))
+    first = calls.read_text().splitlines()
+    assert len(first) == 2
+    res = stage_ocr(shard, work, "r1", _sleep(calls, batch_size=1))  # the retry
+    again = calls.read_text().splitlines()[2:]
+    pages = [tuple(c.split()[1:]) for c in first + again]
+    assert len(again) == 2 and len(set(pages)) == 4  # the retry sent only the 2 unfinished pages
+    assert res.pages == 4
+
+
+def test_a_file_gone_after_listing_is_a_source_missing_row_and_the_rest_loads(
+    shelf: Path, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    wh = Warehouse(url)
+    work = _work(tmp_path)
+    listed = stage_list(str(shelf), work, "r1", shard_pages=100)
+    (shelf / "a_receipt.png").unlink()
+    from airflow_provider_deepocr.core.pipeline import stage_load, stage_parse_validate
+
+    ocr = stage_ocr(listed.shards[0], work, "r1", _sleep())
+    loaded = stage_load(stage_parse_validate(ocr.manifest_uri, work, "r1").manifest_uri, work, "r1", wh)
+    assert loaded.failed == {"corrupt": 1, errors.SOURCE_MISSING: 1} and loaded.documents == 2
+    with wh.engine.connect() as conn:
+        reasons = dict(conn.exec_driver_sql("select source_uri, reason from deepocr_failures").all())
+    assert reasons[LocalStorage.uri(shelf / "a_receipt.png")] == errors.SOURCE_MISSING
+
+
+def test_unchanged_objects_are_skipped_without_being_read(shelf: Path, tmp_path: Path) -> None:
+    class CountingStorage(LocalStorage):
+        def __init__(self) -> None:
+            self.reads: list[str] = []
+
+        def read(self, uri: str) -> bytes:
+            self.reads.append(Path(uri).name)
+            return super().read(uri)
+
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    work = _work(tmp_path)
+    engine = _sleep()
+    first = run_pipeline(str(shelf), wh, engine, work)
+    assert first.loaded_documents == 3
+    fp = first.config_fingerprint or ""
+
+    def listing(run_id: str, fingerprint: str = fp) -> tuple[int, list[str]]:
+        storage = CountingStorage()
+        res = stage_list(
+            str(shelf), work, run_id, storage=storage, shard_pages=2, warehouse=wh, fingerprint=fingerprint
+        )
+        return res.skipped, sorted(set(storage.reads))
+
+    assert listing("r2") == (3, ["d_broken.pdf"])  # only the never-loaded file is read (to count it)
+    (shelf / "c_fax.tiff").write_bytes(_tiff(2))  # changed: new size and mtime
+    assert listing("r3") == (2, ["c_fax.tiff", "d_broken.pdf"])
+    assert listing("r4", "another-config")[0] == 0  # another config: nothing is unchanged under it
+
+
+def test_ocr_progress_lines_at_most_every_interval(
+    shelf: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import logging
+
+    from airflow_provider_deepocr.core import runs
+
+    work = _work(tmp_path)
+    listed = stage_list(str(shelf), work, "r1", shard_pages=4)
+    with caplog.at_level(logging.INFO, logger="airflow_provider_deepocr.core.runs"):
+        stage_ocr(listed.shards[1], work, "r1", _sleep(batch_size=1))  # 30 s apart: a short shard logs none
+        assert not [r for r in caplog.records if "OCR progress" in r.message]
+        monkeypatch.setattr(runs, "PROGRESS_EVERY_S", 0.0)
+        stage_ocr(listed.shards[0], work, "r1", _sleep(batch_size=1))  # 4 pages, one per batch
+    lines = [r.getMessage() for r in caplog.records if "OCR progress" in r.getMessage()]
+    done = [line.split(": ")[1].split(",")[0] for line in lines]
+    assert done == ["1/4 pages", "2/4 pages", "3/4 pages", "4/4 pages", "4/4 pages"]  # the last: at the end
+    assert lines[0].startswith("OCR progress shard 00000: ") and " output tokens/s, ETA " in lines[0]
+    assert lines[-1].endswith("ETA 0m00s")

@@ -98,8 +98,11 @@ def test_read_document_hashes_and_read_error(tmp_path: Path) -> None:
     missing = DocumentRef(uri=LocalStorage.uri(tmp_path / "gone.pdf"))
     with pytest.raises(errors.DocumentError) as ei:
         read_document(missing)
-    assert ei.value.reason == errors.READ_ERROR
-    assert "FileNotFoundError" in ei.value.detail
+    assert ei.value.reason == errors.SOURCE_MISSING  # listed, then gone
+    (tmp_path / "folder.pdf").mkdir()
+    with pytest.raises(errors.DocumentError) as ei:
+        read_document(DocumentRef(uri=LocalStorage.uri(tmp_path / "folder.pdf")))
+    assert ei.value.reason == errors.READ_ERROR and "IsADirectoryError" in ei.value.detail
 
 
 def test_storage_for_schemes() -> None:
@@ -196,7 +199,10 @@ def test_s3_read_write_exists_and_read_error(s3_client: Any, s3_endpoint: str, b
     assert doc.data == b"\x00payload"
     with pytest.raises(errors.DocumentError) as ei:
         read_document(DocumentRef(uri=f"s3://{bucket}/missing.pdf"), st)
-    assert ei.value.reason == errors.READ_ERROR and "NoSuchKey" in ei.value.detail
+    assert ei.value.reason == errors.SOURCE_MISSING
+    with pytest.raises(errors.DocumentError) as ei:
+        read_document(DocumentRef(uri=f"s3://{bucket}-gone/a.pdf"), st)
+    assert ei.value.reason == errors.READ_ERROR and "NoSuchBucket" in ei.value.detail
 
 
 def test_workarea_s3_round_trip(s3_client: Any, bucket: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import subprocess
 import sys
@@ -40,3 +41,54 @@ def test_airflow_dags_test_loads_the_samples_into_sqlite(airflow_env: dict[str, 
     assert docs_n == len([p for p in docs.rglob("*") if p.is_file()])
     assert pages[0] >= docs_n and pages[1] == "rapidocr"
     assert "Balance Sheet" in text
+
+
+def test_sharded_dag_run_loads_the_same_rows_as_an_unsharded_one(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """``airflow dags test`` with ``shard_pages=2`` on a mixed folder (a 5-page filing split over three
+    shards, bad files) against one shard of everything: the same rows, the split filing loaded once."""
+    import pymupdf
+
+    from airflow_provider_deepocr.testing.samples import write_samples
+    from tests.digest import table_digest
+
+    docs = tmp_path / "docs"
+    write_samples(docs)
+    filing = pymupdf.open()
+    for i in range(5):
+        filing.new_page(width=300, height=200).insert_text((20, 40), f"Annual report page {i + 1}")
+    (docs / "finance" / "annual_report.pdf").write_bytes(filing.tobytes())
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 50)
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    for prefix, shard_pages in (("one_", 10_000), ("many_", 2)):
+        env = {
+            **airflow_env,
+            "DEEPOCR_SOURCE_URI": str(docs),
+            "DEEPOCR_WAREHOUSE": url,
+            "DEEPOCR_WORK_URI": str(tmp_path / f"work-{prefix}"),
+            "DEEPOCR_ENGINE": "rapidocr",
+            "DEEPOCR_OCR_QUEUE": "default",
+            "DEEPOCR_TABLE_PREFIX": prefix,
+        }
+        conf = json.dumps({"shard_pages": shard_pages})
+        proc = subprocess.run(
+            [airflow, "dags", "test", "deepocr_documents_to_warehouse", "--conf", conf],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    one = table_digest(url, "one_", skip=("run_id", "loaded_at", "recorded_at", "seconds", "content_hash"))
+    many = table_digest(url, "many_", skip=("run_id", "loaded_at", "recorded_at", "seconds", "content_hash"))
+    one.hashes.pop("runs"), many.hashes.pop("runs")
+    assert many.hashes == one.hashes, (many.counts, one.counts)
+    with sqlite3.connect(tmp_path / "wh.db") as conn:
+        shards = sorted(r[0] for r in conn.execute("select shard from many_runs"))
+        filing_pages = conn.execute(
+            "select count(*) from many_pages p join many_documents d using (doc_id) "
+            "where d.source_uri like '%annual_report.pdf'"
+        ).fetchone()[0]
+    assert filing_pages == 5 and len(shards) >= 4 and shards[-1] == "spanning"

@@ -30,11 +30,25 @@ def test_template_fields_cover_the_runtime_arguments() -> None:
     assert {"manifest", "warehouse_conn_id", "schema"} <= set(DeepOcrLoadOperator.template_fields)
 
 
-def test_manifest_accepts_a_uri_or_the_upstream_dict_only() -> None:
+def test_manifest_accepts_a_uri_the_upstream_dict_or_a_one_shard_listing() -> None:
     assert _manifest_uri("file:///w/m.jsonl") == "file:///w/m.jsonl"
     assert _manifest_uri({"manifest_uri": "s3://b/m.jsonl", "documents": 3}) == "s3://b/m.jsonl"
+    assert _manifest_uri(["s3://b/runs/r/documents.jsonl"]) == "s3://b/runs/r/documents.jsonl"
     with pytest.raises(ValueError):
         _manifest_uri({"documents": 3})
+    with pytest.raises(ValueError, match="map this task over them"):
+        _manifest_uri(["s3://b/shards/00000.jsonl", "s3://b/shards/00001.jsonl"])
+
+
+def test_shard_pages_below_one_fails_the_listing_at_start(tmp_path: Path) -> None:
+    from airflow_provider_deepocr.core import errors
+
+    op = DeepOcrListDocumentsOperator(
+        task_id="l", source_uri=str(tmp_path), shard_pages="0", work_uri=str(tmp_path)
+    )
+    with pytest.raises(errors.ConfigError, match="shard_pages must be an integer >= 1"):
+        op.execute({"run_id": "r"})
+    assert not (tmp_path / "runs").exists()  # nothing listed, nothing written
 
 
 def test_load_operator_declares_an_asset_without_credentials() -> None:
@@ -56,6 +70,7 @@ def test_the_four_operators_chain_through_xcom_sized_dicts(tmp_path: Path) -> No
     listed = DeepOcrListDocumentsOperator(
         task_id="list", source_uri=str(receipt[0].parent), work_uri=work
     ).execute(ctx)
+    assert isinstance(listed, list) and len(listed) == 1  # one shard: an unmapped OCR task takes it
     ocr = DeepOcrOcrOperator(task_id="ocr", manifest=listed, work_uri=work, engine="rapidocr").execute(ctx)
     parsed = DeepOcrParseValidateOperator(task_id="parse", manifest=ocr, work_uri=work).execute(ctx)
     loaded = DeepOcrLoadOperator(
@@ -64,8 +79,8 @@ def test_the_four_operators_chain_through_xcom_sized_dicts(tmp_path: Path) -> No
 
     for pushed in (listed, ocr, parsed, loaded):
         assert len(json.dumps(pushed)) < 1000  # references and counts, never content
-    assert listed["documents"] == 1 and ocr["pages"] == 1 and loaded["pages"] == 1
-    assert "manual__2026-11-28T10_00_00_00_00" in listed["manifest_uri"]
+    assert ocr["documents"] == 1 and ocr["pages"] == 1 and loaded["pages"] == 1
+    assert "manual__2026-11-28T10_00_00_00_00/shards/00000.jsonl" in listed[0]
     with sqlite3.connect(db) as conn:
         text = " ".join(r[0] for r in conn.execute("select text from deepocr_blocks"))
     assert "TOTAL" in text.upper()

@@ -7,6 +7,8 @@
   ``auto`` with a ``server_url`` picks it too.
 - ``vllm``: DeepSeek-OCR (v1) or -OCR-2 in-process through vLLM (extra ``[vllm]``, GPU).
 - ``pdf-text``: a PDF page's own text layer (used by ``text_layer="auto"`` routing).
+- ``sleep``: a fixed-latency stand-in that reads nothing (``seconds_per_page``), for measuring the
+  orchestration alone (``bench/scale.py``, the cluster test); never for data.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 
 log = logging.getLogger(__name__)
 
-ENGINE_NAMES = ("auto", "deepseek", "rapidocr", "server", "vllm", "pdf-text")
+ENGINE_NAMES = ("auto", "deepseek", "rapidocr", "server", "vllm", "pdf-text", "sleep")
 DEFAULT_MODEL = "deepseek-community/DeepSeek-OCR-2"
 _ALIASES = {
     "deepseek-ocr2": "deepseek",
@@ -176,6 +178,14 @@ def get_engine(
         from airflow_provider_deepocr.core.engines.pdf_text import PdfTextEngine
 
         return PdfTextEngine()
+    if key == "sleep":
+        from airflow_provider_deepocr.core.engines.sleep import SleepEngine
+
+        return SleepEngine(
+            float(kwargs.get("seconds_per_page", 0.0)),
+            calls_file=kwargs.get("calls_file"),
+            batch_size=8 if batch == "auto" else batch,
+        )
     rapid_kwargs = {k: v for k, v in kwargs.items() if k == "params"}
     if key == "rapidocr":
         return _rapid(batch, **rapid_kwargs)

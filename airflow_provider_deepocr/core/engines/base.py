@@ -70,5 +70,9 @@ class OcrEngine(abc.ABC):
         """Everything about the engine that changes its output (goes into the config fingerprint)."""
         return {"engine": self.name, "model": self.model, "revision": self.revision}
 
+    def device_name(self) -> str:
+        """What runs the model, for the runs table: a GPU's name, ``cpu``, or a server."""
+        return "cpu"
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (GPU memory, sessions)."""

@@ -299,6 +299,13 @@ class DeepSeekOcr2Engine(OcrEngine):
             "ngram_window": self.ngram_window,
         }
 
+    def device_name(self) -> str:
+        if self.device.startswith("cuda"):
+            import torch
+
+            return f"{self.device} {torch.cuda.get_device_name(self.device)}"
+        return self.device
+
     def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
         return self.ocr_prepared(self.prepare(pages), temperature=temperature)
 

@@ -152,6 +152,11 @@ class OpenAIServerEngine(OcrEngine):
             "extra_body": self.extra_body,
         }
 
+    def device_name(self) -> str:
+        from urllib.parse import urlsplit
+
+        return f"server {urlsplit(self.server_url).netloc}"
+
     def __repr__(self) -> str:  # no API key in reprs
         return f"OpenAIServerEngine({self.server_url!r}, model={self.model!r})"
 

@@ -78,6 +78,9 @@ class RetryingEngine(OcrEngine):
         d["fallback"] = self.fallback.describe() if self.fallback is not None else None
         return d
 
+    def device_name(self) -> str:
+        return self.inner.device_name()
+
     def prepare(self, pages: Sequence[PageImage]) -> object:
         prepare = getattr(self.inner, "prepare", None)
         return (list(pages), prepare(pages) if prepare is not None else None)

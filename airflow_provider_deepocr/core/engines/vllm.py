@@ -162,6 +162,11 @@ class VllmEngine(OcrEngine):
             "ngram": list(self.ngram),
         }
 
+    def device_name(self) -> str:
+        import torch
+
+        return f"cuda {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "cpu"
+
     def _input(self, page: PageImage) -> dict[str, Any]:
         item: dict[str, Any] = {
             "prompt": self.prompt,

@@ -1,33 +1,8 @@
-"""``Warehouse``: typed records -> SQL rows, whole documents per transaction.
+"""``Warehouse``: typed records -> SQL rows, whole documents per transaction, exactly once.
 
-SQLAlchemy Core only (no ORM), so the same code loads SQLite (the embedded default), PostgreSQL,
-DuckDB, and through staged MERGE Snowflake, BigQuery and Redshift. What differs per database is
-data in :mod:`.dialects`; tables and identifiers are in :mod:`.schema`, rows in :mod:`.rows`.
-
-Exactly-once rules (see ARCHITECTURE.md, "Loads are idempotent"):
-
-* A document is keyed by its content id (``doc_id``, the sha256 of its bytes). Loading it
-  deletes every row it had before (pages, blocks, table cells, failures, validation results)
-  and inserts the new ones in **one** transaction; readers see the old copy or the new one,
-  never half of either. A batch of documents (:meth:`Warehouse.load_documents`) is one
-  transaction too.
-* ``{prefix}load_ledger`` (:mod:`.ledger`) holds one row per document: which config fingerprint is
-  live, the run that wrote it and a content hash of everything that was written. Reloading a
-  document whose fingerprint and content hash are unchanged is a no-op (rows, ``loaded_at`` and
-  ``run_id`` stay exactly as the first load left them), so rerunning a batch leaves the warehouse
-  byte-for-byte as running it once. Pass ``force=True`` to rewrite anyway.
-* Concurrent loaders of the same document serialise on a per-document lock taken at the start
-  of the transaction (:attr:`.Dialect.lock`: ``pg_advisory_xact_lock`` on PostgreSQL, ``BEGIN
-  IMMEDIATE`` on SQLite, a process-local lock on DuckDB, which is single-writer per file).
-* Quarantine (validation failed) removes the document's main-table rows as well, so the tables
-  always reflect the latest run's verdict for the latest config, and writes the reason to
-  ``{prefix}failures`` plus the per-expectation results to ``{prefix}validation_results``.
-* Document-level failures (``record_failures``) never delete loaded rows: a transient read
-  error must not wipe good data. A later successful load removes the document's old failure
-  rows (by ``doc_id``, and by ``source_uri`` for failures recorded before the file was hashed).
-
-Timestamps are UTC. ``failures.recorded_at`` is the time the failure was last observed.
-Nothing here logs or raises with document text: only ids, counts and reason codes.
+SQLAlchemy Core only (no ORM). What differs per database is data in :mod:`.dialects`; tables and
+identifiers are in :mod:`.schema`, rows in :mod:`.rows`. The exactly-once rules are in the package
+docstring (:mod:`airflow_provider_deepocr.core.warehouse`).
 """
 
 from __future__ import annotations
@@ -43,6 +18,7 @@ import sqlalchemy as sa
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentResult, Failure
 from airflow_provider_deepocr.core.warehouse import failures as fail
+from airflow_provider_deepocr.core.warehouse import runs
 from airflow_provider_deepocr.core.warehouse.dialects import dialect_of, make_engine, merge_dialect
 from airflow_provider_deepocr.core.warehouse.ledger import ledger_state, split_changed
 from airflow_provider_deepocr.core.warehouse.merge import merge_documents, warehouse_ddl
@@ -435,6 +411,22 @@ class Warehouse:
         holds (a query per 1,000 ids)."""
         with self.engine.connect() as conn:
             return {doc_id: fp for doc_id, (fp, _) in ledger_state(conn, self.ledger, doc_ids).items()}
+
+    def record_run(self, row: dict[str, Any]) -> None:
+        """Write one ``runs`` row (a shard's load), replacing the same run, DAG and shard's."""
+        runs.record_run(self.engine, self._tables["runs"], row)
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``runs`` rows, newest first."""
+        return runs.run_rows(self.engine, self._tables["runs"], limit)
+
+    def last_fingerprint(self, dag_id: str) -> str | None:
+        """The config fingerprint of ``dag_id``'s latest run that OCR'd (the incremental listing's)."""
+        return runs.last_fingerprint(self.engine, self._tables["runs"], dag_id)
+
+    def loaded_sources(self, prefix_uri: str) -> Iterator[tuple[str, int | None, str | None, str]]:
+        """(source URI, size, version, config fingerprint) of the loaded documents under a prefix."""
+        return runs.loaded_sources(self.engine, self.documents, self.ledger, prefix_uri)
 
     def ledger_entry(self, doc_id: str) -> dict[str, Any] | None:
         led = self.ledger

@@ -107,6 +107,7 @@ def document_row(result: DocumentResult) -> dict[str, Any]:
         "doc_id": result.doc_id,
         "source_uri": result.ref.uri,
         "source_version": result.ref.version,
+        "source_size": result.ref.size,
         "media_type": result.media_type,
         "page_count": result.page_count,
         "config_fingerprint": result.config_fingerprint,

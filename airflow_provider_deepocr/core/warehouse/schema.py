@@ -22,6 +22,7 @@ TABLES = (
     "failures",
     "load_ledger",
     "validation_results",
+    "runs",
 )
 
 # Tables holding a loaded document's content (deleted on reload / quarantine).
@@ -35,6 +36,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "pages": ("doc_id", "page_no"),
     "blocks": ("doc_id", "page_no", "block_no"),
     "table_cells": ("doc_id", "page_no", "block_no", "row_no", "col_no"),
+    "runs": ("run_id", "dag_id", "shard"),
 }
 
 
@@ -58,6 +60,7 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("doc_id", doc_id, primary_key=True),
         sa.Column("source_uri", sa.Text, nullable=False),
         sa.Column("source_version", sa.Text),
+        sa.Column("source_size", sa.BigInteger),
         sa.Column("media_type", sa.Text),
         sa.Column("page_count", sa.Integer, nullable=False),
         sa.Column("config_fingerprint", fp, nullable=False),
@@ -154,5 +157,28 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("success", sa.Boolean, nullable=False),
         sa.Column("observed", sa.Text),
         sa.Column("run_id", sa.Text),
+    )
+    sa.Table(  # one row per run and shard: what it did, on what, at what cost (core.runs)
+        f"{prefix}runs",
+        md,
+        sa.Column("run_id", sa.String(250), primary_key=True),
+        sa.Column("dag_id", sa.String(250), primary_key=True),
+        sa.Column("shard", sa.String(64), primary_key=True),
+        sa.Column("task", sa.Text),
+        sa.Column("started_at", ts, nullable=False),
+        sa.Column("ended_at", ts, nullable=False),
+        sa.Column("documents", sa.Integer, nullable=False),
+        sa.Column("pages", sa.Integer, nullable=False),
+        sa.Column("pages_ocr", sa.Integer),
+        sa.Column("failed", sa.Text),
+        sa.Column("engine", sa.Text),
+        sa.Column("model", sa.Text),
+        sa.Column("device", sa.Text),
+        sa.Column("config_fingerprint", fp),
+        sa.Column("model_load_seconds", sa.Double),
+        sa.Column("engine_seconds", sa.Double),
+        sa.Column("output_tokens", sa.BigInteger),
+        sa.Column("gpu_hour_cost", sa.Double),
+        sa.Column("cost", sa.Double),
     )
     return md

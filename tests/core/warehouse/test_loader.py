@@ -236,7 +236,17 @@ def test_duplicate_block_ids_are_a_typed_load_error(tmp_path: Path) -> None:
 def test_create_twice_and_counts(wh: Warehouse) -> None:
     wh.create()
     assert wh.counts() == dict.fromkeys(
-        ("documents", "pages", "blocks", "table_cells", "failures", "load_ledger", "validation_results"), 0
+        (
+            "documents",
+            "pages",
+            "blocks",
+            "table_cells",
+            "failures",
+            "load_ledger",
+            "validation_results",
+            "runs",
+        ),
+        0,
     )
 
 
@@ -685,7 +695,7 @@ def test_cloud_warehouses_load_through_staged_merge(name: str, monkeypatch: pyte
     with pytest.raises(errors.ConfigError, match="load_method='merge'"):
         Warehouse(engine, load_method="replace")
     ddl = "\n".join(merge.warehouse_ddl(engine.dialect, w.metadata))
-    assert "CREATE INDEX" not in ddl and ddl.count("CREATE TABLE IF NOT EXISTS") == 7
+    assert "CREATE INDEX" not in ddl and ddl.count("CREATE TABLE IF NOT EXISTS") == 8
     # timestamps keep their time zone everywhere (BigQuery's DATETIME would drop it)
     loaded_at = sa.schema.CreateTable(w.documents).compile(dialect=engine.dialect)
     assert re.search(

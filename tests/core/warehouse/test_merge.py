@@ -38,6 +38,7 @@ DOC_COLUMNS = (
     "doc_id",
     "source_uri",
     "source_version",
+    "source_size",
     "media_type",
     "page_count",
     "config_fingerprint",
@@ -107,7 +108,7 @@ def test_dialect_names() -> None:
 
 
 def test_create_table_ddl_compiles_for_every_table(dialect: sa.Dialect, md: sa.MetaData) -> None:
-    assert len(md.tables) == 7
+    assert len(md.tables) == 8
     for table in md.sorted_tables:
         ddl = str(sa.schema.CreateTable(table).compile(dialect=dialect))
         assert ddl.lstrip().startswith("CREATE TABLE ")
@@ -126,13 +127,13 @@ def test_create_table_ddl_compiles_for_every_table(dialect: sa.Dialect, md: sa.M
 
 def test_warehouse_ddl_skips_indexes_where_there_are_none(dialect: sa.Dialect, md: sa.MetaData) -> None:
     ddl = m.warehouse_ddl(dialect, md)
-    assert len(ddl) == 7
+    assert len(ddl) == 8
     assert all(s.startswith("CREATE TABLE IF NOT EXISTS ") for s in ddl)
     assert not any("INDEX" in s for s in ddl)
     for s in ddl:
         assert _parse(dialect, s)
     pg = m.warehouse_ddl(_dialect("postgresql"), md)
-    assert len(pg) == 8 and pg[-1].startswith("CREATE INDEX IF NOT EXISTS deepocr_failures_doc_idx")
+    assert len(pg) == 9 and pg[-1].startswith("CREATE INDEX IF NOT EXISTS deepocr_failures_doc_idx")
 
 
 def test_stage_ddl_per_dialect(dialect: sa.Dialect, md: sa.MetaData) -> None:

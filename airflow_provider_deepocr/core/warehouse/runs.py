@@ -1,0 +1,57 @@
+"""The ``runs`` table (one row per run and shard, written by each load) and the lookups the
+incremental listing makes: which objects are loaded, and under which config fingerprint a DAG last
+ran. Functions over a connection and tables, so the loader stays small."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import sqlalchemy as sa
+
+from airflow_provider_deepocr.core.warehouse.schema import KEYS
+
+
+def record_run(engine: sa.Engine, runs: sa.Table, row: dict[str, Any]) -> None:
+    """Write ``row``, replacing the row of the same run, DAG and shard (a retried load rewrites it)."""
+    key = sa.and_(*(runs.c[k] == row[k] for k in KEYS["runs"]))
+    with engine.begin() as conn:
+        conn.execute(runs.delete().where(key))
+        conn.execute(runs.insert(), [row])
+
+
+def last_fingerprint(engine: sa.Engine, runs: sa.Table, dag_id: str) -> str | None:
+    """The config fingerprint of ``dag_id``'s most recent run that OCR'd something."""
+    stmt = (
+        sa.select(runs.c.config_fingerprint)
+        .where(runs.c.dag_id == dag_id, runs.c.config_fingerprint.is_not(None))
+        .order_by(runs.c.ended_at.desc())
+        .limit(1)
+    )
+    with engine.connect() as conn:
+        return conn.execute(stmt).scalar()
+
+
+def loaded_sources(
+    engine: sa.Engine, documents: sa.Table, ledger: sa.Table, prefix_uri: str
+) -> Iterator[tuple[str, int | None, str | None, str]]:
+    """(source URI, size, version, live config fingerprint) of every loaded document whose source
+    URI starts with ``prefix_uri``, ordered by URI and streamed (a million rows stay a cursor)."""
+    like = prefix_uri.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+    d, led = documents, ledger
+    stmt = (
+        sa.select(d.c.source_uri, d.c.source_size, d.c.source_version, led.c.config_fingerprint)
+        .join(led, led.c.doc_id == d.c.doc_id)
+        .where(d.c.source_uri.like(like, escape="\\"))
+        .order_by(d.c.source_uri)
+    )
+    with engine.connect().execution_options(stream_results=True, yield_per=5000) as conn:
+        for row in conn.execute(stmt):
+            yield row[0], row[1], row[2], row[3]
+
+
+def run_rows(engine: sa.Engine, runs: sa.Table, limit: int = 50) -> list[dict[str, Any]]:
+    """The newest ``limit`` rows of the runs table, newest first."""
+    stmt = sa.select(runs).order_by(runs.c.ended_at.desc(), runs.c.shard).limit(limit)
+    with engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
