@@ -30,7 +30,7 @@ ahead of time into ``bench/pages/`` (ignored by git) with ``--render-pages``.
     python bench/gpu_throughput.py --render-pages        # once, where pymupdf is installed
     OUT=/tmp/out python bench/gpu_throughput.py --cli    # CUDA, full size, ~7 min on an H200
     python bench/gpu_throughput.py --small               # the same code on CPU with the tiny config
-    python bench/gpu_throughput.py --ban-only            # only the n-gram ban micro-bench
+    python bench/gpu_throughput.py --ban-only            # only the n-gram ban micro-bench (CUDA, else CPU)
 """
 
 from __future__ import annotations
@@ -546,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--budget-s", type=float, default=400.0, help="skip rows estimated to end after this")
     ap.add_argument("--pages-dir", type=Path, default=PAGES_DIR, help="pre-rendered A4 PNGs (fallback)")
     ap.add_argument("--render-pages", action="store_true", help="write the A4 PNGs to --pages-dir and exit")
-    ap.add_argument("--ban-only", action="store_true", help="only the n-gram ban micro-bench (old vs new)")
+    ap.add_argument("--ban-only", action="store_true", help="only the n-gram ban bench (CUDA, else CPU)")
     ap.add_argument("--no-ban-bench", action="store_true", help="skip the n-gram ban micro-bench")
     ap.add_argument("--cli", action="store_true", help="also time `deepocr run` on the saved checkpoint")
     ap.add_argument("--attn", default=None, help="attention implementation (default: the engine's pick)")
@@ -582,6 +582,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         device = "cpu"
     elif torch.cuda.is_available():
         device = "cuda"
+    elif args.ban_only:
+        device = "cpu"
     else:
         sys.exit("no CUDA device: run with --small for a CPU check")
     report["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
