@@ -1,16 +1,36 @@
-"""GPU throughput of batched DeepSeek-OCR-2 at its full published size (random weights).
+"""Throughput of DeepSeek-OCR-2 through ``DeepSeekOcr2Engine``, at its full published size (random weights).
 
-No weights can be downloaded on the benchmark machine, so the model is built from a config in
-code at the published size — text: hidden 1280, intermediate 6848, 12 layers, 10 heads (head_dim
-128), 64 routed + 2 shared experts, top-6, MoE intermediate 896, first layer dense, vocab 129,280;
-vision: SAM ViT-B (downsample channels [512, 896]) and a Qwen2-0.5B-sized encoder (hidden 896).
-Every page is forced to the same output length (EOS suppressed by ``min_new_tokens``) on A4 pages
-rendered at 144 DPI, sweeping batch sizes; it prints pages/s, output tokens/s and peak GPU memory
-per batch size, the best batch against batch 1, and output tokens/s next to the published anchor
-(~2,500 tokens/s on one A100-40G with vLLM). Results also go to ``$OUT/gpu_throughput.json``.
+No weights can be downloaded on the benchmark machine, so a checkpoint is built from a config in code
+at the published size -- text: hidden 1280, intermediate 6848, 12 layers, 10 heads (head_dim 128),
+64 routed + 2 shared experts, top-6, MoE intermediate 896, first layer dense, vocab 129,280; vision:
+SAM ViT-B (downsample channels [512, 896]) and a Qwen2-0.5B-sized encoder (hidden 896) -- with the
+tiny tokenizer and the stock image processor, saved to a temporary folder and loaded back with
+``DeepSeekOcr2Engine``: the code path real weights take (safetensors, GPU preprocessing, the n-gram
+ban, batching, out-of-memory halving, decode).
 
-    python bench/gpu_throughput.py                   # CUDA, full size
-    python bench/gpu_throughput.py --small           # CPU check with the tiny config
+The sweep: batch 1 / 16 / 64 / 128 at 256 and 1,024 output tokens per page, n-gram ban on and off,
+on dense A4 pages at 144 DPI (EOS is suppressed with ``min_new_tokens``, so every page makes exactly
+that many tokens). Per row: pages/s and output tokens/s of ``engine.ocr`` (preprocessing, generate
+and decode), ms per decode step (between the model's decode forwards, so the logits processors and
+sampling are in it), prefill ms, peak GiB and GPU preprocessing ms/page. Rows that would not finish
+inside ``--budget-s`` (estimated from the rows before) are skipped and say so. Then the n-gram ban on
+its own: the pre-issue-11 Python ban against the vectorised one, ms per step at batch 64 x 256 /
+1,024 / 4,096 generated tokens (on CUDA it also checks that the ban never synchronises with the
+host). ``--cli`` adds ``deepocr run --engine deepseek --model CHECKPOINT`` on the same pages (render,
+preprocess, generate, parse, validate, load into SQLite) and prints its pages/s next to the sweep's.
+
+The last line is ``best_pages_per_s= best_output_tokens_per_s= best_vs_batch1= ngram_overhead=``
+(best over the ban-on rows, what users run; ``ngram_overhead``: decode step with the ban against
+without it, at the largest batch measured both ways). Everything also goes to
+``$OUT/gpu_throughput.json`` when ``OUT`` is set.
+
+Pages come from PyMuPDF when it imports; otherwise (the GPU machine has none) from PNGs rendered
+ahead of time into ``bench/pages/`` (ignored by git) with ``--render-pages``.
+
+    python bench/gpu_throughput.py --render-pages        # once, where pymupdf is installed
+    OUT=/tmp/out python bench/gpu_throughput.py --cli    # CUDA, full size, ~7 min on an H200
+    python bench/gpu_throughput.py --small               # the same code on CPU with the tiny config
+    python bench/gpu_throughput.py --ban-only            # only the n-gram ban micro-bench (CUDA, else CPU)
 """
 
 from __future__ import annotations
@@ -18,16 +38,30 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
 
-A100_ANCHOR_TOKENS_PER_S = 2500.0
+PAGES_DIR = Path(__file__).resolve().parent / "pages"
+N_DISTINCT_PAGES = 16  # rendered pages; bigger batches cycle them
+A100_ANCHOR_TOKENS_PER_S = 2500.0  # published: ~2,500 tokens/s on one A100-40G with vLLM
+FULL_VOCAB = 129280
+NGRAM_SIZE, NGRAM_WINDOW = 30, 90  # the engine's defaults (the authors' settings)
+NO_PYMUPDF_ENV = "DEEPOCR_BENCH_NO_PYMUPDF"  # "1": use the PNGs even where pymupdf imports
+
+
+# -- the model ------------------------------------------------------------------------------------
 
 
 def full_config(vocab: int, bos: int, eos: int, pad: int, image: int):  # type: ignore[no-untyped-def]
+    """The published DeepSeek-OCR-2 sizes (``vocab``: at least 129,280)."""
     from transformers import DeepseekOcr2Config
 
     sam = {
@@ -51,7 +85,7 @@ def full_config(vocab: int, bos: int, eos: int, pad: int, image: int):  # type: 
         "max_position_embeddings": 4096,
     }
     text = {
-        "vocab_size": max(vocab, 129280),
+        "vocab_size": max(vocab, FULL_VOCAB),
         "hidden_size": 1280,
         "intermediate_size": 6848,
         "num_hidden_layers": 12,
@@ -74,7 +108,47 @@ def full_config(vocab: int, bos: int, eos: int, pad: int, image: int):  # type: 
     )
 
 
-def a4_pages(n: int, dpi: int = 144) -> list:
+def write_checkpoint(out: Path, small: bool, device: str) -> dict[str, Any]:
+    """A random checkpoint (full size, or the tiny test config) with the tiny tokenizer, in ``out``."""
+    import torch
+    from transformers import (
+        DeepseekOcr2ForConditionalGeneration,
+        DeepseekOcr2ImageProcessorPil,
+        DeepseekOcr2Processor,
+        GenerationConfig,
+    )
+
+    from airflow_provider_deepocr.testing import tiny_model
+
+    t0 = time.perf_counter()
+    tok = tiny_model._build_tokenizer()
+    ids = [tok.convert_tokens_to_ids(t) for t in (tiny_model.BOS, tiny_model.EOS, tiny_model.PAD)]
+    image = tok.convert_tokens_to_ids(tiny_model.IMAGE)
+    build = tiny_model._build_config if small else full_config
+    config = build(len(tok), *ids, image)
+    torch.manual_seed(0)
+    with torch.device(device):
+        model = DeepseekOcr2ForConditionalGeneration(config)
+    if not small:
+        model = model.to(torch.bfloat16)  # what real weights ship as
+    model.generation_config = GenerationConfig(
+        bos_token_id=ids[0], eos_token_id=ids[1], pad_token_id=ids[2], do_sample=False
+    )
+    params = sum(p.numel() for p in model.parameters())
+    model.save_pretrained(out, safe_serialization=True)
+    DeepseekOcr2Processor(image_processor=DeepseekOcr2ImageProcessorPil(), tokenizer=tok).save_pretrained(out)
+    del model
+    if device == "cuda":
+        torch.cuda.empty_cache()
+    size = sum(f.stat().st_size for f in out.glob("*.safetensors"))
+    return {"parameters": params, "bytes": size, "seconds": time.perf_counter() - t0}
+
+
+# -- pages ----------------------------------------------------------------------------------------
+
+
+def render_a4(n: int, dpi: int = 144) -> list[Any]:
+    """``n`` dense A4 pages of numbers and words, rendered with PyMuPDF (PIL RGB images)."""
     import pymupdf
     from PIL import Image
 
@@ -94,135 +168,575 @@ def a4_pages(n: int, dpi: int = 144) -> list:
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--small", action="store_true", help="tiny config on CPU (a check that the script runs)")
-    ap.add_argument("--batches", default=None, help="comma-separated batch sizes")
-    ap.add_argument("--new-tokens", type=int, default=None)
-    args = ap.parse_args()
+def render_pages_to(folder: Path, n: int = N_DISTINCT_PAGES) -> list[Path]:
+    """Write the A4 pages as ``a4-000.png``... into ``folder`` (for machines without pymupdf)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, image in enumerate(render_a4(n)):
+        path = folder / f"a4-{i:03d}.png"
+        image.save(path, format="PNG")
+        paths.append(path)
+    return paths
 
+
+def load_pages(n: int, folder: Path) -> tuple[list[Any], str]:
+    """``n`` A4 page images and where they came from (``"pymupdf"`` or ``"png"``), cycling 16 pages.
+
+    PyMuPDF renders them when it imports (and ``DEEPOCR_BENCH_NO_PYMUPDF`` is not ``1``); otherwise
+    they are read from the PNGs in ``folder`` that ``--render-pages`` wrote.
+    """
+    from PIL import Image
+
+    distinct = min(n, N_DISTINCT_PAGES)
+    images: list[Any] = []
+    source = "png"
+    if os.environ.get(NO_PYMUPDF_ENV) != "1":
+        try:
+            images, source = render_a4(distinct), "pymupdf"
+        except ImportError:
+            pass
+    if not images:
+        files = sorted(folder.glob("a4-*.png"))[:distinct]
+        if not files:
+            sys.exit(
+                f"no pymupdf and no pages in {folder}: run `python bench/gpu_throughput.py --render-pages` "
+                "where pymupdf is installed, and bring that folder along"
+            )
+        for f in files:
+            with Image.open(f) as im:
+                images.append(im.convert("RGB"))
+    return [images[i % len(images)] for i in range(n)], source
+
+
+# -- the n-gram ban micro-bench -------------------------------------------------------------------
+
+
+def python_ban(input_ids: Any, scores: Any, n: int, window: int, prompt_len: int, whitelist: set[int]) -> Any:
+    """The n-gram ban before issue 11 (host lists, a Python loop per row), kept here to time it.
+
+    Same code as the reference in tests/core/engines/test_engine_deepseek.py; :func:`ban_bench`
+    also checks that it bans what the engine's vectorised ban does on the timed inputs.
+    """
+    if n <= 0 or input_ids.shape[1] - prompt_len < n - 1:
+        return scores
+    for row, generated in enumerate(input_ids[:, prompt_len:].tolist()):
+        recent = list(generated[-window:]) if window > 0 else list(generated)
+        banned: set[int] = set()
+        if n == 1:
+            banned = set(recent)
+        else:
+            prefix = recent[len(recent) - (n - 1) :]
+            for i in range(len(recent) - (n - 1)):
+                if recent[i : i + n - 1] == prefix:
+                    banned.add(recent[i + n - 1])
+        banned -= whitelist
+        if banned:
+            scores[row, sorted(banned)] = float("-inf")
+    return scores
+
+
+def ban_bench(
+    device: str, lengths: Sequence[int] = (256, 1024, 4096), batch: int = 64, min_s: float = 0.3
+) -> list[dict[str, Any]]:
+    """ms per step of the old Python ban and the vectorised one, at ``batch`` x each length.
+
+    Half the rows loop with period 7 (so bans happen), half are random; the vocabulary is the
+    published 129,280. On CUDA the vectorised ban runs once under ``set_sync_debug_mode("error")``,
+    which raises on any host synchronisation.
+    """
     import torch
-    from transformers import (
-        DeepseekOcr2ForConditionalGeneration,
-        DeepseekOcr2ImageProcessorPil,
-        DeepseekOcr2Processor,
-    )
 
-    from airflow_provider_deepocr.testing import tiny_model
+    from airflow_provider_deepocr.core.engines.deepseek import NgramRepetitionBan
 
-    tok = tiny_model._build_tokenizer()
-    ids = {
-        t: tok.convert_tokens_to_ids(t)
-        for t in (tiny_model.BOS, tiny_model.EOS, tiny_model.PAD, tiny_model.IMAGE)
-    }
-    args_ids = (ids[tiny_model.BOS], ids[tiny_model.EOS], ids[tiny_model.PAD], ids[tiny_model.IMAGE])
-    if args.small:
-        device, dtype = "cpu", torch.float32
-        config = tiny_model._build_config(len(tok), *args_ids)
-        batches = [int(b) for b in (args.batches or "1,2").split(",")]
-        new_tokens = args.new_tokens or 8
-    else:
-        if not torch.cuda.is_available():
-            sys.exit("no CUDA device: run with --small for a CPU check")
-        device, dtype = "cuda", torch.bfloat16
-        config = full_config(len(tok), *args_ids)
-        batches = [int(b) for b in (args.batches or "1,2,4,8,16,32,64").split(",")]
-        new_tokens = args.new_tokens or 1000
-    torch.manual_seed(0)
-    t0 = time.perf_counter()
-    config._attn_implementation = "sdpa"  # what the engine picks (flash-attn is not supported)
-    with torch.device(device):
-        model = DeepseekOcr2ForConditionalGeneration(config).to(dtype).eval()
-    params = sum(p.numel() for p in model.parameters())
-    print(
-        f"model: {params / 1e6:.0f}M parameters on {device} ({str(dtype)[6:]}), "
-        f"built in {time.perf_counter() - t0:.1f}s"
-    )
-    processor = DeepseekOcr2Processor(image_processor=DeepseekOcr2ImageProcessorPil(), tokenizer=tok)
-    tok.padding_side = "left"
-    prompt = "<image>\n<|grounding|>Convert the document to markdown."
-    images = a4_pages(max(batches))
-    import copy
+    whitelist = {5, 6, 7, 8}
+    prompt_len = 1100
+    rows = []
+    gen = torch.Generator().manual_seed(0)
+    for steps in lengths:
+        ids = torch.randint(0, FULL_VOCAB, (batch, prompt_len + steps), generator=gen)
+        loop = torch.randint(0, FULL_VOCAB, (7,), generator=gen)
+        ids[::2, prompt_len:] = loop.repeat(steps // 7 + 1)[:steps]
+        scores = torch.randn(batch, FULL_VOCAB, generator=gen)
+        ids, scores = ids.to(device), scores.to(device)
+        vectorised = NgramRepetitionBan(NGRAM_SIZE, NGRAM_WINDOW, prompt_len, sorted(whitelist))
+        same = torch.equal(
+            vectorised(ids, scores.clone()),
+            python_ban(ids, scores.clone(), NGRAM_SIZE, NGRAM_WINDOW, prompt_len, whitelist),
+        )
+        if not same:
+            raise AssertionError(f"vectorised ban differs from the Python ban at {batch} x {steps}")
+        no_sync = None
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                vectorised(ids, scores)
+                no_sync = True
+            except RuntimeError:
+                no_sync = False
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        args = (ids, scores)
+        old_ms = _ms_per_call(
+            lambda a=args: python_ban(*a, NGRAM_SIZE, NGRAM_WINDOW, prompt_len, whitelist), device, min_s
+        )
+        new_ms = _ms_per_call(lambda a=args, ban=vectorised: ban(*a), device, min_s)
+        rows.append(
+            {
+                "batch": batch,
+                "generated": steps,
+                "python_ms": old_ms,
+                "vectorised_ms": new_ms,
+                "no_sync": no_sync,
+            }
+        )
+    return rows
 
-    from airflow_provider_deepocr.core.engines.preprocess import fast_image_processor
 
-    fast = copy.copy(processor)
-    fast.image_processor = fast_image_processor(processor.image_processor, device=device)
-    processor(images=images[:1], text=[prompt], return_tensors="pt")  # warm
-    fast(images=images[:1], text=[prompt], return_tensors="pt")
-    t0 = time.perf_counter()
-    inputs_all = processor(images=images[:1], text=[prompt], return_tensors="pt")
-    pre_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fast(images=images[:1], text=[prompt], return_tensors="pt")
+def _ms_per_call(fn: Callable[[], Any], device: str, min_s: float = 0.3) -> float:
+    """Best of 3 rounds of the mean ms per call (each round about ``min_s`` long)."""
+    import torch
+
+    fn()
     if device == "cuda":
         torch.cuda.synchronize()
-    fast_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fn()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    reps = max(3, min(2000, int(min_s / max(time.perf_counter() - t0, 1e-6))))
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        if device == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) / reps * 1000)
+    return best
+
+
+# -- the sweep ------------------------------------------------------------------------------------
+
+
+class StepClock:
+    """Times the decode steps of each ``generate()`` of the engine's model.
+
+    ``generate`` and ``prepare_inputs_for_generation`` (called once per forward, outside any
+    compiled region) are wrapped on the model instance: the last ``tokens - 1`` calls of the
+    latter start the decode steps, and ``generate`` returns after a device synchronisation, so
+    ms per step = (return - start of the first decode step) / (tokens - 1), logits processors and
+    sampling included. Prefill = start of ``generate`` to the first decode step (vision encoder,
+    prefill forward, the first token).
+    """
+
+    def __init__(self, model: Any, device: str) -> None:
+        import functools
+
+        import torch
+
+        self.runs: list[dict[str, Any]] = []
+        generate, prepare = model.generate, model.prepare_inputs_for_generation
+
+        @functools.wraps(generate)
+        def timed_generate(*args: Any, **kwargs: Any) -> Any:
+            run: dict[str, Any] = {"start": time.perf_counter(), "stamps": []}
+            self.runs.append(run)
+            out = generate(*args, **kwargs)
+            if device == "cuda":
+                torch.cuda.synchronize()
+            run["end"] = time.perf_counter()
+            run["tokens"] = (
+                int(out.shape[1] - kwargs["input_ids"].shape[1]) if "input_ids" in kwargs else None
+            )
+            return out
+
+        @functools.wraps(prepare)
+        def timed_prepare(*args: Any, **kwargs: Any) -> Any:
+            if self.runs:
+                self.runs[-1]["stamps"].append(time.perf_counter())
+            return prepare(*args, **kwargs)
+
+        model.generate = timed_generate
+        model.prepare_inputs_for_generation = timed_prepare
+
+    def reset(self) -> None:
+        self.runs = []
+
+    def last(self) -> tuple[float | None, float | None]:
+        """(prefill ms, decode ms per step) of the last ``generate()`` (None when too short)."""
+        if not self.runs or "end" not in self.runs[-1] or not self.runs[-1]["tokens"]:
+            return None, None
+        run = self.runs[-1]
+        decode = run["tokens"] - 1
+        if decode < 1 or len(run["stamps"]) < decode:
+            return None, None
+        first = run["stamps"][-decode]
+        return (first - run["start"]) * 1000, (run["end"] - first) * 1000 / decode
+
+
+def sweep_row(
+    engine: Any, clock: StepClock, pages: list[Any], new_tokens: int, ngram: bool, device: str
+) -> dict:
+    """One timed ``engine.ocr`` of ``pages`` (prepare and ocr_prepared timed apart)."""
+    import torch
+
+    from airflow_provider_deepocr.core.records import PageImage
+
+    batch = [
+        PageImage(doc_id=f"{i:064x}", page_no=1, image=im, dpi=144, width=im.width, height=im.height)
+        for i, im in enumerate(pages)
+    ]
+    engine.batch_size = len(batch)
+    engine._oom_cap = None
+    engine.max_new_tokens = new_tokens
+    engine._model.generation_config.min_new_tokens = new_tokens  # EOS suppressed until then
+    engine.ngram_size = NGRAM_SIZE if ngram else 0
+    clock.reset()
+    cuda = device == "cuda"
+    if cuda:
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    prepared = engine.prepare(batch)
+    if cuda:
+        torch.cuda.synchronize()
+    t1 = time.perf_counter()
+    results = engine.ocr_prepared(prepared)
+    if cuda:
+        torch.cuda.synchronize()
+    t2 = time.perf_counter()
+    prefill_ms, step_ms = clock.last()
+    tokens = sum(r.output_tokens for r in results)
+    errors = sum(r.finish_reason == "error" for r in results)
+    return {
+        "batch": len(batch),
+        "new_tokens": new_tokens,
+        "ngram": ngram,
+        "effective_batch": engine.effective_batch_size,
+        "seconds": t2 - t0,
+        "pages_per_s": len(batch) / (t2 - t0),
+        "output_tokens_per_s": tokens / (t2 - t0),
+        "output_tokens": tokens,
+        "ms_per_step": step_ms,
+        "prefill_ms": prefill_ms,
+        "preprocess_ms_per_page": (t1 - t0) * 1000 / len(batch),
+        "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else 0.0,
+        "errors": errors,
+        "all_full_length": all(r.output_tokens == new_tokens for r in results),
+    }
+
+
+def estimate_seconds(done: list[dict], batch: int, new_tokens: int, ngram: bool) -> float | None:
+    """A row's likely seconds from the rows measured before (None: nothing to go on)."""
+    same = [r for r in done if r["batch"] == batch and r["ngram"] == ngram and r.get("ms_per_step")]
+    if same:
+        r = same[-1]
+        fixed = r["seconds"] - r["new_tokens"] * r["ms_per_step"] / 1000
+        return fixed + new_tokens * r["ms_per_step"] / 1000
+    smaller = [r for r in done if r["batch"] < batch and r["new_tokens"] == new_tokens and r.get("seconds")]
+    if smaller:
+        r = max(smaller, key=lambda r: r["batch"])
+        return r["seconds"] * batch / r["batch"]  # linear in the batch: an upper bound on a GPU
+    return None
+
+
+def summarise(rows: list[dict]) -> dict[str, Any]:
+    """best_pages_per_s, best_output_tokens_per_s, best_vs_batch1, ngram_overhead over the rows."""
+    measured = [r for r in rows if "pages_per_s" in r]
+    on = [r for r in measured if r["ngram"]] or measured
+    if not on:
+        return {"best_pages_per_s": None, "best_output_tokens_per_s": None, "best_vs_batch1": None}
+    best = max(on, key=lambda r: r["pages_per_s"])
+    ones = [r for r in on if r["batch"] == 1 and r["new_tokens"] == best["new_tokens"]]
+    out: dict[str, Any] = {
+        "best_pages_per_s": best["pages_per_s"],
+        "best_batch": best["batch"],
+        "best_new_tokens": best["new_tokens"],
+        "best_output_tokens_per_s": max(r["output_tokens_per_s"] for r in on),
+        "best_vs_batch1": best["pages_per_s"] / ones[0]["pages_per_s"] if ones else None,
+    }
+    pairs = []
+    for r in measured:
+        if r["ngram"] and r.get("ms_per_step"):
+            off = [
+                o
+                for o in measured
+                if not o["ngram"] and o["batch"] == r["batch"] and o["new_tokens"] == r["new_tokens"]
+            ]
+            if off and off[0].get("ms_per_step"):
+                pairs.append((r["batch"], r["new_tokens"], r["ms_per_step"], off[0]["ms_per_step"]))
+    if pairs:
+        batch, new_tokens, step_on, step_off = max(pairs)
+        out["ngram_overhead"] = (step_on - step_off) / step_off
+        out["ngram_overhead_at"] = {"batch": batch, "new_tokens": new_tokens}
+    else:
+        out["ngram_overhead"] = None
+    return out
+
+
+def cli_run(checkpoint: Path, images: list[Any], work: Path, new_tokens: int, device: str) -> dict[str, Any]:
+    """``deepocr run --engine deepseek --model CHECKPOINT`` on the pages as PNG files (a subprocess)."""
+    src = work / "cli-pages"
+    src.mkdir(parents=True, exist_ok=True)
+    for i, im in enumerate(images):
+        im.save(src / f"page-{i:03d}.png", format="PNG")
+    cmd = [
+        sys.executable,
+        "-m",
+        "airflow_provider_deepocr.cli",
+        "run",
+        str(src),
+        "--warehouse",
+        f"sqlite:///{work / 'cli.db'}",
+        "--engine",
+        "deepseek",
+        "--model",
+        str(checkpoint),
+        "--device",
+        device,
+        "--max-new-tokens",
+        str(new_tokens),
+        "--batch-size",
+        "auto",
+        "--retry-temperatures",
+        "0",
+        "--on-validation-failure",
+        "warn",  # random weights write random text: load it anyway (the load is part of the path)
+        "--work-dir",
+        str(work / "cli-work"),
+        "--json",
+    ]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=work)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
+        return {"ok": False, "returncode": proc.returncode, "why": " | ".join(tail), "wall_s": wall}
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {
+        "ok": True,
+        "pages": summary["pages"],
+        "loaded_pages": summary["ok"],
+        "failed": summary["failed"],
+        "seconds": summary["seconds"],
+        "pages_per_s": summary["pages"] / summary["seconds"] if summary["seconds"] else None,
+        "wall_s": wall,
+    }
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument(
+        "--small", action="store_true", help="tiny config on CPU: the same code, a check that it runs"
+    )
+    ap.add_argument(
+        "--batches", default=None, help="comma-separated batch sizes (default 1,16,64,128; small 1,2)"
+    )
+    ap.add_argument("--new-tokens", default=None, help="output tokens per page (default 256,1024; small 8)")
+    ap.add_argument("--ngram", default="on,off", help="n-gram ban settings to sweep: on,off | on | off")
+    ap.add_argument("--budget-s", type=float, default=400.0, help="skip rows estimated to end after this")
+    ap.add_argument("--pages-dir", type=Path, default=PAGES_DIR, help="pre-rendered A4 PNGs (fallback)")
+    ap.add_argument("--render-pages", action="store_true", help="write the A4 PNGs to --pages-dir and exit")
+    ap.add_argument("--ban-only", action="store_true", help="only the n-gram ban bench (CUDA, else CPU)")
+    ap.add_argument("--no-ban-bench", action="store_true", help="skip the n-gram ban micro-bench")
+    ap.add_argument("--cli", action="store_true", help="also time `deepocr run` on the saved checkpoint")
+    ap.add_argument("--attn", default=None, help="attention implementation (default: the engine's pick)")
+    ap.add_argument(
+        "--static-cache",
+        action="store_true",
+        help="generate with a static KV cache (torch.compile on CUDA); unmeasured, off by default",
+    )
+    args = ap.parse_args(argv)
+    started = time.perf_counter()
+    if args.render_pages:
+        paths = render_pages_to(args.pages_dir)
+        size = sum(p.stat().st_size for p in paths)
+        print(f"wrote {len(paths)} A4 pages (144 dpi PNG, {size / 2**20:.1f} MiB) to {args.pages_dir}")
+        return 0
+    batches = [int(b) for b in (args.batches or ("1,2" if args.small else "1,16,64,128")).split(",")]
+    lengths = [int(t) for t in (args.new_tokens or ("8" if args.small else "256,1024")).split(",")]
+    settings = [v.strip() for v in args.ngram.split(",")]
+    if not settings or not set(settings) <= {"on", "off"} or min(batches) < 1 or min(lengths) < 3:
+        ap.error("--ngram takes on and/or off; batches >= 1; new tokens >= 3")
+    ngrams = [v == "on" for v in settings]
+    report: dict[str, Any] = {"small": args.small}
+    images: list[Any] = []
+    if not args.ban_only:  # pages first: a missing folder fails before torch loads
+        images, report["pages_source"] = load_pages(max(batches), args.pages_dir)
+        if args.small:  # a third of the size (no tiles): the tiny model's vision encoder is slow on CPU
+            images = [im.reduce(3) for im in images]
+
+    import torch
+    import transformers
+
+    if args.small:
+        device = "cpu"
+    elif torch.cuda.is_available():
+        device = "cuda"
+    elif args.ban_only:
+        device = "cpu"
+    else:
+        sys.exit("no CUDA device: run with --small for a CPU check")
+    report["device"] = torch.cuda.get_device_name(0) if device == "cuda" else "cpu"
+    report["torch"], report["transformers"] = torch.__version__, transformers.__version__
+    ban_min_s = 0.05 if args.small else 0.3
+    if args.ban_only:
+        report["ngram_ban"] = _print_ban_bench(device, ban_min_s)
+        _write(report)
+        return 0
     print(
-        f"A4 page at 144 dpi: {images[0].size[0]}x{images[0].size[1]} px, "
-        f"{inputs_all['input_ids'].shape[1]} prompt tokens; preprocess {pre_s * 1000:.0f} ms/page "
-        f"(stock PIL processor, CPU), {fast_s * 1000:.0f} ms/page (fast, {device})"
+        f"device {report['device']} (torch {torch.__version__}, transformers {transformers.__version__}); "
+        f"A4 pages {images[0].width}x{images[0].height} px from {report['pages_source']}"
     )
 
-    rows = []
-    for b in batches:
-        inputs = fast(images=images[:b], text=[prompt] * b, return_tensors="pt", padding=True).to(
-            device, dtype=dtype
-        )
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        t0 = time.perf_counter()
-        try:
-            with torch.inference_mode():
-                out = model.generate(
-                    **inputs,
-                    do_sample=False,
-                    max_new_tokens=new_tokens,
-                    min_new_tokens=new_tokens,  # EOS suppressed: every page makes new_tokens
-                    pad_token_id=ids[tiny_model.PAD],
-                )
-        except torch.OutOfMemoryError:
-            print(f"batch {b:3d}: out of memory; sweep stops here")
-            del inputs
-            torch.cuda.empty_cache()
-            break
-        if device == "cuda":
-            torch.cuda.synchronize()
-        sec = time.perf_counter() - t0
-        gen = out.shape[1] - inputs["input_ids"].shape[1]
-        peak = torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else 0.0
-        row = {
-            "batch": b,
-            "seconds": sec,
-            "pages_per_s": b / sec,
-            "output_tokens_per_s": b * gen / sec,
-            "peak_gib": peak,
-            "new_tokens": gen,
-        }
-        rows.append(row)
+    from airflow_provider_deepocr.core.engines.deepseek import DeepSeekOcr2Engine, auto_batch_size
+
+    with tempfile.TemporaryDirectory(prefix="deepocr-bench-") as tmp:
+        ckpt = Path(tmp, "checkpoint")
+        info = write_checkpoint(ckpt, args.small, device)
         print(
-            f"batch {b:3d}: {row['pages_per_s']:7.3f} pages/s  "
-            f"{row['output_tokens_per_s']:9.1f} output tokens/s  peak {peak:6.1f} GiB"
+            f"checkpoint: {info['parameters'] / 1e6:.0f}M parameters, {info['bytes'] / 2**30:.2f} GiB "
+            f"safetensors, written in {info['seconds']:.1f}s"
         )
-        del out, inputs
-    best = max(rows, key=lambda r: r["pages_per_s"])
-    summary = {
-        "rows": rows,
-        "best_batch": best["batch"],
-        "best_vs_batch1": best["pages_per_s"] / rows[0]["pages_per_s"],
-        "best_output_tokens_per_s": best["output_tokens_per_s"],
-        "vs_a100_anchor": best["output_tokens_per_s"] / A100_ANCHOR_TOKENS_PER_S,
-        "device": torch.cuda.get_device_name(0) if device == "cuda" else "cpu",
-    }
-    if os.environ.get("OUT"):
-        Path(os.environ["OUT"], "gpu_throughput.json").write_text(json.dumps(summary, indent=2))
+        t0 = time.perf_counter()
+        engine = DeepSeekOcr2Engine(
+            str(ckpt),
+            device=device,
+            max_new_tokens=max(lengths),
+            batch_size=1,
+            attn_implementation=args.attn,
+            cache_implementation="static" if args.static_cache else None,
+        )
+        free = torch.cuda.mem_get_info()[0] if device == "cuda" else None
+        report["checkpoint"] = {**info, "load_seconds": time.perf_counter() - t0}
+        report["engine"] = {
+            "attention": engine.attn_implementation,
+            "dtype": str(engine.torch_dtype).removeprefix("torch."),
+            "static_cache": args.static_cache,
+            "free_gib_after_load": free / 2**30 if free is not None else None,
+            "auto_batch": auto_batch_size(device, free),
+        }
+        print(
+            f"engine loaded in {report['checkpoint']['load_seconds']:.1f}s: {engine.attn_implementation}, "
+            f"{report['engine']['dtype']}, static cache {'on' if args.static_cache else 'off'}; "
+            f"batch_size='auto' would start at {report['engine']['auto_batch']}"
+            + (f" ({free / 2**30:.0f} GiB free)" if free is not None else "")
+        )
+        clock = StepClock(engine._model, device)
+        rows = run_sweep(engine, clock, images, batches, lengths, ngrams, device, args, started)
+        report["rows"] = rows
+        engine.close()
+        del engine
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        if not args.no_ban_bench:
+            report["ngram_ban"] = _print_ban_bench(device, ban_min_s)
+        summary = summarise(rows)
+        report["summary"] = summary
+        if args.cli:
+            report["cli"] = cli_run(ckpt, images[:N_DISTINCT_PAGES], Path(tmp), lengths[0], device)
+            c = report["cli"]
+            if c["ok"]:
+                print(
+                    f"deepocr run --engine deepseek: {c['pages']} pages ({c['loaded_pages']} loaded, failed "
+                    f"{c['failed'] or 'none'}) in {c['seconds']:.1f}s = {c['pages_per_s']:.3f} pages/s at "
+                    f"{lengths[0]} tokens/page, batch auto; bench best "
+                    f"{_fmt(summary['best_pages_per_s'], '.3f')} pages/s "
+                    f"(batch {summary.get('best_batch')}, {summary.get('best_new_tokens')} tokens)"
+                )
+            else:
+                print(f"deepocr run --engine deepseek failed (exit {c['returncode']}): {c['why']}")
+    if summary.get("best_output_tokens_per_s") and not args.small:
+        print(
+            f"best output tokens/s {summary['best_output_tokens_per_s']:.0f} vs the ~2,500 tokens/s "
+            "A100 anchor "
+            f"({summary['best_output_tokens_per_s'] / A100_ANCHOR_TOKENS_PER_S:.2f}x)"
+        )
+    report["seconds"] = time.perf_counter() - started
+    _write(report)
     print(
-        f"best batch {best['batch']}: {summary['best_vs_batch1']:.2f}x batch 1; "
-        f"{best['output_tokens_per_s']:.0f} output tokens/s vs the ~2,500 tokens/s A100 anchor "
-        f"({summary['vs_a100_anchor']:.2f}x)"
+        f"best_pages_per_s={_fmt(summary['best_pages_per_s'], '.3f')} "
+        f"best_output_tokens_per_s={_fmt(summary['best_output_tokens_per_s'], '.1f')} "
+        f"best_vs_batch1={_fmt(summary['best_vs_batch1'], '.2f')} "
+        f"ngram_overhead={_fmt(summary['ngram_overhead'], '.4f')}"
     )
+    return 0
+
+
+def run_sweep(
+    engine: Any,
+    clock: StepClock,
+    images: list[Any],
+    batches: Sequence[int],
+    lengths: Sequence[int],
+    ngrams: Sequence[bool],
+    device: str,
+    args: argparse.Namespace,
+    started: float,
+) -> list[dict]:
+    """Every (tokens, batch, ban) row in that order, printed as it ends; rows past the budget skipped."""
+    sweep_row(engine, clock, images[:1], 4, True, device)  # warm-up: kernels, allocator, GPU preprocessing
+    warm = {1}
+    rows: list[dict] = []
+    print(
+        f"{'batch':>5} {'tokens':>6} {'ngram':>5} {'pages/s':>8} {'out tok/s':>9} {'ms/step':>8} "
+        f"{'prefill ms':>10} {'pre ms/pg':>9} {'peak GiB':>8}"
+    )
+    for new_tokens in lengths:
+        for b in batches:
+            for ngram in ngrams:
+                label = f"{b:5d} {new_tokens:6d} {'on' if ngram else 'off':>5}"
+                est = estimate_seconds(rows, b, new_tokens, ngram)
+                left = args.budget_s - (time.perf_counter() - started)
+                if est is not None and est > left:
+                    rows.append({"batch": b, "new_tokens": new_tokens, "ngram": ngram, "skipped": "budget"})
+                    print(f"{label}  skipped: needs ~{est:.0f}s, {left:.0f}s of the budget left")
+                    continue
+                if b not in warm:  # a first batch of this size pays for allocations and kernel choices
+                    sweep_row(engine, clock, images[:b], 4, ngram, device)
+                    warm.add(b)
+                if args.static_cache:
+                    sweep_row(engine, clock, images[:b], new_tokens, ngram, device)  # compiles this shape
+                row = sweep_row(engine, clock, images[:b], new_tokens, ngram, device)
+                rows.append(row)
+                note = ""
+                if row["effective_batch"] < b:
+                    note += f"  (out of memory: ran at {row['effective_batch']})"
+                if row["errors"] or not row["all_full_length"]:
+                    note += f"  ({row['errors']} errors; not every page made {new_tokens} tokens)"
+                print(
+                    f"{label} {row['pages_per_s']:8.3f} {row['output_tokens_per_s']:9.1f} "
+                    f"{_fmt(row['ms_per_step'], '8.2f')} {_fmt(row['prefill_ms'], '10.0f')} "
+                    f"{row['preprocess_ms_per_page']:9.1f} {row['peak_gib']:8.1f}{note}"
+                )
+    return rows
+
+
+def _print_ban_bench(device: str, min_s: float) -> list[dict[str, Any]]:
+    rows = ban_bench(device, min_s=min_s)
+    for r in rows:
+        sync = "" if r["no_sync"] is None else (", no host sync" if r["no_sync"] else ", SYNCS WITH THE HOST")
+        print(
+            f"n-gram ban at {r['batch']} x {r['generated']} generated ({device}): Python "
+            f"{r['python_ms']:.3f} ms/step, vectorised {r['vectorised_ms']:.3f} ms/step "
+            f"({r['python_ms'] / r['vectorised_ms']:.1f}x){sync}"
+        )
+    return rows
+
+
+def _write(report: dict[str, Any]) -> None:
+    if os.environ.get("OUT"):
+        Path(os.environ["OUT"], "gpu_throughput.json").write_text(json.dumps(report, indent=2))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

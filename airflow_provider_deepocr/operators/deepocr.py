@@ -226,8 +226,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :param max_new_tokens: generation limit per page: an int, or a mapping by prompt name
         (``{"markdown": 4096, "figure": 2048, "default": 4096}``); default 4096 (2048 for
         ``figure``).
-    :param batch_size: pages per engine batch, or ``"auto"`` (DeepSeek-OCR-2: 64 on CUDA, halved
-        and kept smaller after a CUDA out-of-memory; 4 on CPU).
+    :param batch_size: pages per engine batch, or ``"auto"`` (DeepSeek-OCR-2: on CUDA by the GPU
+        memory free after loading, 4 to 128; halved and kept smaller after a CUDA out-of-memory;
+        4 on CPU).
     :param max_pages: documents with more pages are failure rows (``too_many_pages``).
     :param max_pixels: page images with more pixels are failure rows (``image_too_large``).
     :param text_layer: ``never`` (default), ``auto`` (PDF pages with a good text layer skip the model

@@ -27,7 +27,16 @@ GPU_EXTRA = "airflow-provider-deepocr[gpu]"
 NGRAM_WHITELIST_TOKENS: tuple[str, ...] = ("<td>", "</td>", "<tr>", "</tr>")
 
 # batch_size="auto": where the batch starts; CUDA out-of-memory halves it (and it stays halved).
-AUTO_BATCH = {"cuda": 64, "mps": 8, "cpu": 4}
+# On CUDA the start depends on the GPU memory free once the weights are loaded (AUTO_BATCH_CUDA).
+AUTO_BATCH = {"mps": 8, "cpu": 4}
+
+# (free GiB after loading the weights, batch): the first row whose GiB the free memory reaches.
+# PROVISIONAL, not yet measured on a GPU: sized from the KV cache of the published model (12 layers x
+# 10 heads x 128 x 2 x bf16 = 60 KiB a token; a dense A4 page's ~1,100 prompt tokens + 4,096 output
+# tokens = ~0.3 GiB a page) plus the vision encoder's activations at prefill, so batch 128 needs
+# ~70 GiB free (an H200 has ~130 after loading), 64 fits an 80 GB card, 32 a 40-48 GB one.
+# `bench/gpu_throughput.py` prints where pages/s peaks; set these from its sweep.
+AUTO_BATCH_CUDA: tuple[tuple[float, int], ...] = ((100, 128), (56, 64), (28, 32), (14, 16), (7, 8), (0, 4))
 
 _DTYPES = {"bfloat16": "bfloat16", "bf16": "bfloat16", "float16": "float16", "fp16": "float16"}
 _DTYPES.update({"half": "float16", "float32": "float32", "fp32": "float32", "float": "float32"})
@@ -71,6 +80,22 @@ def resolve_prompt(prompt: str) -> str:
     if "<image>" in prompt:
         return prompt
     raise ConfigError(f"prompt must be one of {sorted(PROMPTS)} or contain <image>")
+
+
+def auto_batch_size(device: str, free_bytes: int | None = None) -> int:
+    """Where ``batch_size="auto"`` starts on ``device``: by free GPU memory on CUDA, else a constant.
+
+    ``free_bytes``: the device memory free once the weights are loaded (``torch.cuda.mem_get_info``);
+    on CUDA it picks the first row of :data:`AUTO_BATCH_CUDA` whose GiB it reaches (None: 64).
+    CPU starts at 4, MPS at 8. A CUDA out-of-memory still halves the batch from there.
+    """
+    kind = device.split(":")[0]
+    if kind != "cuda":
+        return AUTO_BATCH.get(kind, 4)
+    if free_bytes is None:
+        return 64
+    free_gib = free_bytes / 2**30
+    return next((batch for gib, batch in AUTO_BATCH_CUDA if free_gib >= gib), AUTO_BATCH_CUDA[-1][1])
 
 
 def _pick_device(device: str) -> str:
@@ -120,6 +145,67 @@ def _pick_attention(device: str) -> str:
     return "sdpa" if getattr(cls, "_supports_sdpa", False) else "eager"
 
 
+def ban_repeated_ngrams(
+    scores: Any,
+    generated: Any,
+    ngram_size: int,
+    window: int,
+    whitelist: Any = None,
+    stacked: bool | None = None,
+) -> Any:
+    """Set to ``-inf``, in place, the scores of tokens that would repeat a recent n-gram; return ``scores``.
+
+    ``generated``: ``(batch, steps)`` token ids generated so far (no prompt), on the device of
+    ``scores`` (``(batch, vocab)``). For each row, the last ``ngram_size - 1`` tokens are the prefix;
+    every earlier occurrence of that prefix inside the last ``window`` tokens (all of them when
+    ``window`` is 0) bans the token that followed it. ``ngram_size == 1`` bans every token of the
+    window. ``whitelist``: a 1-D tensor of token ids (on the same device) never banned.
+
+    Vectorised torch, only the last ``window`` steps read (a step costs the same at 256 and at 4,096
+    generated tokens), no copy to the host; the bans are written with one ``scatter_reduce(amin)``
+    of ``-inf`` (banned) or ``+inf`` (no change). Two ways to find the occurrences, same result:
+    ``stacked`` (the default off the CPU) compares every window position with the whole prefix in
+    one ``unfold`` (a few kernels, no host synchronisation); otherwise (the default on the CPU) one
+    small comparison per prefix token, stopping as soon as no position still matches -- each is
+    small enough to run on one thread, so it never waits on busy cores.
+    """
+    import torch
+
+    n = int(ngram_size)
+    steps = generated.shape[1]
+    if n <= 0 or steps < n - 1:
+        return scores
+    recent = generated[:, -window:] if 0 < window < steps else generated
+    width = recent.shape[1]
+    if n == 1:
+        tokens = recent
+        hit = torch.ones_like(tokens, dtype=torch.bool)
+    else:
+        starts = width - (n - 1)  # window positions whose n-gram has its next token in the window
+        if starts <= 0:
+            return scores
+        prefix = recent[:, starts:]
+        if stacked is None:
+            stacked = recent.device.type != "cpu"
+        if stacked:
+            # (batch, n - 1, starts): token k of the n-gram at each position vs prefix token k,
+            # laid out so the sum runs over the middle axis (a reduction over a last axis of 29 is slow)
+            same = recent.unfold(1, n - 1, 1)[:, :starts].transpose(1, 2) == prefix.unsqueeze(2)
+            hit = same.sum(dim=1, dtype=torch.int32) == n - 1
+        else:
+            hit = recent[:, :starts] == prefix[:, :1]
+            for k in range(1, n - 1):
+                if not bool(hit.any()):  # on the CPU this costs no synchronisation
+                    return scores
+                hit &= recent[:, k : k + starts] == prefix[:, k : k + 1]
+        tokens = recent[:, n - 1 :]
+    if whitelist is not None and whitelist.numel():
+        hit &= ~torch.isin(tokens, whitelist)
+    fill = torch.full(tokens.shape, float("inf"), dtype=scores.dtype, device=scores.device)
+    scores.scatter_reduce_(1, tokens, fill.masked_fill_(hit, float("-inf")), reduce="amin")
+    return scores
+
+
 class NgramRepetitionBan:
     """Logits processor: ban the token that would repeat an n-gram seen in the recent window.
 
@@ -127,6 +213,8 @@ class NgramRepetitionBan:
     that prefix within the last ``window`` generated tokens bans the token that followed it
     (unless whitelisted). Only generated tokens count (not the prompt). This is the processor
     DeepSeek-OCR ships for vLLM, and it is what stops greedy decoding looping on a page.
+    It runs on the device of the scores (:func:`ban_repeated_ngrams`): no copy to the host and
+    no synchronisation per step.
     """
 
     def __init__(self, ngram_size: int, window: int, prompt_len: int, whitelist: Sequence[int] = ()) -> None:
@@ -134,32 +222,37 @@ class NgramRepetitionBan:
         self.window = int(window)
         self.prompt_len = int(prompt_len)
         self.whitelist = frozenset(int(t) for t in whitelist)
+        self._whitelist_on: dict[str, Any] = {}  # the whitelist as a tensor, per device
+
+    def _whitelist_tensor(self, device: Any) -> Any:
+        key = str(device)
+        found = self._whitelist_on.get(key)
+        if found is None:
+            import torch
+
+            found = torch.tensor(sorted(self.whitelist), dtype=torch.long, device=device)
+            self._whitelist_on[key] = found
+        return found
 
     def banned(self, generated: Sequence[int]) -> set[int]:
         """Tokens banned as the next token after ``generated`` (the generated ids of one row)."""
-        n = self.n
-        if n <= 0 or len(generated) < n - 1:
-            return set()
-        recent = list(generated[-self.window :]) if self.window > 0 else list(generated)
-        if n == 1:
-            return set(recent) - self.whitelist
-        prefix = recent[len(recent) - (n - 1) :]
-        out: set[int] = set()
-        # every window position i where recent[i : i + n - 1] == prefix and a next token exists
-        for i in range(len(recent) - (n - 1)):
-            if recent[i : i + n - 1] == prefix:
-                out.add(recent[i + n - 1])
-        return out - self.whitelist
+        import torch
+
+        ids = torch.tensor([list(generated)], dtype=torch.long).reshape(1, -1)
+        vocab = int(ids.max()) + 1 if ids.numel() else 1
+        scores = ban_repeated_ngrams(
+            torch.zeros(1, vocab), ids, self.n, self.window, self._whitelist_tensor("cpu")
+        )
+        return {int(t) for t in torch.isneginf(scores[0]).nonzero().flatten()}
 
     def __call__(self, input_ids: Any, scores: Any) -> Any:
-        if self.n <= 0 or input_ids.shape[1] - self.prompt_len < self.n - 1:
-            return scores
-        rows = input_ids[:, self.prompt_len :].tolist()
-        for row, generated in enumerate(rows):
-            banned = self.banned(generated)
-            if banned:
-                scores[row, sorted(banned)] = float("-inf")
-        return scores
+        return ban_repeated_ngrams(
+            scores,
+            input_ids[:, self.prompt_len :],
+            self.n,
+            self.window,
+            self._whitelist_tensor(input_ids.device) if self.whitelist else None,
+        )
 
 
 class DeepSeekOcr2Engine(OcrEngine):
@@ -183,14 +276,21 @@ class DeepSeekOcr2Engine(OcrEngine):
         seed: int = 0,
         fast_preprocess: bool = True,
         gpu_preprocess: bool = True,
+        cache_implementation: str | None = None,
     ) -> None:
         """``max_new_tokens``: an int, or a mapping by prompt name (``{"markdown": 4096,
         "figure": 2048, "default": 4096}``; None: :data:`.base.DEFAULT_MAX_NEW_TOKENS`).
-        ``batch_size``: pages per ``generate()``, or ``"auto"`` (64 on CUDA, 4 on CPU), which
-        halves on CUDA out-of-memory and keeps the smaller size. ``attn_implementation``: None
-        picks the fastest the model supports (``flash_attention_2`` when installed on CUDA, else
-        ``sdpa``). ``fast_preprocess``: the fast image preprocessor (same tensors as the stock
-        one within 1e-2); with ``gpu_preprocess`` it runs on the GPU on a CUDA device.
+        ``batch_size``: pages per ``generate()``, or ``"auto"`` (on CUDA by the GPU memory free
+        after loading, :func:`auto_batch_size`; 4 on CPU), which halves on CUDA out-of-memory and
+        keeps the smaller size. ``attn_implementation``: None picks the fastest the model supports
+        (``flash_attention_2`` when installed on CUDA, else ``sdpa``). ``ngram_size``,
+        ``ngram_window``: the repetition ban (:class:`NgramRepetitionBan`; 0 turns it off).
+        ``seed``: the seed of sampled retries (``temperature > 0``). ``fast_preprocess``: the fast
+        image preprocessor (same tensors as the stock one within 1e-2); with ``gpu_preprocess`` it
+        runs on the GPU on a CUDA device. ``cache_implementation``: passed to ``generate()``
+        (None: transformers' dynamic KV cache; ``"static"`` preallocates it, and on CUDA
+        transformers then compiles the decoding step with ``torch.compile``). Off by default: not
+        yet measured faster on a GPU (``bench/gpu_throughput.py --static-cache`` tries it).
         """
         if ngram_size < 0 or ngram_window < 0:
             raise ConfigError("ngram_size and ngram_window must be >= 0")
@@ -207,6 +307,7 @@ class DeepSeekOcr2Engine(OcrEngine):
         self.ngram_size = int(ngram_size)
         self.ngram_window = int(ngram_window)
         self.seed = int(seed)
+        self.cache_implementation = cache_implementation
 
         try:
             import torch
@@ -224,8 +325,6 @@ class DeepSeekOcr2Engine(OcrEngine):
 
         common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}
         common["trust_remote_code"] = False
-        if self.auto_batch:
-            self.batch_size = AUTO_BATCH.get(self.device.split(":")[0], 4)
         self.attn_implementation = attn_implementation or _pick_attention(self.device)
         on_cuda = self.device.startswith("cuda")
         t0 = time.perf_counter()
@@ -245,6 +344,9 @@ class DeepSeekOcr2Engine(OcrEngine):
             self._model.to(self.device)
         self._model.eval()
         self._torch = torch
+        if self.auto_batch:
+            free = torch.cuda.mem_get_info(self.device)[0] if on_cuda else None
+            self.batch_size = auto_batch_size(self.device, free)
 
         if fast_preprocess:
             from airflow_provider_deepocr.core.engines.preprocess import fast_image_processor
@@ -425,6 +527,7 @@ class DeepSeekOcr2Engine(OcrEngine):
             # seeded, so a retry at a given temperature is reproducible run to run
             torch.manual_seed(self.seed)
             sampling = {"do_sample": True, "temperature": float(temperature), "top_k": 0, "top_p": 1.0}
+        cache = {"cache_implementation": self.cache_implementation} if self.cache_implementation else {}
         with torch.inference_mode():
             out = self._model.generate(
                 **inputs,
@@ -434,6 +537,7 @@ class DeepSeekOcr2Engine(OcrEngine):
                 eos_token_id=sorted(self.eos_token_ids),
                 pad_token_id=self.pad_token_id,
                 logits_processor=processors,
+                **cache,
             )
         seconds = (time.perf_counter() - t0) / len(batch)
         prompt_tokens = inputs["attention_mask"].sum(dim=1).tolist()

@@ -6,11 +6,16 @@ import logging
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, example, given, settings
+from hypothesis import strategies as st
 
 from airflow_provider_deepocr.core.engines.base import PROMPTS
 from airflow_provider_deepocr.core.engines.deepseek import (
+    AUTO_BATCH_CUDA,
     DeepSeekOcr2Engine,
     NgramRepetitionBan,
+    auto_batch_size,
+    ban_repeated_ngrams,
     resolve_prompt,
     weights_available,
 )
@@ -222,7 +227,7 @@ def test_auto_batch_and_token_budgets_by_prompt(tiny_model_dir: Path) -> None:
     eng = DeepSeekOcr2Engine(
         str(tiny_model_dir), batch_size="auto", prompt="figure", max_new_tokens={"figure": 5, "default": 9}
     )
-    assert eng.auto_batch and eng.batch_size == 4  # CPU
+    assert eng.auto_batch and eng.batch_size == auto_batch_size("cpu") == 4  # CPU
     assert eng.max_new_tokens == 5
     assert eng.attn_implementation == "sdpa"
     assert DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens={"default": 9}).max_new_tokens == 9
@@ -230,3 +235,173 @@ def test_auto_batch_and_token_budgets_by_prompt(tiny_model_dir: Path) -> None:
         DeepSeekOcr2Engine(str(tiny_model_dir), batch_size="big")
     with pytest.raises(ConfigError):
         DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens=0)
+
+
+def test_auto_batch_by_free_gpu_memory() -> None:
+    gib = 2**30
+    assert auto_batch_size("cuda", 130 * gib) == 128  # an H200 after loading the weights
+    assert auto_batch_size("cuda:1", 72 * gib) == 64  # an 80 GB card
+    assert auto_batch_size("cuda", 32 * gib) == 32  # a 40 GB card
+    assert auto_batch_size("cuda", 20 * gib) == 16
+    assert auto_batch_size("cuda", 10 * gib) == 8
+    assert auto_batch_size("cuda", 1 * gib) == auto_batch_size("cuda", 0) == 4
+    assert auto_batch_size("cuda") == 64  # free memory unknown
+    assert auto_batch_size("cpu", 500 * gib) == 4 and auto_batch_size("mps") == 8
+    # each row's threshold gives its batch; one byte less gives the next row's
+    for (gib_at, batch), (_, smaller) in zip(AUTO_BATCH_CUDA, AUTO_BATCH_CUDA[1:], strict=False):
+        assert auto_batch_size("cuda", int(gib_at * gib)) == batch
+        assert auto_batch_size("cuda", int(gib_at * gib) - 1) == smaller
+    batches = [b for _, b in AUTO_BATCH_CUDA]
+    assert batches == sorted(batches, reverse=True)
+
+
+def test_static_kv_cache_gives_the_same_pages(
+    tiny_model_dir: Path, pages: list[PageImage], unbatched
+) -> None:  # type: ignore[no-untyped-def]
+    eng = DeepSeekOcr2Engine(
+        str(tiny_model_dir), max_new_tokens=MAX_NEW, batch_size=3, cache_implementation="static"
+    )
+    out = eng.ocr(pages)
+    assert [r.raw_text for r in out] == [r.raw_text for r in unbatched]
+    assert [r.output_tokens for r in out] == [r.output_tokens for r in unbatched]
+
+
+# -- the n-gram ban against the implementation it replaced ------------------------------------------
+
+
+def _reference_banned(generated: list[int], n: int, window: int, whitelist: frozenset[int]) -> set[int]:
+    """NgramRepetitionBan.banned before issue 11, verbatim: the reference the vectorised ban must equal."""
+    if n <= 0 or len(generated) < n - 1:
+        return set()
+    recent = list(generated[-window:]) if window > 0 else list(generated)
+    if n == 1:
+        return set(recent) - whitelist
+    prefix = recent[len(recent) - (n - 1) :]
+    out: set[int] = set()
+    for i in range(len(recent) - (n - 1)):
+        if recent[i : i + n - 1] == prefix:
+            out.add(recent[i + n - 1])
+    return out - whitelist
+
+
+def _reference_call(input_ids, scores, n: int, window: int, prompt_len: int, whitelist: frozenset[int]):  # type: ignore[no-untyped-def]
+    """NgramRepetitionBan.__call__ before issue 11, verbatim (host lists, a loop per row)."""
+    if n <= 0 or input_ids.shape[1] - prompt_len < n - 1:
+        return scores
+    rows = input_ids[:, prompt_len:].tolist()
+    for row, generated in enumerate(rows):
+        banned = _reference_banned(generated, n, window, whitelist)
+        if banned:
+            scores[row, sorted(banned)] = float("-inf")
+    return scores
+
+
+@st.composite
+def _token_rows(draw, vocab: int, length: int) -> list[int]:  # type: ignore[no-untyped-def]
+    """Random tokens, or a loop with a few edits (so long n-grams repeat), of ``length`` tokens."""
+    tokens = st.integers(0, vocab - 1)
+    if draw(st.booleans()):
+        return draw(st.lists(tokens, min_size=length, max_size=length))
+    period = draw(st.lists(tokens, min_size=1, max_size=6))
+    row = (period * (length // len(period) + 1))[:length]
+    for _ in range(draw(st.integers(0, 3))):
+        if row:
+            row[draw(st.integers(0, len(row) - 1))] = draw(tokens)
+    return row
+
+
+@st.composite
+def _ban_case(draw):  # type: ignore[no-untyped-def]
+    """n (0..7, n = 1 often), window (0 = all; around n - 1), whitelist, and one row of any length."""
+    n = draw(st.one_of(st.just(1), st.integers(0, 7)))
+    window = draw(st.one_of(st.just(0), st.integers(max(0, n - 3), n + 2), st.integers(1, 40)))
+    vocab = draw(st.integers(2, 12))
+    whitelist = frozenset(draw(st.sets(st.integers(0, vocab - 1), max_size=3)))
+    return n, window, vocab, whitelist
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_ban_case(), data=st.data(), stacked=st.booleans())
+@example(case=(3, 3, 5, frozenset()), data=None, stacked=False).via("window = n: one position to compare")
+@example(case=(4, 2, 5, frozenset()), data=None, stacked=True).via("window < n - 1: nothing banned")
+@example(case=(1, 0, 5, frozenset({1})), data=None, stacked=False).via("n = 1, the whole sequence")
+def test_vectorised_ban_equals_the_python_ban_on_one_row(case, data, stacked: bool) -> None:  # type: ignore[no-untyped-def]
+    """Rows of every length (0 to beyond the window) give the bans the old implementation gave."""
+    import torch
+
+    n, window, vocab, whitelist = case
+    rows = [[0, 1, 2, 0, 1, 2, 0, 1], [], [3], [1, 1, 1, 1, 1, 1]]  # the @example cases
+    if data is not None:
+        rows = [data.draw(_token_rows(vocab, data.draw(st.integers(0, 50)))) for _ in range(3)]
+    for row in rows:
+        expected = _reference_banned(row, n, window, whitelist)
+        assert NgramRepetitionBan(n, window, 0, sorted(whitelist)).banned(row) == expected
+        ids = torch.tensor([row], dtype=torch.long).reshape(1, -1)
+        scores = ban_repeated_ngrams(
+            torch.zeros(1, vocab), ids, n, window, torch.tensor(sorted(whitelist), dtype=torch.long), stacked
+        )
+        assert {int(t) for t in torch.isneginf(scores[0]).nonzero().flatten()} == expected
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=_ban_case(), data=st.data(), stacked=st.booleans())
+def test_vectorised_ban_equals_the_python_ban_in_a_batch(case, data, stacked: bool) -> None:  # type: ignore[no-untyped-def]
+    """The logits processor on a generate() batch: left-padded prompts, rows that stopped at
+    different steps (EOS, then pad), finite scores left as they were except the bans."""
+    import torch
+
+    n, window, vocab, whitelist = case
+    batch = data.draw(st.integers(1, 5))
+    prompt_len = data.draw(st.integers(0, 4))
+    steps = data.draw(st.integers(0, 45))
+    eos, pad = vocab, vocab + 1  # outside the random tokens, inside the scores
+    rows = []
+    for _ in range(batch):
+        prompt = data.draw(st.lists(st.integers(0, vocab + 1), min_size=prompt_len, max_size=prompt_len))
+        body = data.draw(_token_rows(vocab, steps))
+        stop = data.draw(st.integers(0, steps))  # where this row ended (== steps: still running)
+        if stop < steps:
+            body = body[:stop] + [eos] + [pad] * (steps - stop - 1)
+        rows.append(prompt + body)
+    input_ids = torch.tensor(rows, dtype=torch.long).reshape(batch, prompt_len + steps)
+    scores = torch.randn(batch, vocab + 2, generator=torch.Generator().manual_seed(steps))
+    expected = _reference_call(input_ids, scores.clone(), n, window, prompt_len, whitelist)
+    ban = NgramRepetitionBan(n, window, prompt_len, sorted(whitelist))
+    if stacked:  # the path CUDA takes, forced here on CPU tensors
+        got = ban_repeated_ngrams(
+            scores.clone(), input_ids[:, prompt_len:], n, window, ban._whitelist_tensor("cpu"), stacked=True
+        )
+    else:
+        got = ban(input_ids, scores.clone())
+    assert torch.equal(got, expected)
+
+
+def test_vectorised_ban_no_slower_than_the_python_ban_on_cpu() -> None:
+    """batch 64 x 4,096 generated tokens, the published vocabulary, half the rows looping: the
+    vectorised ban reads only the window, the old one copied every row to the host."""
+    import time
+
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+    ids = torch.randint(0, 129280, (64, 1100 + 4096), generator=gen)
+    ids[::2, 1100:] = torch.randint(0, 129280, (7,), generator=gen).repeat(4096 // 7 + 1)[:4096]
+    scores = torch.randn(64, 129280, generator=gen)
+    whitelist = frozenset({5, 6, 7, 8})
+    ban = NgramRepetitionBan(30, 90, 1100, sorted(whitelist))
+    assert torch.equal(
+        ban(ids, scores.clone()), _reference_call(ids, scores.clone(), 30, 90, 1100, whitelist)
+    )
+
+    def best_ms(fn) -> float:  # type: ignore[no-untyped-def]
+        times = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - t0)
+        return min(times) * 1000
+
+    new = best_ms(lambda: ban(ids, scores))
+    old = best_ms(lambda: _reference_call(ids, scores, 30, 90, 1100, whitelist))
+    print(f"\n[bench] n-gram ban 64 x 4096 on CPU: Python {old:.2f} ms/step, vectorised {new:.2f} ms/step")
+    assert new <= old
