@@ -1,7 +1,11 @@
 """The ``deepocr`` command: a thin shell over :mod:`airflow_provider_deepocr.core.pipeline`.
 
 Exit codes: 0 when the run completed (even if some documents failed: they are failure rows),
-2 for bad arguments, 3 when the run could not proceed (unreachable warehouse, bad configuration).
+2 for bad arguments, 3 when the run could not proceed (missing source, unusable object storage,
+unreachable warehouse, bad configuration), with one line on stderr saying what and why.
+
+``deepocr run`` checks the source, the work area and the warehouse before it builds the OCR
+engine, so such a failure costs a second, not a model load.
 """
 
 from __future__ import annotations
@@ -72,7 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--prompt", default="markdown", help="markdown (grounded), free, figure, or a literal prompt"
     )
     run.add_argument("--dpi", type=_positive_int, default=144, help="render resolution for PDF pages")
-    run.add_argument("--max-new-tokens", type=_positive_int, default=4096, help="generation limit per page")
+    run.add_argument(
+        "--max-new-tokens",
+        type=_positive_int,
+        default=None,
+        help="generation limit per page (default 4096; 2048 for --prompt figure)",
+    )
     run.add_argument(
         "--batch-size",
         type=_batch_size,
@@ -97,7 +106,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="engine for pages that still loop after the ladder",
     )
     run.add_argument("--max-pages", type=_positive_int, default=2000, help="reject documents with more pages")
-    run.add_argument("--max-pixels", type=_positive_int, default=50_000_000, help="reject larger page images")
+    run.add_argument(
+        "--max-pixels", type=_positive_int, default=50_000_000, help="largest page image (see --on-oversize)"
+    )
+    run.add_argument(
+        "--on-oversize",
+        default="downscale",
+        choices=["downscale", "fail"],
+        help="a page over --max-pixels: render it at the highest DPI that fits (flagged downscaled) "
+        "or fail it (image_too_large)",
+    )
     run.add_argument("--max-documents", type=_positive_int, default=None, help="process at most N documents")
     run.add_argument("--work-dir", default=DEFAULT_WORK_DIR, help="work area: a folder or s3://bucket/prefix")
     run.add_argument("--schema", default=None, help="warehouse schema")
@@ -165,17 +183,43 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core import errors
-    from airflow_provider_deepocr.core.engines import get_engine
-    from airflow_provider_deepocr.core.engines.retry import parse_ladder, with_retries
+    from airflow_provider_deepocr.core.engines import EngineSettings, build_engine
     from airflow_provider_deepocr.core.pipeline import OcrSettings, run_pipeline
-    from airflow_provider_deepocr.core.sources import WorkArea, storage_for
+    from airflow_provider_deepocr.core.sources import WorkArea, check_source, make_s3_client, storage_for
     from airflow_provider_deepocr.core.warehouse import Warehouse
 
-    s3_client = None
-    if args.source.startswith("s3://") or args.work_dir.startswith("s3://"):
-        import boto3
-
-        s3_client = boto3.client("s3", endpoint_url=args.s3_endpoint_url)
+    # Cheap checks first (settings, source, work area, warehouse); the engine, which may load a
+    # model for tens of seconds and hold a GPU, is built last.
+    try:
+        engine_settings = EngineSettings.from_values(
+            engine=args.engine,
+            model=args.model,
+            device=args.device,
+            dtype=args.dtype,
+            prompt=args.prompt,
+            max_new_tokens=args.max_new_tokens,
+            batch_size=args.batch_size,
+            retry_temperatures=args.retry_temperatures,
+            fallback_engine=args.fallback_engine,
+            server_url=args.server_url,
+        )
+        ocr_settings = OcrSettings(
+            dpi=args.dpi,
+            max_pages=args.max_pages,
+            max_pixels=args.max_pixels,
+            text_layer=args.text_layer,
+            on_oversize=args.on_oversize,
+        )
+        s3_client = None
+        if args.source.startswith("s3://") or args.work_dir.startswith("s3://"):
+            s3_client = make_s3_client(args.s3_endpoint_url)
+        check_source(args.source, s3_client=s3_client)
+        work_dir = args.work_dir if "://" in args.work_dir else str(Path(args.work_dir).resolve())
+        work = WorkArea(work_dir, storage_for(work_dir, s3_client=s3_client))
+        work.check()
+    except errors.DeepOcrError as exc:
+        print(f"deepocr: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
     try:
         warehouse = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix)
         warehouse.create()
@@ -187,33 +231,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_CANNOT_RUN
     try:
         t0 = time.perf_counter()
-        engine = get_engine(
-            args.engine,
-            model=args.model,
-            device=args.device,
-            dtype=args.dtype,
-            max_new_tokens=args.max_new_tokens,
-            prompt=args.prompt,
-            batch_size=args.batch_size,
-            server_url=args.server_url,
-        )
-        fallback = get_engine("rapidocr") if args.fallback_engine == "rapidocr" else None
-        try:
-            ladder = parse_ladder(args.retry_temperatures)
-        except ValueError as exc:
-            raise errors.ConfigError(f"--retry-temperatures: {exc}") from None
-        engine = with_retries(engine, ladder, fallback)
+        engine = build_engine(engine_settings)
         load_seconds = time.perf_counter() - t0
-        work_dir = args.work_dir if "://" in args.work_dir else str(Path(args.work_dir).resolve())
-        work = WorkArea(work_dir, storage_for(work_dir, s3_client=s3_client))
         summary = run_pipeline(
             args.source,
             warehouse,
             engine,
             work,
-            settings=OcrSettings(
-                dpi=args.dpi, max_pages=args.max_pages, max_pixels=args.max_pixels, text_layer=args.text_layer
-            ),
+            settings=ocr_settings,
             s3_client=s3_client,
             suites=dict(args.expectations) or None,
             on_validation_failure=args.on_validation_failure,

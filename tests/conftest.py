@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,96 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("tiny-deepseek-ocr2")
     write_tiny_model(out)
     return out
+
+
+def _start_moto(env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **env_extra}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return proc, f"http://127.0.0.1:{port}"
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()  # pragma: no cover
+    pytest.fail("moto server did not start")  # pragma: no cover
+
+
+@pytest.fixture(scope="session")
+def s3_auth_endpoint() -> Iterator[dict[str, str]]:
+    """A moto S3 server that enforces IAM: a bucket ``locked``, and the keys of an IAM user with
+    no policy (``denied_key``/``denied_secret``: every S3 call is AccessDenied; any key moto does
+    not know is InvalidAccessKeyId)."""
+    import boto3
+
+    # moto lets the first N requests through unauthenticated: the three set-up calls below
+    proc, url = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    try:
+        kw = {"endpoint_url": url, "region_name": "us-east-1"}
+        kw |= {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}
+        boto3.client("s3", **kw).create_bucket(Bucket="locked")
+        iam = boto3.client("iam", **kw)
+        iam.create_user(UserName="no-policy")
+        key = iam.create_access_key(UserName="no-policy")["AccessKey"]
+        yield {
+            "endpoint": url,
+            "bucket": "locked",
+            "denied_key": key["AccessKeyId"],
+            "denied_secret": key["SecretAccessKey"],
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def slowdown_endpoint() -> Iterator[dict[str, Any]]:
+    """A real HTTP server on loopback that answers every S3 request ``503 SlowDown`` (what S3
+    says when a prefix is over its request rate); ``requests`` counts what it received."""
+    import http.server
+    import threading
+
+    seen: list[str] = []
+    body = b"<?xml version='1.0' encoding='UTF-8'?><Error><Code>SlowDown</Code>" + (
+        b"<Message>Please reduce your request rate.</Message></Error>"
+    )
+
+    class SlowDown(http.server.BaseHTTPRequestHandler):
+        def _answer(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            length = int(self.headers.get("Content-Length") or 0)
+            if length:
+                self.rfile.read(length)
+            self.send_response(503)
+            self.send_header("Content-Type", "application/xml")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if self.command != "HEAD":
+                self.wfile.write(body)
+
+        do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _answer
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowDown)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield {"endpoint": f"http://127.0.0.1:{server.server_address[1]}", "requests": seen}
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture()
+def closed_port() -> int:
+    """A loopback port nothing listens on (connections are refused at once)."""
+    return _free_port()

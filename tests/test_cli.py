@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
 import subprocess
@@ -180,3 +181,225 @@ def test_show_runs_prints_each_shard_row_and_the_cost_per_document_and_1000_page
     assert 0 < cost < 0.1
     per_run = next(line for line in out if line.startswith(f"  {summary.run_id} (cli)"))
     assert "per document" in per_run and "per 1,000 pages" in per_run
+
+
+# --------------------------------------------------------------------------------------------
+# A run that cannot proceed: exit 3, one line naming what and why, no traceback, no model load
+
+
+def _clean_env(**extra: str) -> dict[str, str]:
+    """This environment without any AWS setting, plus ``extra``: no credentials file, no config
+    file and no instance-metadata lookups, so nothing but ``extra`` can supply credentials."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env |= {
+        "AWS_CONFIG_FILE": "/nonexistent/aws-config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    return env | extra
+
+
+def _cli(argv: list[str], env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_provider_deepocr.cli", *argv],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# An engine that cannot be built: if any check came after the engine, the error would be this one.
+NO_ENGINE = ["--engine", "deepseek", "--model", "/nonexistent/deepseek-weights"]
+
+
+def _cannot_run(proc: subprocess.CompletedProcess[str]) -> str:
+    """Exit 3 and exactly one line on stderr (returned), nothing on stdout, no traceback."""
+    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
+    assert proc.returncode == 3, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("deepocr: "), proc.stderr
+    assert proc.stdout == ""
+    return lines[0]
+
+
+def test_s3_without_credentials_exits_3_naming_bucket_and_cause(s3_endpoint: str, tmp_path: Path) -> None:
+    db = tmp_path / "x.db"
+    argv = ["run", "s3://inbox/scans/", "--warehouse", f"sqlite:///{db}", "--s3-endpoint-url", s3_endpoint]
+    line = _cannot_run(_cli(argv + NO_ENGINE, _clean_env()))
+    assert line.startswith("deepocr: no_credentials: cannot list s3://inbox/scans/ via " + s3_endpoint)
+    assert "no AWS credentials found" in line
+    assert not db.exists()  # nothing was set up for a run that could not start
+
+
+def test_s3_unreachable_endpoint_exits_3_naming_the_endpoint(closed_port: int, tmp_path: Path) -> None:
+    endpoint = f"http://127.0.0.1:{closed_port}"
+    argv = [
+        "run",
+        "s3://inbox/",
+        "--warehouse",
+        f"sqlite:///{tmp_path / 'x.db'}",
+        "--s3-endpoint-url",
+        endpoint,
+    ]
+    env = _clean_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    line = _cannot_run(_cli(argv + NO_ENGINE, env))
+    assert line == (
+        f"deepocr: endpoint_unreachable: cannot list s3://inbox/ via {endpoint}: "
+        "endpoint unreachable (EndpointConnectionError)"
+    )
+
+
+def test_s3_no_such_bucket_exits_3(s3_endpoint: str, tmp_path: Path) -> None:
+    argv = ["run", "s3://no-such-bucket/in/", "--warehouse", f"sqlite:///{tmp_path / 'x.db'}"]
+    env = _clean_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    line = _cannot_run(_cli(argv + ["--s3-endpoint-url", s3_endpoint, *NO_ENGINE], env))
+    assert line == (
+        f"deepocr: no_such_bucket: cannot list s3://no-such-bucket/in/ via {s3_endpoint}: "
+        "the bucket does not exist (NoSuchBucket, HTTP 404)"
+    )
+
+
+def test_s3_work_area_in_a_missing_bucket_exits_3(s3_endpoint: str, tmp_path: Path) -> None:
+    (tmp_path / "in").mkdir()
+    argv = ["run", str(tmp_path / "in"), "--warehouse", f"sqlite:///{tmp_path / 'x.db'}"]
+    argv += ["--work-dir", "s3://no-work-bucket/w", "--s3-endpoint-url", s3_endpoint, *NO_ENGINE]
+    env = _clean_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing")
+    line = _cannot_run(_cli(argv, env))
+    assert line.startswith("deepocr: no_such_bucket: cannot list s3://no-work-bucket/w via ")
+
+
+def test_s3_access_denied_and_wrong_credentials_exit_3(
+    s3_auth_endpoint: dict[str, str], tmp_path: Path
+) -> None:
+    endpoint, bucket = s3_auth_endpoint["endpoint"], s3_auth_endpoint["bucket"]
+    argv = ["run", f"s3://{bucket}/in/", "--warehouse", f"sqlite:///{tmp_path / 'x.db'}"]
+    argv += ["--s3-endpoint-url", endpoint, *NO_ENGINE]
+    denied = _clean_env(
+        AWS_ACCESS_KEY_ID=s3_auth_endpoint["denied_key"],
+        AWS_SECRET_ACCESS_KEY=s3_auth_endpoint["denied_secret"],
+    )
+    assert _cannot_run(_cli(argv, denied)) == (
+        f"deepocr: access_denied: cannot list s3://{bucket}/in/ via {endpoint}: "
+        "access denied (AccessDenied, HTTP 403)"
+    )
+    wrong = _clean_env(AWS_ACCESS_KEY_ID="AKIAWRONGWRONGWRONG1", AWS_SECRET_ACCESS_KEY="not-the-secret")
+    line = _cannot_run(_cli(argv, wrong))
+    assert line == (
+        f"deepocr: bad_credentials: cannot list s3://{bucket}/in/ via {endpoint}: "
+        "the credentials were rejected (InvalidAccessKeyId, HTTP 403)"
+    )
+    assert "not-the-secret" not in line
+
+
+def test_s3_throttled_after_retries_exits_3(slowdown_endpoint: dict[str, object], tmp_path: Path) -> None:
+    endpoint = str(slowdown_endpoint["endpoint"])
+    argv = ["run", "s3://busy/in/", "--warehouse", f"sqlite:///{tmp_path / 'x.db'}"]
+    argv += ["--s3-endpoint-url", endpoint, *NO_ENGINE]
+    env = _clean_env(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_MAX_ATTEMPTS="3")
+    line = _cannot_run(_cli(argv, env))
+    assert line == (
+        f"deepocr: throttled: cannot list s3://busy/in/ via {endpoint}: "
+        "throttled by the server, still after 3 attempts (SlowDown, HTTP 503)"
+    )
+    requests = slowdown_endpoint["requests"]
+    assert isinstance(requests, list) and len(requests) == 3  # the client's own retries happened
+
+
+def test_missing_source_and_unreachable_warehouse_are_reported_before_any_engine(tmp_path: Path) -> None:
+    env = _clean_env()
+    missing = tmp_path / "no-such-folder"
+    line = _cannot_run(
+        _cli(["run", str(missing), "--warehouse", f"sqlite:///{tmp_path / 'x.db'}", *NO_ENGINE], env)
+    )
+    assert line == f"deepocr: config_error: source path does not exist: {missing}"
+    (tmp_path / "in").mkdir()
+    url = "postgresql+psycopg://nobody:secret@127.0.0.1:1/nowhere"
+    line = _cannot_run(_cli(["run", str(tmp_path / "in"), "--warehouse", url, *NO_ENGINE], env))
+    # the warehouse's own message is being reworded elsewhere (issue 12, item 2): only its order here
+    assert not line.startswith("deepocr: engine_unavailable") and "secret" not in line
+    # and with every check passing, the engine is what fails: the checks above did run first
+    line = _cannot_run(
+        _cli(["run", str(tmp_path / "in"), "--warehouse", f"sqlite:///{tmp_path / 'x.db'}", *NO_ENGINE], env)
+    )
+    assert line.startswith("deepocr: engine_unavailable: ")
+
+
+# --------------------------------------------------------------------------------------------
+# Oversize pages and more image types load, flagged, with the DPI used on the page row
+
+
+def _image_bytes(fmt: str, size: tuple[int, int], **kw: object) -> bytes:
+    import io
+
+    from PIL import Image, ImageDraw, ImageFont
+
+    img = Image.new("RGB", size, "white")
+    font = ImageFont.load_default(size=max(24, size[1] // 12))
+    ImageDraw.Draw(img).text((size[0] // 10, size[1] // 3), "TOTAL 42.00", fill="black", font=font)
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+def test_oversize_pages_and_new_image_types_load_flagged(tmp_path: Path) -> None:
+    import io
+
+    import pymupdf
+    from PIL import Image, features
+
+    from airflow_provider_deepocr.testing.samples import heic_header
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    pdf = pymupdf.open()
+    page = pdf.new_page(width=14_400, height=14_400)  # a 200 x 200-inch drawing
+    page.insert_text((1_000, 3_000), "SITE PLAN 42", fontsize=900)
+    (inbox / "drawing.pdf").write_bytes(pdf.tobytes())
+    (inbox / "scan.webp").write_bytes(_image_bytes("WEBP", (4000, 3000), lossless=True))  # 12 M px
+    (inbox / "form.bmp").write_bytes(_image_bytes("BMP", (800, 600)))
+    frames = [
+        Image.open(io.BytesIO(_image_bytes("PNG", (640, 200)))).convert("RGB"),
+        Image.new("RGB", (640, 200)),
+    ]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100)
+    (inbox / "banner.gif").write_bytes(buf.getvalue())
+    jp2 = features.check("jpg_2000")
+    if jp2:
+        (inbox / "archive.jp2").write_bytes(_image_bytes("JPEG2000", (800, 600)))
+    (inbox / "photo.heic").write_bytes(heic_header())
+
+    db = tmp_path / "x.db"
+    argv = ["run", str(inbox), "--warehouse", f"sqlite:///{db}", "--engine", "rapidocr", "--json"]
+    argv += [
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--max-pixels",
+        "8000000",
+        "--on-validation-failure",
+        "warn",
+    ]
+    proc = _cli(argv, dict(os.environ), timeout=600)
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    summary = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert summary["failed"] == {"unsupported_type": 1}
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute("select source_uri, dpi, width, height, flags from deepocr_pages").fetchall()
+        failure = conn.execute("select source_uri, reason, detail from deepocr_failures").fetchall()
+    pages = {
+        Path(uri).name: (dpi, w, h, set(filter(None, (flags or "").split(","))))
+        for uri, dpi, w, h, flags in rows
+    }
+    assert set(pages) == {"drawing.pdf", "scan.webp", "form.bmp", "banner.gif"} | (
+        {"archive.jp2"} if jp2 else set()
+    )
+    dpi, w, h, flags = pages["drawing.pdf"]
+    assert "downscaled" in flags and dpi == 14 and w * h <= 8_000_000  # 72 * sqrt(8e6) / 14,400 = 14.1
+    dpi, w, h, flags = pages["scan.webp"]
+    assert "downscaled" in flags and w * h <= 8_000_000 and dpi == round(144 * w / 4000)
+    assert "first_frame_only" in pages["banner.gif"][3]
+    assert pages["form.bmp"][3].isdisjoint({"downscaled", "first_frame_only"})
+    ((uri, reason, detail),) = failure
+    assert Path(uri).name == "photo.heic" and reason == "unsupported_type" and "HEIC" in detail

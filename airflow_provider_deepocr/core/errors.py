@@ -26,6 +26,14 @@ NO_TEXT_LAYER = "no_text_layer"
 SOURCE_MISSING = "source_missing"  # listed, then gone before it was read
 SOURCE_CHANGED = "source_changed"  # its content changed between the listing and the OCR of a part
 INCOMPLETE_DOCUMENT = "incomplete_document"  # a split document with a part no shard finished
+# Object storage that cannot be used: the run cannot proceed (exit code 3 from the CLI).
+NO_CREDENTIALS = "no_credentials"
+BAD_CREDENTIALS = "bad_credentials"
+ENDPOINT_UNREACHABLE = "endpoint_unreachable"
+NO_SUCH_BUCKET = "no_such_bucket"
+ACCESS_DENIED = "access_denied"
+THROTTLED = "throttled"
+STORAGE_ERROR = "storage_error"
 
 
 class DeepOcrError(Exception):
@@ -56,6 +64,16 @@ class EngineUnavailable(DeepOcrError):
 
     def __init__(self, detail: str) -> None:
         super().__init__("engine_unavailable", detail)
+
+
+class StorageError(DeepOcrError):
+    """Object storage cannot be used (no credentials, endpoint unreachable, no such bucket,
+    access denied, throttled after retries). ``detail`` is one line naming the bucket or
+    endpoint and the cause; ``code`` is the store's own short code (``ClientError NoSuchKey``)."""
+
+    def __init__(self, reason: str, detail: str, code: str = "") -> None:
+        super().__init__(reason, detail)
+        self.code = code
 
 
 class ConfigError(DeepOcrError):

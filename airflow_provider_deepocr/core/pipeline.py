@@ -65,24 +65,41 @@ ON_VALIDATION_FAILURE = ("quarantine", "fail", "warn")
 
 @dataclass
 class OcrSettings:
-    """Everything about rendering and OCR that changes the output (fingerprinted)."""
+    """Everything about rendering and OCR that changes the output (fingerprinted).
+
+    :param dpi: render resolution for PDF pages.
+    :param max_pages: documents with more pages are ``too_many_pages`` failure rows.
+    :param max_pixels: the largest page image; see ``on_oversize``.
+    :param prefetch: batches rendered ahead of the engine (0: no overlap); not fingerprinted.
+    :param text_layer: ``never``; ``auto``: good PDF text layers skip the model; ``only``: never
+        use the model.
+    :param on_oversize: ``downscale`` (default: a page over ``max_pixels`` is rendered at the
+        highest DPI that fits, flagged ``downscaled``, its DPI on the page row) or ``fail``
+        (the page is an ``image_too_large`` failure row).
+    """
 
     dpi: int = 144
     max_pages: int = 2000
     max_pixels: int = 50_000_000
-    prefetch: int = 2  # batches rendered ahead of the engine (0: no overlap); not fingerprinted
-    text_layer: str = "never"  # "auto": good PDF text layers skip the model; "only": never use it
+    prefetch: int = 2
+    text_layer: str = "never"
+    on_oversize: str = "downscale"
 
     def __post_init__(self) -> None:
         from airflow_provider_deepocr.core.engines.pdf_text import TEXT_LAYER_MODES
+        from airflow_provider_deepocr.core.render import ON_OVERSIZE
 
         if self.text_layer not in TEXT_LAYER_MODES:
             raise errors.ConfigError(f"text_layer must be one of {TEXT_LAYER_MODES}, got {self.text_layer!r}")
+        if self.on_oversize not in ON_OVERSIZE:
+            raise errors.ConfigError(f"on_oversize must be one of {ON_OVERSIZE}, got {self.on_oversize!r}")
 
     def limits(self) -> RenderLimits:
         from airflow_provider_deepocr.core.render import RenderLimits
 
-        return RenderLimits(max_pages=self.max_pages, max_pixels=self.max_pixels)
+        return RenderLimits(
+            max_pages=self.max_pages, max_pixels=self.max_pixels, on_oversize=self.on_oversize
+        )
 
 
 def config_fingerprint(engine: OcrEngine, settings: OcrSettings) -> str:
@@ -94,6 +111,7 @@ def config_fingerprint(engine: OcrEngine, settings: OcrSettings) -> str:
             "engine": engine.describe(),
             "dpi": settings.dpi,
             "max_pixels": settings.max_pixels,
+            "on_oversize": settings.on_oversize,
             "parser": PARSER_VERSION,
             "text_layer": settings.text_layer,
         }
@@ -364,7 +382,7 @@ class _OcrRun:
         self.work = work
         self.settings = settings
         self.fp = fp
-        self.batch_size = max(1, int(getattr(engine, "batch_size", 1) or 1))
+        self.batch_size = max(1, int(engine.batch_size or 1))
         self.text_engine: OcrEngine | None = None
         if settings.text_layer != "never":
             from airflow_provider_deepocr.core.engines.pdf_text import PdfTextEngine
@@ -456,15 +474,11 @@ class _OcrRun:
         return "none" if self.settings.text_layer == "only" else "model"
 
     def _prepare(self, batch: _Batch) -> _Batch:
-        prepare = getattr(self.engine, "prepare", None)
-        if prepare is not None:
-            try:
-                batch.prepared = prepare(batch.pages)
-            except Exception:  # the engine retries page by page in ocr_prepared / ocr
-                log.warning(
-                    "engine %s: preparing a batch of %d pages failed", self.engine.name, len(batch.pages)
-                )
-                batch.prepared = None
+        try:
+            batch.prepared = self.engine.prepare(batch.pages)
+        except Exception:  # the engine retries page by page in ocr_prepared / ocr
+            log.warning("engine %s: preparing a batch of %d pages failed", self.engine.name, len(batch.pages))
+            batch.prepared = None
         return batch
 
     def produce(self, put: Any) -> None:
@@ -531,11 +545,10 @@ class _OcrRun:
 
     def _run_batch(self, batch: _Batch) -> None:
         engine = batch.engine or self.engine
-        ocr_prepared = getattr(engine, "ocr_prepared", None)
         t0 = time.perf_counter()
         try:
-            if batch.prepared is not None and ocr_prepared is not None:
-                results = ocr_prepared(batch.prepared)
+            if batch.prepared is not None:
+                results = engine.ocr_prepared(batch.prepared)
             else:
                 results = engine.ocr(batch.pages)
             if len(results) != len(batch.pages):
@@ -558,6 +571,7 @@ class _OcrRun:
                 assert entry.ocr_dir is not None
                 meta = result.to_dict()
                 meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
+                meta["page_flags"] = list(page.flags)  # render flags (downscaled, …) for the page row
                 self.work.write_json(_page_uri(entry.ocr_dir, page.page_no), meta)
                 entry.pages_ok.append(page.page_no)
             with self.lock:
@@ -751,6 +765,7 @@ def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
         meta = work.read_json(_page_uri(entry.ocr_dir, page_no))
         width, height, dpi = meta.pop("width"), meta.pop("height"), meta.pop("dpi")
         meta.pop("page_no")
+        render_flags = meta.pop("page_flags", [])
         ocr = OcrResult.from_dict(meta)
         try:
             if ocr.blocks is not None:
@@ -763,6 +778,8 @@ def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
                 Failure(entry.ref.uri, errors.PARSE_ERROR, type(exc).__name__, entry.doc_id, page_no, "parse")
             )
             continue
+        if render_flags:
+            parsed.flags = sorted({*parsed.flags, *render_flags})
         result.pages.append(
             PageRecord(
                 doc_id=result.doc_id,

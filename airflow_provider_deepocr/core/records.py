@@ -76,6 +76,7 @@ class PageImage:
     height: int
     media_type: str = ""
     text_layer: str | None = field(default=None, repr=False)  # PDF text layer, when present
+    flags: list[str] = field(default_factory=list)  # render flags: downscaled, first_frame_only
 
 
 @dataclass

@@ -6,14 +6,31 @@ Failure isolation
 -----------------
 * Problems with the *document* raise :class:`errors.DocumentError` when :func:`render_pages` is
   called, before any page is produced: ``empty_file``, ``unsupported_type`` (decided by magic
-  bytes, never by the file name), ``encrypted``, ``corrupt``, ``truncated_file``,
-  ``too_many_pages``, and ``image_too_large`` for a raster image whose (first) frame header
-  declares more than ``max_pixels`` pixels or whose file exceeds ``max_bytes`` (``file_too_large``).
+  bytes, never by the file name; HEIC/HEIF and AVIF are recognised and named), ``encrypted``,
+  ``corrupt``, ``truncated_file``, ``too_many_pages``, ``file_too_large`` (over ``max_bytes``),
+  and ``image_too_large`` for a raster image whose (first) frame header declares more pixels
+  than Pillow's decompression-bomb limit (or more than ``max_pixels`` with ``on_oversize="fail"``).
 * Problems with one *page* do not raise: the page iterator yields an :class:`errors.PageError`
   in that page's place (its ``page_no`` attribute is set), so the caller records a failure row
-  and goes on with the next page. This covers a PDF page whose pixel count at the requested
-  DPI would exceed ``max_pixels`` (checked from the page rectangle before rendering), a page
-  MuPDF cannot load or render, and a later TIFF frame that is too large or cannot be decoded.
+  and goes on with the next page. This covers a page MuPDF cannot load or render, a later TIFF
+  frame that cannot be decoded or is over the bomb limit, and, with ``on_oversize="fail"``, a
+  page over ``max_pixels``.
+
+Oversize pages
+--------------
+DeepSeek-OCR resizes every page to its 1024/768 tiles, so a page over ``max_pixels`` is shrunk
+rather than refused (``on_oversize="downscale"``, the default): a PDF page renders at the highest
+whole DPI whose image fits (decided from the page rectangle, before rendering), a raster image is
+decoded (JPEG straight at a reduced scale) and resized to fit. The page carries the flag
+``downscaled`` and the DPI actually used (a raster image's own DPI times the scale). Decompression
+bombs, images whose header declares more than Pillow's bomb limit (``2 * Image.MAX_IMAGE_PIXELS``,
+never below ``max_pixels``), are still refused before any pixel is decoded.
+
+Raster types
+------------
+PNG, JPEG, TIFF, GIF, BMP, WEBP and JPEG 2000, by magic bytes. Only a TIFF has pages (one per
+frame); an animated GIF or WEBP (or a JPEG carrying extra MPO frames) is read as its first frame,
+flagged ``first_frame_only``.
 
 Truncated PDFs
 --------------
@@ -53,25 +70,61 @@ TIFF = "image/tiff"
 GIF = "image/gif"
 BMP = "image/bmp"
 WEBP = "image/webp"
+JP2 = "image/jp2"
+HEIC = "image/heic"
+AVIF = "image/avif"
 ZIP = "application/zip"
 TEXT = "text/plain"
 
-SUPPORTED_MEDIA_TYPES: frozenset[str] = frozenset({PDF, PNG, JPEG, TIFF})
+SUPPORTED_MEDIA_TYPES: frozenset[str] = frozenset({PDF, PNG, JPEG, TIFF, GIF, BMP, WEBP, JP2})
 """Media types :func:`render_pages` renders; others are recognised but rejected."""
+
+_UNSUPPORTED_DETAIL = {
+    HEIC: "HEIC/HEIF images are not supported (Pillow cannot decode them): convert to JPEG or PNG",
+    AVIF: "AVIF images are not supported: convert to JPEG or PNG",
+}
+
+ON_OVERSIZE = ("downscale", "fail")
+"""What to do with a page over ``max_pixels``: render it smaller (flagged) or fail it."""
+
+FLAG_DOWNSCALED = "downscaled"
+"""Page flag: rendered below the asked DPI (PDF) or shrunk (image) to fit ``max_pixels``."""
+FLAG_FIRST_FRAME_ONLY = "first_frame_only"
+"""Page flag: an animated (multi-frame, non-TIFF) image was read as its first frame."""
 
 DEFAULT_DPI = 144
 MAX_DPI = 1200
 _IMAGE_DEFAULT_DPI = 144
 _BMP_HEADER_SIZES = frozenset({12, 40, 52, 56, 64, 108, 124})  # DIB header sizes
+_JP2_SIGNATURE = b"\x00\x00\x00\x0cjP  \r\n\x87\n"
+_J2K_CODESTREAM = b"\xff\x4f\xff\x51"
+_HEIF_BRANDS = frozenset(
+    {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"hevm", b"hevs", b"mif1", b"msf1"}
+)
+_AVIF_BRANDS = frozenset({b"avif", b"avis"})
 
 
 @dataclass
 class RenderLimits:
-    """Safety limits applied before any pixel is decoded."""
+    """Safety limits applied before any pixel is decoded.
+
+    :param max_pages: a document with more pages (TIFF frames) is ``too_many_pages``.
+    :param max_pixels: the largest page image, in pixels.
+    :param max_bytes: a larger file is ``file_too_large``.
+    :param on_oversize: ``downscale`` (default: render a larger page smaller, flagged
+        ``downscaled``) or ``fail`` (the page is ``image_too_large``).
+    """
 
     max_pages: int = 2000
     max_pixels: int = 50_000_000  # per page image
     max_bytes: int = 512 * 1024 * 1024  # whole file
+    on_oversize: str = "downscale"
+
+    def __post_init__(self) -> None:
+        if self.on_oversize not in ON_OVERSIZE:
+            raise errors.ConfigError(f"on_oversize must be one of {ON_OVERSIZE}, got {self.on_oversize!r}")
+        if self.max_pixels < 1:
+            raise errors.ConfigError("max_pixels must be >= 1")
 
 
 # --------------------------------------------------------------------------------------------
@@ -98,7 +151,7 @@ def detect_media_type(data: bytes) -> str:
     """The media type of ``data`` by its magic bytes (never a file name).
 
     Returns one of the ``SUPPORTED_MEDIA_TYPES`` or a recognised but unsupported type
-    (``image/gif``, ``image/bmp``, ``image/webp``, ``application/zip``, ``text/plain``).
+    (``image/heic``, ``image/avif``, ``application/zip``, ``text/plain``).
     Raises ``DocumentError(EMPTY_FILE)`` for no bytes and ``DocumentError(UNSUPPORTED_TYPE)`` for
     bytes it does not recognise.
     """
@@ -119,6 +172,15 @@ def detect_media_type(data: bytes) -> str:
         return WEBP
     if head[:2] == b"BM" and int.from_bytes(head[14:18], "little") in _BMP_HEADER_SIZES:
         return BMP
+    if head.startswith(_JP2_SIGNATURE) or head.startswith(_J2K_CODESTREAM):
+        return JP2
+    if head[4:8] == b"ftyp":  # an ISO base media file: HEIF/HEIC, AVIF (or a video)
+        box = int.from_bytes(head[:4], "big")
+        brands = {head[8:12]} | {head[i : i + 4] for i in range(16, min(box, len(head)) - 3, 4)}
+        if brands & _AVIF_BRANDS:
+            return AVIF
+        if brands & _HEIF_BRANDS:
+            return HEIC
     if head[:4] in (b"PK\x03\x04", b"PK\x05\x06", b"PK\x07\x08"):
         return ZIP
     if _looks_like_text(data[:4096]):
@@ -129,12 +191,57 @@ def detect_media_type(data: bytes) -> str:
 def _supported_media_type(doc: Document, limits: RenderLimits) -> str:
     media_type = detect_media_type(doc.data)
     if media_type not in SUPPORTED_MEDIA_TYPES:
-        raise errors.DocumentError(errors.UNSUPPORTED_TYPE, f"{media_type} is not supported")
+        detail = _UNSUPPORTED_DETAIL.get(media_type, f"{media_type} is not supported")
+        raise errors.DocumentError(errors.UNSUPPORTED_TYPE, detail)
     if len(doc.data) > limits.max_bytes:
         raise errors.DocumentError(
             errors.FILE_TOO_LARGE, f"file of {len(doc.data)} bytes exceeds max_bytes={limits.max_bytes}"
         )
     return media_type
+
+
+# --------------------------------------------------------------------------------------------
+# Sizes
+
+
+def _pdf_pixels(width_pt: float, height_pt: float, dpi: int) -> tuple[int, int]:
+    """The pixel size of a page rectangle (points) rendered at ``dpi``."""
+    return math.ceil(width_pt * dpi / 72 - 1e-6), math.ceil(height_pt * dpi / 72 - 1e-6)
+
+
+def _fit_dpi(width_pt: float, height_pt: float, dpi: int, max_pixels: int) -> int:
+    """The highest whole DPI below ``dpi`` at which the page fits ``max_pixels`` (0: none does).
+
+    One pixel of slack per side covers MuPDF rounding the rectangle outwards."""
+    d = min(dpi - 1, math.floor(72 * math.sqrt(max_pixels / (width_pt * height_pt))))
+    while d >= 1:
+        w, h = _pdf_pixels(width_pt, height_pt, d)
+        if (w + 1) * (h + 1) <= max_pixels:
+            break
+        d -= 1
+    return max(d, 0)
+
+
+def _fit_size(width: int, height: int, max_pixels: int) -> tuple[int, int]:
+    """The largest size with the aspect of ``width x height`` and at most ``max_pixels`` pixels."""
+    scale = math.sqrt(max_pixels / (width * height))
+    w, h = max(1, math.floor(width * scale)), max(1, math.floor(height * scale))
+    while w * h > max_pixels and (w > 1 or h > 1):
+        if w >= h:
+            w -= 1
+        else:
+            h -= 1
+    return w, h
+
+
+def _bomb_limit(limits: RenderLimits) -> int | None:
+    """Pillow's decompression-bomb limit (``DecompressionBombError`` above it), never below
+    ``max_pixels``; None when Pillow's guard is switched off."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is None:
+        return None
+    return 2 * max(int(Image.MAX_IMAGE_PIXELS), limits.max_pixels)
 
 
 # --------------------------------------------------------------------------------------------
@@ -209,19 +316,29 @@ def _pdf_pages(
             try:
                 page = pdf.load_page(page_no - 1)
                 rect = page.rect
-                w = math.ceil(rect.width * dpi / 72 - 1e-6)
-                h = math.ceil(rect.height * dpi / 72 - 1e-6)
+                w, h = _pdf_pixels(rect.width, rect.height, dpi)
                 if w <= 0 or h <= 0:
                     yield _page_error(errors.CORRUPT, page_no, "page has an empty rectangle")
                     continue
+                used, flags = dpi, []
                 if w * h > limits.max_pixels:
-                    yield _page_error(
-                        errors.IMAGE_TOO_LARGE,
+                    too_large = f"{w}x{h} px at {dpi} dpi > max_pixels={limits.max_pixels}"
+                    if limits.on_oversize == "fail":
+                        yield _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large)
+                        continue
+                    used = _fit_dpi(rect.width, rect.height, dpi, limits.max_pixels)
+                    if used < 1:
+                        yield _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large + ", even at 1 dpi")
+                        continue
+                    flags = [FLAG_DOWNSCALED]
+                    log.info(
+                        "doc=%s page=%d: %s; rendering at %d dpi",
+                        doc.doc_id[:12],
                         page_no,
-                        f"{w}x{h} px at {dpi} dpi > max_pixels={limits.max_pixels}",
+                        too_large,
+                        used,
                     )
-                    continue
-                pix = page.get_pixmap(dpi=dpi, alpha=False, colorspace=pymupdf.csRGB)
+                pix = page.get_pixmap(dpi=used, alpha=False, colorspace=pymupdf.csRGB)
                 # No PNG round trip: wrap the raw samples (a bytes copy the image keeps alive).
                 image = Image.frombuffer(
                     "RGB", (pix.width, pix.height), pix.samples, "raw", "RGB", pix.stride, 1
@@ -248,11 +365,12 @@ def _pdf_pages(
                 doc_id=doc.doc_id,
                 page_no=page_no,
                 image=image,
-                dpi=dpi,
+                dpi=used,
                 width=image.width,
                 height=image.height,
                 media_type=PDF,
                 text_layer=text,
+                flags=flags,
             )
     finally:
         pdf.close()
@@ -262,29 +380,36 @@ def _pdf_pages(
 # Raster images (Pillow)
 
 
-def _open_image(doc: Document, limits: RenderLimits) -> tuple[Any, int]:
-    """Open lazily (header only), check frame count and the first frame's size."""
+def _open_image(doc: Document, media_type: str, limits: RenderLimits) -> tuple[Any, int]:
+    """Open lazily (header only), check the first frame's size and the page count.
+
+    Returns the image and its number of pages: a TIFF's frame count, 1 for any other type."""
     from PIL import Image
 
     # Pillow's own bomb guard fires inside Image.open; make sure it never fires *below* our
     # limit (it only ever gets raised), and turn its error into our reason code.
     if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limits.max_pixels:
         Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    bomb = _bomb_limit(limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             img = Image.open(io.BytesIO(doc.data))
     except Image.DecompressionBombError:
         raise errors.DocumentError(
-            errors.IMAGE_TOO_LARGE, f"image header exceeds max_pixels={limits.max_pixels}"
+            errors.IMAGE_TOO_LARGE, f"image header exceeds the decompression-bomb limit of {bomb} px"
         ) from None
     except Exception as exc:
         raise errors.DocumentError(errors.CORRUPT, f"cannot open image ({type(exc).__name__})") from None
     try:
         w, h = img.size
-        if w * h > limits.max_pixels:
+        if bomb is not None and w * h > bomb:
+            raise errors.DocumentError(
+                errors.IMAGE_TOO_LARGE, f"{w}x{h} px exceeds the decompression-bomb limit of {bomb} px"
+            )
+        if w * h > limits.max_pixels and limits.on_oversize == "fail":
             raise errors.DocumentError(errors.IMAGE_TOO_LARGE, f"{w}x{h} px > max_pixels={limits.max_pixels}")
-        n = int(getattr(img, "n_frames", 1) or 1)
+        n = int(getattr(img, "n_frames", 1) or 1) if media_type == TIFF else 1
         if n > limits.max_pages:
             raise errors.DocumentError(errors.TOO_MANY_PAGES, f"{n} frames > max_pages={limits.max_pages}")
     except errors.DocumentError:
@@ -323,25 +448,71 @@ def _to_rgb(img: Any) -> Any:
     return img.convert("RGB")
 
 
+def _shrink(frame: Any, size: tuple[int, int]) -> Any:
+    """``frame`` resized to ``size`` (a reducing box filter first, then Lanczos)."""
+    from PIL import Image
+
+    if frame.mode == "1":
+        frame = frame.convert("L")  # resampling needs grey levels; 8x the memory of the bitmap
+    elif frame.mode not in ("L", "RGB", "RGBA"):
+        frame = _to_rgb(frame)
+    return frame.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED = frozenset({5, 6, 7, 8})  # orientations that swap width and height
+
+
 def _image_pages(
     img: Any, n_frames: int, doc: Document, media_type: str, numbers: list[int], limits: RenderLimits
 ) -> Iterator[PageImage | errors.PageError]:
     from PIL import Image, ImageOps
 
+    animated = media_type != TIFF and int(getattr(img, "n_frames", 1) or 1) > 1
+    bomb = _bomb_limit(limits)
     try:
         for page_no in numbers:
+            flags = [FLAG_FIRST_FRAME_ONLY] if animated else []
             try:
                 img.seek(page_no - 1)
                 w, h = img.size
-                if w * h > limits.max_pixels:
+                if bomb is not None and w * h > bomb:
                     yield _page_error(
-                        errors.IMAGE_TOO_LARGE, page_no, f"{w}x{h} px > max_pixels={limits.max_pixels}"
+                        errors.IMAGE_TOO_LARGE, page_no, f"{w}x{h} px exceeds the decompression-bomb limit"
                     )
                     continue
+                dpi = _image_dpi(img)
+                target = None  # the size to shrink to, in display orientation
+                oriented_w = w
+                if w * h > limits.max_pixels:
+                    if limits.on_oversize == "fail":
+                        yield _page_error(
+                            errors.IMAGE_TOO_LARGE, page_no, f"{w}x{h} px > max_pixels={limits.max_pixels}"
+                        )
+                        continue
+                    stored = _fit_size(w, h, limits.max_pixels)
+                    target = stored
+                    if media_type == JPEG:
+                        if img.getexif().get(_EXIF_ORIENTATION) in _TRANSPOSED:  # shown turned 90 degrees
+                            target, oriented_w = (stored[1], stored[0]), h
+                        img.draft(img.mode, stored)  # decode at 1/2, 1/4 or 1/8 scale if still larger
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
                     img.load()
                     frame = ImageOps.exif_transpose(img) if media_type == JPEG else img
+                    if target is not None:
+                        frame = _shrink(frame, target)
+                        dpi = max(1, round(dpi * target[0] / oriented_w))
+                        flags.append(FLAG_DOWNSCALED)
+                        log.info(
+                            "doc=%s page=%d: %dx%d px > max_pixels=%d; shrunk to %dx%d",
+                            doc.doc_id[:12],
+                            page_no,
+                            w,
+                            h,
+                            limits.max_pixels,
+                            *target,
+                        )
                     rgb = _to_rgb(frame)
                     if rgb is img:
                         rgb = img.copy()  # detach from the file's frame pointer
@@ -356,11 +527,12 @@ def _image_pages(
                 doc_id=doc.doc_id,
                 page_no=page_no,
                 image=rgb,
-                dpi=_image_dpi(img),
+                dpi=dpi,
                 width=rgb.width,
                 height=rgb.height,
                 media_type=media_type,
                 text_layer=None,
+                flags=sorted(flags),
             )
     finally:
         img.close()
@@ -385,7 +557,7 @@ def _page_numbers(pages: Iterable[int] | None, n: int) -> list[int]:
 
 
 def count_pages(doc: Document, limits: RenderLimits | None = None) -> int:
-    """Number of pages (PDF) or frames (TIFF; 1 for PNG/JPEG) without rendering any.
+    """Number of pages (PDF) or frames (TIFF; 1 for every other image type) without rendering any.
 
     Raises the same ``DocumentError`` s :func:`render_pages` raises for the document.
     """
@@ -397,7 +569,7 @@ def count_pages(doc: Document, limits: RenderLimits | None = None) -> int:
             return int(pdf.page_count)
         finally:
             pdf.close()
-    img, n = _open_image(doc, limits)
+    img, n = _open_image(doc, media_type, limits)
     img.close()
     return n
 
@@ -416,8 +588,11 @@ def render_pages(
     cannot be rendered, an ``errors.PageError`` (not raised) carrying ``page_no``.
 
     PDF pages render at ``dpi``; raster images keep their own pixel size and report the DPI
-    stored in the file (144 when absent). With ``with_text_layer`` PDF pages carry the PDF text
-    layer in ``PageImage.text_layer`` (``None`` when the page has no text, e.g. a scan).
+    stored in the file (144 when absent). A page over ``limits.max_pixels`` is rendered smaller
+    and flagged ``downscaled`` (or is an ``image_too_large`` page error with
+    ``limits.on_oversize="fail"``); ``PageImage.dpi`` is the DPI used. With ``with_text_layer``
+    PDF pages carry the PDF text layer in ``PageImage.text_layer`` (``None`` when the page has
+    no text, e.g. a scan).
     ``max_pages`` applies to the whole document, whichever ``pages`` are selected.
     """
     limits = limits or RenderLimits()
@@ -433,7 +608,7 @@ def render_pages(
             raise
         log.debug("rendering doc=%s pdf pages=%d dpi=%d", doc.doc_id[:12], len(numbers), dpi)
         return _pdf_pages(pdf, doc, numbers, dpi, limits, with_text_layer)
-    img, n = _open_image(doc, limits)
+    img, n = _open_image(doc, media_type, limits)
     try:
         numbers = _page_numbers(pages, n)
     except BaseException:

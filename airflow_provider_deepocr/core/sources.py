@@ -15,6 +15,16 @@ the temporary files of an in-progress local write).
 
 No Airflow import here: in Airflow the S3 client comes from the Amazon provider's
 ``S3Hook(aws_conn_id).get_conn()`` and is passed in as ``client`` / ``s3_client``.
+
+Failures
+--------
+A store that cannot be used raises :class:`errors.StorageError`, one line naming the bucket (or
+object) and the endpoint and the cause, with a reason code: ``no_credentials``,
+``bad_credentials``, ``endpoint_unreachable``, ``no_such_bucket``, ``access_denied``,
+``throttled`` (still throttled after the client's own retries) or ``storage_error``. Call
+:func:`check_source` (and :meth:`WorkArea.check`) before any expensive set-up, such as loading a
+model, so such a run fails in a second. Reading one document that fails is a
+``read_error`` of that document only (:func:`read_document`).
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import re
 import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from itertools import islice
 from pathlib import Path
 from typing import Any
@@ -67,6 +78,10 @@ class Storage(ABC):
     @abstractmethod
     def exists(self, uri: str) -> bool:
         """Whether an object (not a folder) exists at ``uri``."""
+
+    def check(self, uri: str) -> None:  # noqa: B027 - optional hook
+        """Raise a typed error now if the store holding ``uri`` cannot be used (S3: the bucket
+        cannot be listed with these credentials). Does not require ``uri`` itself to exist."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -149,6 +164,100 @@ class LocalStorage(Storage):
 # --------------------------------------------------------------------------------------------
 # S3
 
+_S3_NO_BUCKET = frozenset({"NoSuchBucket"})
+_S3_BAD_CREDENTIALS = frozenset(
+    {
+        "InvalidAccessKeyId",
+        "SignatureDoesNotMatch",
+        "ExpiredToken",
+        "InvalidToken",
+        "TokenRefreshRequired",
+        "InvalidClientTokenId",
+    }
+)
+_S3_DENIED = frozenset({"AccessDenied", "AllAccessDisabled", "AccountProblem", "Forbidden", "403"})
+_S3_THROTTLED = frozenset(
+    {
+        "SlowDown",
+        "Throttling",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "RequestThrottled",
+        "RequestThrottledException",
+        "TooManyRequests",
+        "TooManyRequestsException",
+        "ServiceUnavailable",
+        "503",
+        "429",
+    }
+)
+
+
+def make_s3_client(endpoint_url: str | None = None) -> Any:
+    """A boto3 S3 client (credentials and region from the usual AWS environment); a malformed
+    ``endpoint_url`` is a :class:`ConfigError`. Making a client contacts nothing."""
+    import boto3
+
+    try:
+        return boto3.client("s3", endpoint_url=endpoint_url or None)
+    except ValueError as exc:  # botocore: "Invalid endpoint: …"
+        raise errors.ConfigError(f"bad S3 endpoint URL {endpoint_url!r}: {exc}") from None
+
+
+def s3_error(
+    exc: BaseException, uri: str, action: str, endpoint: str | None = None
+) -> errors.StorageError | None:
+    """``exc`` from boto3 as one :class:`StorageError` line naming ``uri``, the endpoint and the
+    cause; None for an exception that is not the store's (a bug: let it surface).
+
+    ``action`` is a verb (``list``, ``read``, ``write``, ``check``)."""
+    from botocore.exceptions import (
+        BotoCoreError,
+        ClientError,
+        HTTPClientError,
+        NoCredentialsError,
+        PartialCredentialsError,
+    )
+    from botocore.exceptions import ConnectionError as BotoConnectionError
+
+    where = f"cannot {action} {uri} via {endpoint or 'the default AWS S3 endpoint'}"
+    if isinstance(exc, NoCredentialsError):
+        cause = (
+            "no AWS credentials found (environment, AWS_SHARED_CREDENTIALS_FILE, profile or instance role)"
+        )
+        return errors.StorageError(errors.NO_CREDENTIALS, f"{where}: {cause}", type(exc).__name__)
+    if isinstance(exc, PartialCredentialsError):
+        return errors.StorageError(errors.NO_CREDENTIALS, f"{where}: {exc}", type(exc).__name__)
+    if isinstance(exc, (BotoConnectionError, HTTPClientError)):
+        name = type(exc).__name__
+        return errors.StorageError(
+            errors.ENDPOINT_UNREACHABLE, f"{where}: endpoint unreachable ({name})", name
+        )
+    if isinstance(exc, ClientError):
+        response = exc.response or {}
+        code = str(response.get("Error", {}).get("Code") or "")
+        meta = response.get("ResponseMetadata", {})
+        status = meta.get("HTTPStatusCode")
+        attempts = int(meta.get("RetryAttempts") or 0) + 1
+        label = f"{code or 'no code'}, HTTP {status}" if status else code or "no code"
+        name = f"{type(exc).__name__} {code}".strip()
+        if code in _S3_NO_BUCKET:
+            reason, cause = errors.NO_SUCH_BUCKET, "the bucket does not exist"
+        elif code in _S3_BAD_CREDENTIALS:
+            reason, cause = errors.BAD_CREDENTIALS, "the credentials were rejected"
+        elif code in _S3_DENIED or status == 403:
+            reason, cause = errors.ACCESS_DENIED, "access denied"
+        elif code in _S3_THROTTLED or status in (429, 503):
+            reason = errors.THROTTLED
+            cause = f"throttled by the server, still after {attempts} attempts"
+        else:
+            reason, cause = errors.STORAGE_ERROR, "the request failed"
+        return errors.StorageError(reason, f"{where}: {cause} ({label})", name)
+    if isinstance(exc, BotoCoreError):
+        name = type(exc).__name__
+        return errors.StorageError(errors.STORAGE_ERROR, f"{where}: {name}", name)
+    return None
+
 
 def split_s3_uri(uri: str) -> tuple[str, str]:
     """``s3://bucket/key`` -> ``("bucket", "key")`` (key may be empty)."""
@@ -179,10 +288,28 @@ class S3Storage(Storage):
     @property
     def client(self) -> Any:
         if self._client is None:
-            import boto3
-
-            self._client = boto3.client("s3", endpoint_url=self.endpoint_url)
+            self._client = make_s3_client(self.endpoint_url)
         return self._client
+
+    @contextmanager
+    def _errors(self, action: str, uri: str) -> Iterator[None]:
+        """boto3 errors in the block become one :class:`StorageError` line (no chained traceback)."""
+        try:
+            yield
+        except errors.DeepOcrError:
+            raise
+        except Exception as exc:
+            endpoint = getattr(getattr(self._client, "meta", None), "endpoint_url", None) or self.endpoint_url
+            mapped = s3_error(exc, uri, action, endpoint)
+            if mapped is None:
+                raise
+            raise mapped from None
+
+    def check(self, uri: str) -> None:
+        """List at most one key under ``uri``: proves the credentials, the endpoint and the bucket."""
+        bucket, prefix = split_s3_uri(uri)
+        with self._errors("list", uri):
+            self.client.list_objects_v2(Bucket=bucket, Prefix=prefix, MaxKeys=1)
 
     def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
         bucket, prefix = split_s3_uri(prefix_uri)
@@ -190,7 +317,8 @@ class S3Storage(Storage):
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
         pages = 0
         while True:
-            resp = self.client.list_objects_v2(**kwargs)
+            with self._errors("list", prefix_uri):
+                resp = self.client.list_objects_v2(**kwargs)
             pages += 1
             for obj in resp.get("Contents", []) or []:
                 key: str = obj["Key"]
@@ -215,16 +343,18 @@ class S3Storage(Storage):
 
     def read(self, uri: str) -> bytes:
         bucket, key = split_s3_uri(uri)
-        body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
-        try:
-            return bytes(body.read())
-        finally:
-            body.close()
+        with self._errors("read", uri):
+            body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
+            try:
+                return bytes(body.read())
+            finally:
+                body.close()
 
     def write(self, uri: str, data: bytes) -> None:
         # A PUT is atomic in S3: readers see the old object or the whole new one.
         bucket, key = split_s3_uri(uri)
-        self.client.put_object(Bucket=bucket, Key=key, Body=data)
+        with self._errors("write", uri):
+            self.client.put_object(Bucket=bucket, Key=key, Body=data)
 
     def exists(self, uri: str) -> bool:
         from botocore.exceptions import ClientError
@@ -232,14 +362,15 @@ class S3Storage(Storage):
         bucket, key = split_s3_uri(uri)
         if not key or key.endswith("/"):
             return False
-        try:
-            self.client.head_object(Bucket=bucket, Key=key)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
-            status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-            if code in ("404", "NoSuchKey", "NotFound") or status == 404:
-                return False
-            raise
+        with self._errors("read", uri):
+            try:
+                self.client.head_object(Bucket=bucket, Key=key)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code in ("404", "NoSuchKey", "NotFound") or status == 404:
+                    return False
+                raise
         return True
 
 
@@ -282,6 +413,16 @@ def list_documents(
     return refs
 
 
+def check_source(source_uri: str, storage: Storage | None = None, s3_client: Any = None) -> None:
+    """Fail now, with one typed line, if ``source_uri`` cannot be listed: a local path that does
+    not exist (:class:`ConfigError`), an S3 bucket that cannot be listed (:class:`StorageError`).
+    Cheap (at most one request); run it before loading a model."""
+    storage = storage or storage_for(source_uri, s3_client=s3_client)
+    if isinstance(storage, LocalStorage) and not storage.path(source_uri).exists():
+        raise errors.ConfigError(f"source path does not exist: {source_uri}")
+    storage.check(source_uri)
+
+
 def _error_name(exc: BaseException) -> str:
     name = type(exc).__name__
     response = getattr(exc, "response", None)
@@ -309,6 +450,10 @@ def read_document(ref: DocumentRef, storage: Storage | None = None) -> Document:
     storage = storage or storage_for(ref.uri)
     try:
         data = storage.read(ref.uri)
+    except errors.StorageError as exc:
+        raise errors.DocumentError(
+            errors.READ_ERROR, f"cannot read document ({exc.code or exc.reason})"
+        ) from None
     except errors.DeepOcrError:
         raise
     except Exception as exc:
@@ -353,6 +498,11 @@ class WorkArea:
         if uri_scheme(uri) or uri.startswith("/"):
             return uri
         return self.uri(uri)
+
+    def check(self) -> None:
+        """Fail now, with one typed line, if the work area's store cannot be used (an S3 bucket
+        that cannot be listed); a local folder is created when first written."""
+        self.storage.check(self.root_uri)
 
     def exists(self, uri: str) -> bool:
         return self.storage.exists(self._resolve(uri))

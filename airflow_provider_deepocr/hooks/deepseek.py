@@ -14,7 +14,10 @@ Connection fields:
   ``fallback_engine`` (``rapidocr`` or ``none``), ``gpu_hour_cost`` (what an hour of the OCR worker
   costs, in your currency: the runs table then gets each shard's ``cost``).
 
-Operator arguments override connection values; the connection overrides the defaults.
+Operator arguments override connection values; the connection overrides the defaults. The
+values become one :class:`~airflow_provider_deepocr.core.engines.EngineSettings` and the engine is
+built by core's one factory (:func:`~airflow_provider_deepocr.core.engines.build_engine`), the
+same the CLI uses: equal settings give equal config fingerprints.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseHook
 
 if TYPE_CHECKING:
+    from airflow_provider_deepocr.core.engines import EngineSettings
     from airflow_provider_deepocr.core.engines.base import OcrEngine
 
 ENGINE_KEYS = (
@@ -36,7 +40,7 @@ ENGINE_KEYS = (
     "batch_size",
     "retry_temperatures",
     "fallback_engine",
-    "seconds_per_page",  # the sleep engine (orchestration benchmarks)
+    "options",  # more engine arguments, e.g. {"revision": "…"}, the sleep engine's {"seconds_per_page": 0.2}
 )
 
 
@@ -66,19 +70,23 @@ class DeepSeekOCRHook(BaseHook):
             },
         }
 
-    def engine_settings(self, **overrides: Any) -> dict[str, Any]:
-        """Connection values merged with non-None ``overrides``."""
-        settings: dict[str, Any] = {}
+    def engine_settings(self, **overrides: Any) -> EngineSettings:
+        """The connection's engine settings with the non-None ``overrides`` applied (operator
+        arguments), checked: a bad value is a ``ConfigError`` naming it. Extra keys other than
+        :data:`ENGINE_KEYS` are ignored."""
+        from airflow_provider_deepocr.core.engines import EngineSettings
+
+        values: dict[str, Any] = {}
         if self.deepseek_ocr_conn_id:
             conn = self.get_connection(self.deepseek_ocr_conn_id)
             extra = conn.extra_dejson or {}
-            settings.update({k: extra[k] for k in ENGINE_KEYS if k in extra})
+            values.update({k: extra[k] for k in ENGINE_KEYS if k in extra})
             if conn.host:
-                settings["server_url"] = conn.host
+                values["server_url"] = conn.host
                 if conn.password:
-                    settings["api_key"] = conn.password
-        settings.update({k: v for k, v in overrides.items() if v is not None})
-        return settings
+                    values["api_key"] = conn.password
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return EngineSettings.from_values(**values)
 
     def gpu_hour_cost(self) -> float | None:
         """The connection extra ``gpu_hour_cost`` (None when unset or there is no connection)."""
@@ -88,19 +96,14 @@ class DeepSeekOCRHook(BaseHook):
         return None if value in (None, "") else float(value)
 
     def get_engine(self, **overrides: Any) -> OcrEngine:
-        """The engine for this connection, cached per process so weights load once per worker."""
-        from airflow_provider_deepocr.core.engines import get_engine
+        """The engine for this connection (see :meth:`engine_settings`), built by core's one
+        factory and cached per process, so weights load once per worker."""
+        from airflow_provider_deepocr.core.engines import build_engine
 
         settings = self.engine_settings(**overrides)
-        key = tuple(sorted((k, repr(v)) for k, v in settings.items()))
+        key = settings.cache_key()
         engine = self._engines.get(key)
         if engine is None:
-            from airflow_provider_deepocr.core.engines.retry import parse_ladder, with_retries
-
-            name = settings.pop("engine", "auto")
-            ladder = parse_ladder(settings.pop("retry_temperatures", None))
-            fallback_name = settings.pop("fallback_engine", None)
-            fallback = get_engine(fallback_name) if fallback_name and fallback_name != "none" else None
-            engine = with_retries(get_engine(name, **settings), ladder, fallback)
+            engine = build_engine(settings)
             self._engines[key] = engine
         return engine

@@ -230,7 +230,10 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         memory free after loading, 4 to 128; halved and kept smaller after a CUDA out-of-memory;
         4 on CPU).
     :param max_pages: documents with more pages are failure rows (``too_many_pages``).
-    :param max_pixels: page images with more pixels are failure rows (``image_too_large``).
+    :param max_pixels: the largest page image, in pixels (see ``on_oversize``).
+    :param on_oversize: ``downscale`` (default: a larger page is rendered at the highest DPI that
+        fits, flagged ``downscaled``, with that DPI on its page row) or ``fail`` (the page is a
+        failure row, ``image_too_large``). Templated.
     :param text_layer: ``never`` (default), ``auto`` (PDF pages with a good text layer skip the model
         and are read by the ``pdf-text`` engine), ``only`` (never use the model).
     :param retry_temperatures: temperature ladder for pages that loop or stop at the token limit,
@@ -242,6 +245,10 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :return: ``{"manifest_uri", "documents", "pages", "failed", "config_fingerprint", …}``. With the
         connection extra ``gpu_hour_cost``, the shard's runs row gets its cost. Logs a progress line
         (pages done of the shard, pages/s, output tokens/s, ETA) at most every 30 s.
+
+    The engine comes from core's one factory (``build_engine``) through the hook, as in the CLI:
+    the same settings give the same config fingerprint. The work area and the manifest are
+    checked before the engine is built (a model load can take tens of seconds on a GPU).
     """
 
     template_fields: Sequence[str] = (
@@ -256,6 +263,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         "max_new_tokens",
         "batch_size",
         "text_layer",
+        "on_oversize",
     )
 
     def __init__(
@@ -274,6 +282,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         max_pages: int = 2000,
         max_pixels: int = 50_000_000,
         text_layer: str = "never",
+        on_oversize: str = "downscale",
         retry_temperatures: str | None = None,
         fallback_engine: str | None = None,
         engine_options: dict[str, Any] | None = None,
@@ -294,6 +303,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         self.max_pages = max_pages
         self.max_pixels = max_pixels
         self.text_layer = text_layer
+        self.on_oversize = on_oversize
         self.retry_temperatures = retry_temperatures
         self.fallback_engine = fallback_engine
         self.engine_options = dict(engine_options or {})
@@ -301,10 +311,22 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         import time
 
+        from airflow_provider_deepocr.core.errors import ConfigError
         from airflow_provider_deepocr.core.pipeline import OcrSettings, stage_ocr
         from airflow_provider_deepocr.hooks.deepseek import DeepSeekOCRHook
         from airflow_provider_deepocr.hooks.resources import s3_client_for
 
+        settings = OcrSettings(
+            dpi=int(self.dpi),
+            max_pages=int(self.max_pages),
+            max_pixels=int(self.max_pixels),
+            text_layer=self.text_layer,
+            on_oversize=self.on_oversize,
+        )
+        manifest_uri = _manifest_uri(self.manifest)
+        work = self._work()
+        if not work.exists(manifest_uri):  # before the engine: a model load is slow and holds a GPU
+            raise ConfigError(f"listing manifest not found: {manifest_uri}")
         hook = DeepSeekOCRHook(self.deepseek_ocr_conn_id)
         t0 = time.perf_counter()
         engine = hook.get_engine(
@@ -315,21 +337,15 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             prompt=self.prompt or None,
             max_new_tokens=_opt_tokens(self.max_new_tokens),
             batch_size=_opt_batch(self.batch_size),
-            retry_temperatures=self.retry_temperatures,
-            fallback_engine=self.fallback_engine,
-            **self.engine_options,
+            retry_temperatures=None if _blank(self.retry_temperatures) else self.retry_temperatures,
+            fallback_engine=None if _blank(self.fallback_engine) else self.fallback_engine,
+            options=self.engine_options or None,
         )
         load_seconds = time.perf_counter() - t0
         self.log.info("OCR engine %s, model %s, ready in %.1fs", engine.name, engine.model, load_seconds)
-        settings = OcrSettings(
-            dpi=int(self.dpi),
-            max_pages=int(self.max_pages),
-            max_pixels=int(self.max_pixels),
-            text_layer=self.text_layer,
-        )
         result = stage_ocr(
-            _manifest_uri(self.manifest),
-            self._work(),
+            manifest_uri,
+            work,
             _safe_run_id(context),
             engine,
             s3_client=s3_client_for(self.aws_conn_id),

@@ -472,12 +472,12 @@ def _docx_like_zip() -> bytes:
     return buf.getvalue()
 
 
-def _gif() -> bytes:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    Image.new("P", (64, 32), 1).save(buf, format="GIF")
-    return buf.getvalue()
+def heic_header() -> bytes:
+    """The start of a HEIC photo (an ISO BMFF ``ftyp`` box with brand ``heic``, then a ``meta``
+    box header): what a phone writes, recognised by its magic bytes and refused as HEIC."""
+    ftyp = b"ftyp" + b"heic" + (0).to_bytes(4, "big") + b"mif1heic"
+    meta = b"meta" + b"\x00" * 28
+    return (len(ftyp) + 4).to_bytes(4, "big") + ftyp + (len(meta) + 4).to_bytes(4, "big") + meta
 
 
 def write_bad_inputs(out_dir: str | Path) -> dict[str, str]:
@@ -519,8 +519,8 @@ def write_bad_inputs(out_dir: str | Path) -> dict[str, str]:
     _write(out / "huge.png", make_huge_png())
     expected["huge.png"] = errors.IMAGE_TOO_LARGE
 
-    _write(out / "animation.gif", _gif())
-    expected["animation.gif"] = errors.UNSUPPORTED_TYPE
+    _write(out / "photo.heic", heic_header())
+    expected["photo.heic"] = errors.UNSUPPORTED_TYPE
 
     _write(out / "report.docx", _docx_like_zip())
     expected["report.docx"] = errors.UNSUPPORTED_TYPE

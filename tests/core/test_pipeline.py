@@ -501,3 +501,17 @@ def test_ocr_progress_lines_at_most_every_interval(
     assert done == ["1/4 pages", "2/4 pages", "3/4 pages", "4/4 pages", "4/4 pages"]  # the last: at the end
     assert lines[0].startswith("OCR progress shard 00000: ") and " output tokens/s, ETA " in lines[0]
     assert lines[-1].endswith("ETA 0m00s")
+
+
+def test_on_oversize_is_part_of_the_config_fingerprint() -> None:
+    from airflow_provider_deepocr.core.engines import get_engine
+    from airflow_provider_deepocr.core.pipeline import config_fingerprint
+
+    engine = get_engine("pdf-text")
+    downscale = config_fingerprint(engine, OcrSettings())
+    assert OcrSettings().on_oversize == "downscale"
+    assert config_fingerprint(engine, OcrSettings(on_oversize="fail")) != downscale
+    assert config_fingerprint(engine, OcrSettings(prefetch=0)) == downscale  # not everything counts
+    assert OcrSettings(on_oversize="fail").limits().on_oversize == "fail"
+    with pytest.raises(errors.ConfigError, match="on_oversize"):
+        OcrSettings(on_oversize="crop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ def test_detect_media_type_on_real_bytes(sample_dir: Path, bad_dir: tuple[Path, 
     assert detect_media_type((sample_dir / FAX).read_bytes()) == "image/tiff"
     bad, _ = bad_dir
     assert detect_media_type((bad / "notes.pdf").read_bytes()) == "text/plain"
-    assert detect_media_type((bad / "animation.gif").read_bytes()) == "image/gif"
+    assert detect_media_type((bad / "photo.heic").read_bytes()) == "image/heic"
     assert detect_media_type((bad / "report.docx").read_bytes()) == "application/zip"
 
     from PIL import Image
@@ -188,14 +189,15 @@ def test_max_pages_and_max_bytes(sample_dir: Path) -> None:
     assert ei.value.reason == errors.FILE_TOO_LARGE
 
 
-def test_oversized_pdf_page_is_a_page_error_not_a_document_failure(sample_dir: Path) -> None:
+def test_oversized_pdf_page_under_fail_is_a_page_error_not_a_document_failure(sample_dir: Path) -> None:
     import pymupdf
 
     pdf = pymupdf.open()
     pdf.new_page(width=595, height=842)
     pdf.new_page(width=5000, height=5000)  # 10000x10000 px at 144 dpi
     pdf.new_page(width=595, height=842)
-    items = list(render_pages(_doc(pdf.tobytes()), limits=RenderLimits(max_pixels=20_000_000)))
+    limits = RenderLimits(max_pixels=20_000_000, on_oversize="fail")
+    items = list(render_pages(_doc(pdf.tobytes()), limits=limits))
     assert [type(i).__name__ for i in items] == ["PageImage", "PageError", "PageImage"]
     err = items[1]
     assert isinstance(err, errors.PageError) and err.reason == errors.IMAGE_TOO_LARGE
@@ -203,9 +205,11 @@ def test_oversized_pdf_page_is_a_page_error_not_a_document_failure(sample_dir: P
     assert [i.page_no for i in items if isinstance(i, PageImage)] == [1, 3]
 
 
-def test_image_over_small_pixel_limit(sample_dir: Path) -> None:
+def test_image_over_small_pixel_limit_under_fail(sample_dir: Path) -> None:
     with pytest.raises(errors.DocumentError) as ei:
-        render_pages(_sample(sample_dir, RECEIPT), limits=RenderLimits(max_pixels=100_000))
+        render_pages(
+            _sample(sample_dir, RECEIPT), limits=RenderLimits(max_pixels=100_000, on_oversize="fail")
+        )
     assert ei.value.reason == errors.IMAGE_TOO_LARGE
 
 
@@ -215,3 +219,190 @@ def test_bad_arguments(sample_dir: Path) -> None:
         render_pages(doc, pages=[3])
     with pytest.raises(errors.ConfigError):
         render_pages(doc, dpi=0)
+
+
+# --------------------------------------------------------------------------------------------
+# Oversize pages are shrunk to fit max_pixels (on_oversize="downscale", the default)
+
+
+def _pdf_page(width_pt: float, height_pt: float, text: str = "Site plan") -> bytes:
+    import pymupdf
+
+    pdf = pymupdf.open()
+    page = pdf.new_page(width=width_pt, height=height_pt)
+    page.insert_text((width_pt * 0.1, height_pt * 0.2), text, fontsize=width_pt / 20)
+    return pdf.tobytes()
+
+
+def test_a_200_inch_drawing_renders_at_the_highest_dpi_that_fits_the_default_limit() -> None:
+    data = _pdf_page(14_400, 14_400)  # 200 x 200 inches: 28,800 x 28,800 px at 144 dpi
+    (page,) = render_pages(_doc(data))
+    assert isinstance(page, PageImage)
+    assert page.flags == ["downscaled"]
+    assert page.dpi == 35  # 72 * sqrt(50e6 / 14,400^2) = 35.36
+    assert (page.width, page.height) == (7000, 7000) and page.image.size == (7000, 7000)
+    assert page.width * page.height <= RenderLimits().max_pixels
+    # one DPI more would not fit: the highest that does
+    assert (200 * 36) ** 2 > RenderLimits().max_pixels
+    assert page.image.convert("L").getextrema()[0] < 64  # the text is there, not a blank render
+
+
+def test_a0_scan_at_a_small_limit_and_pages_that_fit_are_untouched() -> None:
+    a0 = _pdf_page(2384, 3370)  # A0 in points
+    limits = RenderLimits(max_pixels=2_100_000)
+    (page,) = render_pages(_doc(a0), dpi=300, limits=limits)
+    assert isinstance(page, PageImage) and page.flags == ["downscaled"]
+    assert page.width * page.height <= 2_100_000 and page.dpi < 300
+    w, h = math.ceil(2384 * (page.dpi + 1) / 72), math.ceil(3370 * (page.dpi + 1) / 72)
+    assert w * h > 2_100_000  # the DPI used is the highest whole one that fits
+    (small,) = render_pages(_doc(_pdf_page(595, 842)), limits=limits)
+    assert small.flags == [] and small.dpi == 144
+
+
+def _png_bytes(size: tuple[int, int], mode: str = "L", dpi: int | None = 300) -> bytes:
+    from PIL import Image, ImageDraw
+
+    img = Image.new(mode, size, 255 if mode in ("L", "1") else (255, 255, 255))
+    ImageDraw.Draw(img).rectangle((size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2), fill=0)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", **({"dpi": (dpi, dpi)} if dpi else {}))
+    return buf.getvalue()
+
+
+def test_an_image_over_max_pixels_but_under_the_bomb_limit_is_shrunk() -> None:
+    from PIL import Image
+
+    # 60 M pixels: over the default max_pixels (50 M), under Pillow's bomb limit (179 M)
+    data = _png_bytes((10_000, 6_000), mode="1")
+    assert Image.MAX_IMAGE_PIXELS is not None and 60_000_000 < 2 * Image.MAX_IMAGE_PIXELS
+    (page,) = render_pages(_doc(data))
+    assert isinstance(page, PageImage) and page.flags == ["downscaled"]
+    assert page.width * page.height <= 50_000_000 and page.image.mode == "RGB"
+    assert abs(page.width / page.height - 10_000 / 6_000) < 1e-3
+    assert page.dpi == round(300 * page.width / 10_000)  # the file's 300 dpi times the scale
+    assert count_pages(_doc(data)) == 1
+
+
+def test_a_big_tiff_frame_is_shrunk_and_fail_refuses_it() -> None:
+    from PIL import Image
+
+    frames = [Image.new("1", (4000, 3000), 1), Image.new("1", (800, 600), 0)]
+    buf = io.BytesIO()
+    frames[0].save(
+        buf, format="TIFF", save_all=True, append_images=frames[1:], compression="group4", dpi=(400, 400)
+    )
+    doc = _doc(buf.getvalue())
+    big, small = render_pages(doc, limits=RenderLimits(max_pixels=3_000_000))
+    assert isinstance(big, PageImage) and big.flags == ["downscaled"] and big.width * big.height <= 3_000_000
+    assert big.dpi == 200  # 400 dpi at half the size
+    assert isinstance(small, PageImage) and small.flags == [] and small.dpi == 400
+    with pytest.raises(errors.DocumentError) as ei:  # the first frame's header decides, before decoding
+        render_pages(doc, limits=RenderLimits(max_pixels=3_000_000, on_oversize="fail"))
+    assert ei.value.reason == errors.IMAGE_TOO_LARGE
+
+
+def test_a_rotated_jpeg_is_decoded_small_and_keeps_its_orientation() -> None:
+    from PIL import Image
+
+    img = Image.new("RGB", (4000, 1000), (255, 255, 255))
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown turned 90 degrees: 1000 x 4000
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", exif=exif.tobytes(), dpi=(200, 200))
+    (page,) = render_pages(_doc(buf.getvalue()), limits=RenderLimits(max_pixels=1_000_000))
+    assert isinstance(page, PageImage) and page.flags == ["downscaled"]
+    assert page.width < page.height and page.width * page.height <= 1_000_000
+    assert page.dpi == round(200 * page.width / 1000)
+
+
+def test_a_decompression_bomb_is_still_refused_before_decoding() -> None:
+    from PIL import Image
+
+    bomb = samples.make_huge_png(20_000, 20_000)  # 400 M pixels in a few KB
+    assert len(bomb) < 200_000 and Image.MAX_IMAGE_PIXELS is not None
+    for on_oversize in ("downscale", "fail"):
+        with pytest.raises(errors.DocumentError) as ei:
+            render_pages(_doc(bomb), limits=RenderLimits(on_oversize=on_oversize))
+        assert ei.value.reason == errors.IMAGE_TOO_LARGE
+    assert "decompression-bomb limit" in ei.value.detail
+
+
+def test_on_oversize_must_be_known() -> None:
+    with pytest.raises(errors.ConfigError, match="on_oversize"):
+        RenderLimits(on_oversize="crop")
+
+
+# --------------------------------------------------------------------------------------------
+# More image types, by magic bytes
+
+
+def _encode(fmt: str, size: tuple[int, int] = (300, 200), **kw: object) -> bytes:
+    from PIL import Image, ImageDraw
+
+    img = Image.new("RGB", size, (255, 255, 255))
+    ImageDraw.Draw(img).rectangle((20, 20, 120, 80), fill=(10, 10, 10))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **kw)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("fmt", "media_type"),
+    [("WEBP", "image/webp"), ("GIF", "image/gif"), ("BMP", "image/bmp"), ("JPEG2000", "image/jp2")],
+)
+def test_webp_gif_bmp_and_jpeg2000_load(fmt: str, media_type: str) -> None:
+    from PIL import features
+
+    if fmt == "JPEG2000" and not features.check("jpg_2000"):
+        pytest.skip("this Pillow has no OpenJPEG")
+    data = _encode(fmt, **({"lossless": True} if fmt == "WEBP" else {}))
+    assert detect_media_type(data) == media_type
+    (page,) = render_pages(_doc(data))
+    assert isinstance(page, PageImage) and page.media_type == media_type
+    assert page.image.mode == "RGB" and page.image.size == (300, 200) and page.flags == []
+    assert page.image.getpixel((50, 50))[0] < 60 and page.image.getpixel((250, 150))[0] > 200
+    # and an oversize one is shrunk like any other image
+    from PIL import Image
+
+    big = _encode(fmt, (3000, 2000), **({"lossless": True} if fmt == "WEBP" else {}))
+    stored = Image.open(io.BytesIO(big)).info.get("dpi", (144, 144))[0]  # BMP stores 96; 144 if none
+    (small,) = render_pages(_doc(big), limits=RenderLimits(max_pixels=1_500_000))
+    assert isinstance(small, PageImage) and small.flags == ["downscaled"]
+    assert (small.width, small.height) == (1500, 1000) and small.dpi == round(stored / 2)
+
+
+def test_raw_jpeg2000_codestream_is_recognised() -> None:
+    from PIL import features
+
+    if not features.check("jpg_2000"):
+        pytest.skip("this Pillow has no OpenJPEG")
+    assert detect_media_type(_encode("JPEG2000", no_jp2=True)) == "image/jp2"
+
+
+def test_an_animated_gif_is_its_first_frame_flagged() -> None:
+    from PIL import Image
+
+    frames = [Image.new("RGB", (64, 32), (255, 0, 0)), Image.new("RGB", (64, 32), (0, 0, 255))]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=100, loop=0)
+    doc = _doc(buf.getvalue())
+    assert Image.open(io.BytesIO(buf.getvalue())).n_frames == 2  # really animated
+    assert count_pages(doc) == 1
+    (page,) = render_pages(doc)
+    assert isinstance(page, PageImage) and page.flags == ["first_frame_only"] and page.page_no == 1
+    assert page.image.getpixel((5, 5)) == (255, 0, 0)  # the first frame, not the second
+
+
+def _ftyp(major: bytes, *compatible: bytes) -> bytes:
+    body = b"ftyp" + major + bytes(4) + b"".join(compatible)
+    return (len(body) + 4).to_bytes(4, "big") + body + bytes(32)
+
+
+def test_heic_is_refused_with_a_reason_naming_heic() -> None:
+    files = [samples.heic_header(), _ftyp(b"mif1", b"mif1"), _ftyp(b"heix", b"mif1", b"heix")]
+    for data in files:
+        assert detect_media_type(data) == "image/heic"
+        with pytest.raises(errors.DocumentError) as ei:
+            render_pages(_doc(data))
+        assert ei.value.reason == errors.UNSUPPORTED_TYPE and "HEIC" in ei.value.detail
+    assert detect_media_type(_ftyp(b"avif", b"mif1", b"avif")) == "image/avif"  # AVIF is not HEIC

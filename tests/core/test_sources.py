@@ -15,7 +15,9 @@ from airflow_provider_deepocr.core.sources import (
     LocalStorage,
     S3Storage,
     WorkArea,
+    check_source,
     list_documents,
+    make_s3_client,
     read_document,
     storage_for,
 )
@@ -216,3 +218,89 @@ def test_workarea_s3_round_trip(s3_client: Any, bucket: str) -> None:
     assert body == '{"k":"ü","v":[1.5]}'.encode()
     wa.write_jsonl(wa.uri("m.jsonl"), [{"a": 1}, {"b": 2}])
     assert wa.read_jsonl("m.jsonl") == [{"a": 1}, {"b": 2}]
+
+
+# --------------------------------------------------------------------------------------------
+# S3 failures: one typed line naming the bucket or endpoint and the cause
+
+
+def test_s3_failures_are_typed_lines_naming_bucket_endpoint_and_cause(
+    s3_client: Any, s3_endpoint: str, bucket: str
+) -> None:
+    st = S3Storage(client=s3_client)
+    st.check(f"s3://{bucket}/anything/")  # an empty prefix of a bucket we may list is fine
+    check_source(f"s3://{bucket}/in/", storage=st)
+    for call in (
+        lambda: st.check("s3://no-such-bucket/in/"),
+        lambda: list_documents("s3://no-such-bucket/in/", storage=st),
+        lambda: check_source("s3://no-such-bucket/in/", s3_client=s3_client),
+        lambda: WorkArea("s3://no-such-bucket/work", s3_client=s3_client).check(),
+        lambda: st.write("s3://no-such-bucket/work/x.json", b"{}"),
+    ):
+        with pytest.raises(errors.StorageError) as ei:
+            call()
+        assert ei.value.reason == errors.NO_SUCH_BUCKET
+        assert "s3://no-such-bucket/" in str(ei.value) and s3_endpoint in str(ei.value)
+        assert ei.value.__cause__ is None and ei.value.__suppress_context__  # no chained traceback
+    with pytest.raises(errors.StorageError) as ei:  # a manifest that is not there
+        WorkArea(f"s3://{bucket}/work", s3_client=s3_client).read_json("runs/r/ocr.jsonl")
+    assert ei.value.reason == errors.STORAGE_ERROR and "(NoSuchKey, HTTP 404)" in str(ei.value)
+
+
+def test_s3_unreachable_endpoint_and_bad_endpoint_url(
+    closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("AWS_MAX_ATTEMPTS", "1")
+    endpoint = f"http://127.0.0.1:{closed_port}"
+    st = S3Storage(endpoint_url=endpoint)
+    with pytest.raises(errors.StorageError) as ei:
+        st.exists("s3://b/k")
+    assert str(ei.value) == (
+        f"endpoint_unreachable: cannot read s3://b/k via {endpoint}: "
+        "endpoint unreachable (EndpointConnectionError)"
+    )
+    with pytest.raises(errors.ConfigError, match="bad S3 endpoint URL"):
+        make_s3_client("not a url")
+
+
+def test_s3_throttling_is_reported_after_the_clients_own_retries(
+    slowdown_endpoint: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import boto3
+    from botocore.config import Config
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    endpoint = slowdown_endpoint["endpoint"]
+    client = boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        config=Config(retries={"mode": "standard", "total_max_attempts": 2}),
+    )
+    with pytest.raises(errors.StorageError) as ei:
+        S3Storage(client=client).check("s3://busy/in/")
+    assert ei.value.reason == errors.THROTTLED
+    assert str(ei.value) == (
+        f"throttled: cannot list s3://busy/in/ via {endpoint}: "
+        "throttled by the server, still after 2 attempts (SlowDown, HTTP 503)"
+    )
+    assert len(slowdown_endpoint["requests"]) == 2
+    # a document read that is throttled is that document's read_error, not the batch's
+    with pytest.raises(errors.DocumentError) as ei2:
+        read_document(DocumentRef(uri="s3://busy/in/a.pdf"), S3Storage(client=client))
+    assert (
+        ei2.value.reason == errors.READ_ERROR
+        and ei2.value.detail == "cannot read document (ClientError SlowDown)"
+    )
+
+
+def test_check_source_local(tmp_path: Path) -> None:
+    check_source(str(tmp_path))
+    check_source(LocalStorage.uri(tmp_path))
+    with pytest.raises(errors.ConfigError, match="source path does not exist"):
+        check_source(str(tmp_path / "nope"))
+    WorkArea(str(tmp_path / "not-yet")).check()  # a local work area is made when first written

@@ -92,3 +92,45 @@ def test_sharded_dag_run_loads_the_same_rows_as_an_unsharded_one(
             "where d.source_uri like '%annual_report.pdf'"
         ).fetchone()[0]
     assert filing_pages == 5 and len(shards) >= 4 and shards[-1] == "spanning"
+
+
+def test_an_s3_failure_fails_the_task_with_one_line_and_at_most_one_traceback(
+    airflow_env: dict[str, str], s3_endpoint: str, tmp_path: Path
+) -> None:
+    import json
+
+    conn = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
+    }
+    env = {
+        **airflow_env,
+        "AIRFLOW_CONN_MOTO_S3": json.dumps(conn),
+        "DEEPOCR_AWS_CONN_ID": "moto_s3",
+        "DEEPOCR_SOURCE_URI": "s3://no-such-bucket/in/",
+        "DEEPOCR_WAREHOUSE": f"sqlite:///{tmp_path / 'warehouse.db'}",
+        "DEEPOCR_WORK_URI": str(tmp_path / "work"),
+        "DEEPOCR_ENGINE": "rapidocr",
+        "DEEPOCR_OCR_QUEUE": "default",
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    proc = subprocess.run(
+        [airflow, "dags", "test", "deepocr_documents_to_warehouse"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    out = proc.stdout + proc.stderr
+    line = (
+        f"no_such_bucket: cannot list s3://no-such-bucket/in/ via {s3_endpoint}: "
+        "the bucket does not exist (NoSuchBucket, HTTP 404)"
+    )
+    assert proc.returncode != 0 or "DagRun failed" in out
+    # Airflow logs the task's exception once: one traceback, ending in the one line
+    assert out.count("Traceback (most recent call last)") == 1, out[-6000:]
+    assert f"airflow_provider_deepocr.core.errors.StorageError: {line}\n" in out, out[-3000:]
+    assert "During handling of the above exception" not in out
+    assert "The above exception was the direct cause" not in out

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import pytest
 
+from airflow_provider_deepocr.core.engines import EngineSettings
+from airflow_provider_deepocr.core.errors import ConfigError
 from airflow_provider_deepocr.hooks.deepseek import DeepSeekOCRHook
 
 
@@ -18,8 +20,23 @@ def _conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, extra: dict, host: str 
 def test_connection_extra_is_merged_with_overrides(monkeypatch: pytest.MonkeyPatch) -> None:
     _conn(monkeypatch, "ocr_a", {"engine": "deepseek", "model": "/models/x", "batch_size": 8, "unrelated": 1})
     hook = DeepSeekOCRHook("ocr_a")
-    assert hook.engine_settings() == {"engine": "deepseek", "model": "/models/x", "batch_size": 8}
-    assert hook.engine_settings(batch_size=2, device=None)["batch_size"] == 2
+    assert hook.engine_settings() == EngineSettings(engine="deepseek", model="/models/x", batch_size=8)
+    assert hook.engine_settings(batch_size=2, device=None).batch_size == 2
+    assert hook.engine_settings(batch_size=2, device=None).device == "auto"
+
+
+def test_connection_values_are_checked_like_cli_flags(monkeypatch: pytest.MonkeyPatch) -> None:
+    _conn(monkeypatch, "ocr_bad", {"engine": "deepseek", "fallback_engine": "tesseract"})
+    with pytest.raises(ConfigError, match="fallback_engine must be one of none, rapidocr"):
+        DeepSeekOCRHook("ocr_bad").engine_settings()
+    _conn(monkeypatch, "ocr_ladder", {"retry_temperatures": "0,hot"})
+    with pytest.raises(ConfigError, match="retry_temperatures"):
+        DeepSeekOCRHook("ocr_ladder").get_engine()
+    body = {"conn_type": "deepseek_ocr", "host": "http://127.0.0.1:9/v1", "password": "k3y", "extra": {}}
+    monkeypatch.setenv("AIRFLOW_CONN_OCR_SRV", json.dumps(body))
+    settings = DeepSeekOCRHook("ocr_srv").engine_settings()
+    assert (settings.server_url, settings.api_key) == ("http://127.0.0.1:9/v1", "k3y")
+    assert "k3y" not in repr(settings)
 
 
 def test_engine_from_connection_is_built_once_per_process(

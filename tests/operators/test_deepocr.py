@@ -89,3 +89,114 @@ def test_the_four_operators_chain_through_xcom_sized_dicts(tmp_path: Path) -> No
     keys = {"manifest_uri", "documents", "pages", "failed", "skipped", "config_fingerprint", "total_pages"}
     words = {w for w in text.lower().split() if len(w) >= 5 and w.isalpha() and not any(w in k for k in keys)}
     assert words and not [w for w in words if w in pushed]
+
+
+# --------------------------------------------------------------------------------------------
+# S3 failures: the task fails with the CLI's one line
+
+
+def _aws_conn(monkeypatch: pytest.MonkeyPatch, conn_id: str, endpoint: str) -> None:
+    body = {
+        "conn_type": "aws",
+        "login": "testing",
+        "password": "testing",
+        "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
+    }
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(body))
+
+
+def test_an_s3_failure_fails_the_task_with_the_cli_line_and_one_traceback(
+    s3_endpoint: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+    import traceback
+
+    from airflow_provider_deepocr.core import errors
+
+    _aws_conn(monkeypatch, "moto_s3", s3_endpoint)
+    source = "s3://no-such-bucket/in/"
+    op = DeepOcrListDocumentsOperator(
+        task_id="list", source_uri=source, work_uri=str(tmp_path / "work"), aws_conn_id="moto_s3"
+    )
+    with pytest.raises(errors.StorageError) as ei:
+        op.execute({"run_id": "manual"})
+    # the CLI on the same bucket, through its own client
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    cli = subprocess.run(
+        [sys.executable, "-m", "airflow_provider_deepocr.cli", "run", source, "--warehouse", "sqlite://"]
+        + ["--s3-endpoint-url", s3_endpoint, "--engine", "rapidocr"],
+        env=env | {"AWS_DEFAULT_REGION": "us-east-1"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 3 and cli.stderr.strip() == f"deepocr: {ei.value}"
+    assert ei.value.reason == errors.NO_SUCH_BUCKET and "\n" not in str(ei.value)
+    # what Airflow logs for the failed task: this one exception, no "during handling" chain
+    logged = "".join(traceback.format_exception(ei.value))
+    assert logged.count("Traceback (most recent call last)") == 1
+    assert "During handling" not in logged and "botocore" not in logged.splitlines()[-1]
+
+
+# --------------------------------------------------------------------------------------------
+# One factory: the CLI, an operator and a connection extra give one config fingerprint
+
+
+def test_cli_operator_and_connection_extra_give_the_same_fingerprint(
+    tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import os
+    import subprocess
+    import sys
+
+    empty = tmp_path / "inbox"  # nothing to OCR: the fingerprint is what is compared
+    empty.mkdir()
+    model = str(tiny_model_dir)
+
+    def cli(*extra: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "airflow_provider_deepocr.cli", "run", str(empty)]
+            + ["--warehouse", f"sqlite:///{tmp_path / 'cli.db'}", "--work-dir", str(tmp_path / "cli-work")]
+            + ["--engine", "deepseek", "--model", model, "--prompt", "figure", "--json", *extra],
+            env=dict(os.environ),
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return json.loads(proc.stdout.strip().splitlines()[-1])["config_fingerprint"]
+
+    work = str(tmp_path / "work")
+    ctx = {"run_id": "manual"}
+    listed = DeepOcrListDocumentsOperator(task_id="list", source_uri=str(empty), work_uri=work).execute(ctx)
+
+    by_arguments = DeepOcrOcrOperator(
+        task_id="ocr_args", manifest=listed, work_uri=work, engine="deepseek", model=model, prompt="figure"
+    ).execute(ctx)["config_fingerprint"]
+
+    extra = {"engine": "deepseek", "model": model, "prompt": "figure"}
+    monkeypatch.setenv("AIRFLOW_CONN_OCR_FIGURE", json.dumps({"conn_type": "deepseek_ocr", "extra": extra}))
+    by_connection = DeepOcrOcrOperator(
+        task_id="ocr_conn", manifest=listed, work_uri=work, deepseek_ocr_conn_id="ocr_figure"
+    ).execute(ctx)["config_fingerprint"]
+
+    by_cli = cli()
+    assert by_cli == by_arguments == by_connection
+    # the fingerprint does see the token budget: 4096 tokens for a figure is another config
+    assert cli("--max-new-tokens", "4096") != by_cli
+
+
+def test_the_ocr_task_checks_its_manifest_before_building_the_engine(tmp_path: Path) -> None:
+    from airflow_provider_deepocr.core import errors
+
+    work = str(tmp_path / "work")
+    missing = f"file://{tmp_path}/work/runs/gone/documents.jsonl"
+    op = DeepOcrOcrOperator(
+        task_id="ocr", manifest=missing, work_uri=work, engine="deepseek", model="/nonexistent/weights"
+    )
+    with pytest.raises(errors.ConfigError, match="listing manifest not found"):
+        op.execute({"run_id": "manual"})  # not engine_unavailable: the engine was never built
+    with pytest.raises(errors.ConfigError, match="on_oversize"):
+        DeepOcrOcrOperator(task_id="o2", manifest=missing, work_uri=work, on_oversize="crop").execute({})

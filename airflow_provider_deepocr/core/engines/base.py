@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from airflow_provider_deepocr.core.errors import ConfigError
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
@@ -57,6 +58,21 @@ class OcrEngine(abc.ABC):
         A page that fails must come back as an ``OcrResult`` with ``finish_reason="error"``
         and empty text, never as an exception that loses the rest of the batch.
         """
+
+    def prepare(self, pages: Sequence[PageImage]) -> Any:
+        """CPU work for a batch, split from :meth:`ocr_prepared` so it can run ahead.
+
+        The pipeline calls this in its render thread while the previous batch is being OCR'd,
+        then hands the result to :meth:`ocr_prepared`. An engine with preprocessing worth
+        overlapping (DeepSeek-OCR-2's image processor) overrides both; the default only keeps
+        the pages. If ``prepare`` raises, the pipeline calls :meth:`ocr` on the pages instead.
+        """
+        return list(pages)
+
+    def ocr_prepared(self, prepared: Any, temperature: float = 0.0) -> list[OcrResult]:
+        """OCR a batch made by :meth:`prepare`; same contract as :meth:`ocr`. The default runs
+        :meth:`ocr` on the pages the default :meth:`prepare` kept."""
+        return self.ocr(prepared, temperature=temperature)
 
     def error_result(self, **extra: object) -> OcrResult:
         """The result for a page this engine could not read: empty text, ``finish_reason="error"``."""

@@ -266,7 +266,7 @@ class DeepSeekOcr2Engine(OcrEngine):
         device: str = "auto",
         dtype: str = "auto",
         prompt: str = "markdown",
-        max_new_tokens: int | Mapping[str, int] | None = 4096,
+        max_new_tokens: int | Mapping[str, int] | None = None,
         batch_size: int | str = 1,
         revision: str | None = None,
         local_files_only: bool | None = None,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from airflow_provider_deepocr.core.engines.base import OcrEngine
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
@@ -81,12 +82,11 @@ class RetryingEngine(OcrEngine):
     def device_name(self) -> str:
         return self.inner.device_name()
 
-    def prepare(self, pages: Sequence[PageImage]) -> object:
-        prepare = getattr(self.inner, "prepare", None)
-        return (list(pages), prepare(pages) if prepare is not None else None)
+    def prepare(self, pages: Sequence[PageImage]) -> Any:
+        return (list(pages), self.inner.prepare(pages))
 
-    def ocr_prepared(self, prepared: object, temperature: float = 0.0) -> list[OcrResult]:
-        pages, inner_prepared = prepared  # type: ignore[misc]
+    def ocr_prepared(self, prepared: Any, temperature: float = 0.0) -> list[OcrResult]:
+        pages, inner_prepared = prepared
         return self._ladder(pages, inner_prepared)
 
     def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
@@ -94,9 +94,8 @@ class RetryingEngine(OcrEngine):
 
     def _ladder(self, pages: list[PageImage], inner_prepared: object) -> list[OcrResult]:
         first_t = self.temperatures[0]
-        ocr_prepared = getattr(self.inner, "ocr_prepared", None)
-        if inner_prepared is not None and ocr_prepared is not None:
-            best = ocr_prepared(inner_prepared, temperature=first_t)
+        if inner_prepared is not None:
+            best = self.inner.ocr_prepared(inner_prepared, temperature=first_t)
         else:
             best = self.inner.ocr(pages, temperature=first_t)
         attempts = [1] * len(pages)

@@ -9,9 +9,10 @@ same page, whatever the batch, shard or run — what exactly-once and resume tes
 ``calls_file`` (optional) gets one line per engine call, ``<pid> <doc_id> <page_no>`` per page, so a
 test can count what a task (or a killed and retried one) really sent to the engine.
 
-It is selected with ``engine="sleep"`` (``get_engine("sleep", seconds_per_page=0.2)``, or the
-connection extra ``{"engine": "sleep", "seconds_per_page": 0.2}``): it reads nothing, so it measures
-the orchestration (listing, shards, workers, loads) alone. It is no OCR engine: never use it for data.
+It is selected with ``engine="sleep"`` (``get_engine("sleep", seconds_per_page=0.2)``; the OCR
+operator's ``engine_options={"seconds_per_page": 0.2}``; or the connection extra ``{"engine": "sleep",
+"options": {"seconds_per_page": 0.2}}``): it reads nothing, so it measures the orchestration
+(listing, shards, workers, loads) alone. It is no OCR engine: never use it for data.
 """
 
 from __future__ import annotations

@@ -112,3 +112,74 @@ def test_auto_batch_for_engines_with_a_plain_batch() -> None:
     assert (big.batch_size, big.max_new_tokens) == (100, 2048)
     with pytest.raises(ConfigError):
         get_engine("rapidocr", batch_size="lots")
+
+
+# --------------------------------------------------------------------------------------------
+# The one factory: EngineSettings -> build_engine
+
+
+def test_engine_settings_normalise_loose_values_and_name_what_is_wrong() -> None:
+    from airflow_provider_deepocr.core.engines import EngineSettings
+
+    loose = EngineSettings.from_values(
+        engine="RapidOCR-2".replace("-2", ""),
+        batch_size="8",
+        max_new_tokens='{"figure": 7, "default": 100}',
+        prompt="figure",
+        retry_temperatures="0, 0.3",
+        fallback_engine="rapid",
+        device=None,
+    )
+    assert (loose.engine, loose.batch_size, loose.max_new_tokens) == ("rapidocr", 8, 7)
+    assert (loose.retry_temperatures, loose.fallback_engine, loose.device) == ((0.0, 0.3), "rapidocr", "auto")
+    # "not set" equals the default it stands for: one token default, by prompt
+    assert EngineSettings(prompt="figure") == EngineSettings(prompt="figure", max_new_tokens=2048)
+    assert EngineSettings().max_new_tokens == 4096
+    assert EngineSettings(prompt="<image>\nDescribe.").max_new_tokens == 4096
+    assert EngineSettings(retry_temperatures="none").retry_temperatures == ()
+    for bad, match in (
+        ({"engine": "tesseract"}, "unknown engine"),
+        ({"fallback_engine": "server"}, "fallback_engine must be one of none, rapidocr"),
+        ({"retry_temperatures": "0,-1"}, "retry_temperatures: temperatures must be >= 0"),
+        ({"retry_temperatures": "cold"}, "retry_temperatures"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"max_new_tokens": "lots"}, "max_new_tokens"),
+        ({"max_new_tokens": 0}, "max_new_tokens must be >= 1"),
+        ({"temperature": 0.3}, "unknown engine settings: temperature"),
+    ):
+        with pytest.raises(ConfigError, match=match):
+            EngineSettings.from_values(**bad)
+    assert EngineSettings(engine="rapidocr").replace(batch_size=None, prompt="free").prompt == "free"
+    assert "k3y" not in repr(EngineSettings(api_key="k3y"))
+
+
+def test_build_engine_wraps_the_ladder_and_fallback(tiny_model_dir: Path) -> None:
+    from airflow_provider_deepocr.core.engines import EngineSettings, build_engine
+    from airflow_provider_deepocr.core.engines.rapid import RapidOcrEngine
+    from airflow_provider_deepocr.core.engines.retry import RetryingEngine
+
+    settings = EngineSettings(
+        engine="deepseek", model=str(tiny_model_dir), prompt="figure", fallback_engine="rapidocr"
+    )
+    engine = build_engine(settings)
+    assert isinstance(engine, RetryingEngine) and isinstance(engine.fallback, RapidOcrEngine)
+    described = engine.describe()
+    assert described["max_new_tokens"] == 2048  # figure's budget, from the one default
+    assert described["retry_temperatures"] == [0.0, 0.2, 0.4]
+    assert described["fallback"] == engine.fallback.describe()
+    # a structured engine cannot loop: no ladder, and no fallback is built for it
+    rapid = build_engine(EngineSettings(engine="rapidocr", fallback_engine="rapidocr"))
+    assert isinstance(rapid, RapidOcrEngine)
+    # no ladder at all: the bare engine
+    bare = build_engine(settings.replace(retry_temperatures="none", fallback_engine="none"))
+    assert not isinstance(bare, RetryingEngine) and bare.describe()["max_new_tokens"] == 2048
+
+
+def test_build_engine_turns_an_engines_value_error_into_config_error() -> None:
+    from airflow_provider_deepocr.core.engines import EngineSettings, build_engine
+
+    settings = EngineSettings(
+        engine="server", server_url="http://127.0.0.1:9/v1", options={"timeout": "soon"}
+    )
+    with pytest.raises(ConfigError, match=r"engine server: ValueError"):
+        build_engine(settings)
