@@ -306,9 +306,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_show(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
+    from airflow_provider_deepocr.core import errors
     from airflow_provider_deepocr.core.warehouse import Warehouse
 
     wh = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix)
+    try:
+        wh.check()
+    except errors.DeepOcrError as exc:
+        print(f"deepocr: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    try:
+        return _show(wh, args)
+    except sa.exc.SQLAlchemyError as exc:
+        url = wh.engine.url.render_as_string(hide_password=True)
+        print(f"deepocr: cannot read the tables of warehouse {url} ({errors.describe(exc)})", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+
+
+def _show(wh: Any, args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
     if args.runs:
         return _show_runs(wh, args.limit)
     counts = wh.counts()

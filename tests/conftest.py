@@ -6,6 +6,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -208,3 +209,53 @@ def slowdown_endpoint() -> Iterator[dict[str, Any]]:
 def closed_port() -> int:
     """A loopback port nothing listens on (connections are refused at once)."""
     return _free_port()
+
+
+@pytest.fixture(scope="session")
+def pg_password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """A private PostgreSQL cluster that checks passwords (scram-sha-256), unlike the machine's
+    trust-auth server: ``admin`` (postgres, a real password), ``reader`` (a role with a password and
+    no privilege to create anything) and ``port``. Started once per session (about 2 s)."""
+    import glob
+    import shutil
+
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not bins:  # pragma: no cover - environment problem
+        pytest.fail("PostgreSQL's initdb is not installed (Debian package postgresql)")
+    bindir = Path(bins[-1]).parent
+    root = Path(tempfile.mkdtemp(prefix="deepocr-pgpw-"))
+    as_postgres = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if as_postgres:
+        shutil.chown(root, "postgres")
+    pwfile = root / "pw"
+    pwfile.write_text("admin-secret\n")
+    if as_postgres:
+        shutil.chown(pwfile, "postgres")
+    port = _free_port()
+    data = root / "data"
+    subprocess.run(
+        [*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-N",
+         "--auth=scram-sha-256", f"--pwfile={pwfile}"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    opts = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off"
+    ctl = [*as_postgres, str(bindir / "pg_ctl"), "-D", str(data)]
+    start = [*ctl, "-o", opts, "-l", str(root / "log"), "-w", "start"]
+    subprocess.run(start, check=True, capture_output=True)
+    admin = f"postgresql+psycopg://postgres:admin-secret@127.0.0.1:{port}/postgres"
+    try:
+        import sqlalchemy as sa
+
+        eng = sa.create_engine(admin, isolation_level="AUTOCOMMIT")
+        with eng.connect() as c:
+            c.exec_driver_sql("CREATE ROLE reader LOGIN PASSWORD 'reader-secret'")
+            c.exec_driver_sql("CREATE SCHEMA locked")  # owned by postgres: reader may not create in it
+        eng.dispose()
+        yield {
+            "port": str(port),
+            "admin": admin,
+            "reader": f"postgresql+psycopg://reader:reader-secret@127.0.0.1:{port}/postgres",
+        }
+    finally:
+        subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)

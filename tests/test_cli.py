@@ -403,3 +403,42 @@ def test_oversize_pages_and_new_image_types_load_flagged(tmp_path: Path) -> None
     assert pages["form.bmp"][3].isdisjoint({"downscaled", "first_frame_only"})
     ((uri, reason, detail),) = failure
     assert Path(uri).name == "photo.heic" and reason == "unsupported_type" and "HEIC" in detail
+
+
+@pytest.mark.parametrize("case", ["refused", "wrong_password", "no_database", "no_privilege"])
+def test_a_warehouse_that_cannot_be_used_exits_3_before_any_engine_loads(
+    case: str, closed_port: int, pg_password_server: dict[str, str], pg_server_url: str, tmp_path: Path
+) -> None:
+    from airflow_provider_deepocr.testing.samples import write_samples
+
+    port = pg_password_server["port"]
+    url, expected = {
+        "refused": (
+            f"postgresql+psycopg://loader:hunter2@127.0.0.1:{closed_port}/x",
+            f"warehouse_unreachable: cannot connect to warehouse postgresql+psycopg://loader:***@127.0.0.1:"
+            f"{closed_port}/x (connection refused)",
+        ),
+        "wrong_password": (
+            f"postgresql+psycopg://reader:hunter2@127.0.0.1:{port}/postgres",
+            f"warehouse_auth_failed: cannot connect to warehouse postgresql+psycopg://reader:***@127.0.0.1:"
+            f"{port}/postgres (wrong password or no such user)",
+        ),
+        "no_database": (
+            pg_server_url.rsplit("/", 1)[0] + "/deepocr_no_such_database",
+            "warehouse_no_database: cannot connect to warehouse ",
+        ),
+        "no_privilege": (
+            pg_password_server["reader"],
+            "warehouse_permission_denied: no privilege in schema locked of warehouse "
+            f"postgresql+psycopg://reader:***@127.0.0.1:{port}/postgres (permission denied for ",
+        ),
+    }[case]
+    write_samples(tmp_path / "docs")
+    argv = ["run", str(tmp_path / "docs"), "--warehouse", url, "--work-dir", str(tmp_path / "w")]
+    if case == "no_privilege":
+        argv += ["--schema", "locked"]
+    line = _cannot_run(_cli(argv + NO_ENGINE, dict(os.environ)))
+    assert line.startswith(f"deepocr: {expected}"), line
+    assert "hunter2" not in line and "reader-secret" not in line
+    show = _cli(["show", "--warehouse", url], dict(os.environ))
+    assert show.returncode == 3 and "Traceback" not in show.stderr and "hunter2" not in show.stderr

@@ -34,6 +34,11 @@ NO_SUCH_BUCKET = "no_such_bucket"
 ACCESS_DENIED = "access_denied"
 THROTTLED = "throttled"
 STORAGE_ERROR = "storage_error"
+# A warehouse that cannot be used: the run cannot proceed (exit code 3 from the CLI).
+WAREHOUSE_UNREACHABLE = "warehouse_unreachable"  # connection refused, unknown host, timed out
+WAREHOUSE_AUTH_FAILED = "warehouse_auth_failed"  # wrong password, no such user
+WAREHOUSE_NO_DATABASE = "warehouse_no_database"  # the database (or SQLite/DuckDB file) is missing
+WAREHOUSE_PERMISSION_DENIED = "warehouse_permission_denied"  # a missing privilege (schema, table)
 
 
 class DeepOcrError(Exception):
@@ -74,6 +79,12 @@ class StorageError(DeepOcrError):
     def __init__(self, reason: str, detail: str, code: str = "") -> None:
         super().__init__(reason, detail)
         self.code = code
+
+
+class WarehouseError(DeepOcrError):
+    """The warehouse cannot be used (unreachable, authentication failed, no such database, a
+    missing privilege). ``detail`` is one line naming the warehouse, its password masked, and the
+    cause: ``cannot connect to warehouse postgresql://user:***@127.0.0.1:1/x (connection refused)``."""
 
 
 class ConfigError(DeepOcrError):

@@ -451,6 +451,8 @@ def read_document(ref: DocumentRef, storage: Storage | None = None) -> Document:
     try:
         data = storage.read(ref.uri)
     except errors.StorageError as exc:
+        if {"NoSuchKey", "NotFound", "404"} & set(exc.code.split()):
+            raise errors.DocumentError(errors.SOURCE_MISSING, "listed, but gone before it was read") from None
         raise errors.DocumentError(
             errors.READ_ERROR, f"cannot read document ({exc.code or exc.reason})"
         ) from None

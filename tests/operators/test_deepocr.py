@@ -200,3 +200,21 @@ def test_the_ocr_task_checks_its_manifest_before_building_the_engine(tmp_path: P
         op.execute({"run_id": "manual"})  # not engine_unavailable: the engine was never built
     with pytest.raises(errors.ConfigError, match="on_oversize"):
         DeepOcrOcrOperator(task_id="o2", manifest=missing, work_uri=work, on_oversize="crop").execute({})
+
+
+def test_a_warehouse_that_cannot_be_used_fails_the_load_task_with_the_cli_line(
+    closed_port: int, tmp_path: Path
+) -> None:
+    from airflow_provider_deepocr.core import errors
+
+    url = f"postgresql+psycopg://loader:hunter2@127.0.0.1:{closed_port}/dw"
+    op = DeepOcrLoadOperator(
+        task_id="load", manifest="m.jsonl", work_uri=str(tmp_path), warehouse_conn_id=url
+    )
+    with pytest.raises(errors.WarehouseError) as info:
+        op.execute({"run_id": "r"})  # before the manifest is read
+    assert str(info.value) == (
+        f"warehouse_unreachable: cannot connect to warehouse postgresql+psycopg://loader:***@127.0.0.1:"
+        f"{closed_port}/dw (connection refused)"
+    )
+    assert info.value.__cause__ is None and info.value.__suppress_context__

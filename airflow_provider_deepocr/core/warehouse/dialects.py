@@ -262,6 +262,53 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
+#: Connection failures, by the driver's own words (libpq, sqlite3, DuckDB; at connect time the
+#: drivers give no SQLSTATE): a substring, the reason code and the cause printed to the user.
+CONNECT_FAILURES: tuple[tuple[str, str, str], ...] = (
+    ("password authentication failed", errors.WAREHOUSE_AUTH_FAILED, "wrong password or no such user"),
+    ("no password supplied", errors.WAREHOUSE_AUTH_FAILED, "a password is required"),
+    ("role \"", errors.WAREHOUSE_AUTH_FAILED, "no such user"),  # 'role "x" does not exist'
+    ("database \"", errors.WAREHOUSE_NO_DATABASE, "no such database"),  # 'database "x" does not exist'
+    ("unable to open database file", errors.WAREHOUSE_NO_DATABASE, "cannot open the database file"),
+    ("cannot open file", errors.WAREHOUSE_NO_DATABASE, "cannot open the database file"),
+    ("connection refused", errors.WAREHOUSE_UNREACHABLE, "connection refused"),
+    ("failed to resolve host", errors.WAREHOUSE_UNREACHABLE, "unknown host"),
+    ("could not translate host name", errors.WAREHOUSE_UNREACHABLE, "unknown host"),
+    ("timeout expired", errors.WAREHOUSE_UNREACHABLE, "timed out"),
+    ("timed out", errors.WAREHOUSE_UNREACHABLE, "timed out"),
+)
+#: SQLSTATEs that mean the warehouse refuses us whatever we load (SQL standard classes).
+SQLSTATE_FAILURES: dict[str, tuple[str, str]] = {
+    "28P01": (errors.WAREHOUSE_AUTH_FAILED, "wrong password"),
+    "28000": (errors.WAREHOUSE_AUTH_FAILED, "authentication failed"),
+    "3D000": (errors.WAREHOUSE_NO_DATABASE, "no such database"),
+    "42501": (errors.WAREHOUSE_PERMISSION_DENIED, "permission denied"),
+}
+
+
+def warehouse_failure(exc: BaseException, connecting: bool) -> tuple[str, str] | None:
+    """``(reason, cause)`` when ``exc`` says the warehouse cannot be used at all, else None.
+
+    A missing privilege names the object from the driver's first line (``permission denied for
+    schema public``): such messages name objects, never values. Other messages are matched, never
+    shown: a statement's error may quote bound values, which can be document text."""
+    orig = getattr(exc, "orig", None) or exc
+    state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if state in SQLSTATE_FAILURES:
+        reason, cause = SQLSTATE_FAILURES[state]
+        if reason == errors.WAREHOUSE_PERMISSION_DENIED:
+            first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+            cause = first if first.lower().startswith("permission denied") else cause
+        return reason, cause
+    if not connecting:
+        return None
+    text = str(orig).lower()
+    for needle, reason, cause in CONNECT_FAILURES:
+        if needle in text:
+            return reason, cause
+    return errors.WAREHOUSE_UNREACHABLE, errors.describe(exc)
+
+
 def generic(name: str) -> Dialect:
     """A database with no entry here: the replace path with ``executemany``, no locks."""
     return Dialect(name)

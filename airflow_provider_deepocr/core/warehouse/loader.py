@@ -19,7 +19,12 @@ from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentResult, Failure
 from airflow_provider_deepocr.core.warehouse import failures as fail
 from airflow_provider_deepocr.core.warehouse import runs
-from airflow_provider_deepocr.core.warehouse.dialects import dialect_of, make_engine, merge_dialect
+from airflow_provider_deepocr.core.warehouse.dialects import (
+    dialect_of,
+    make_engine,
+    merge_dialect,
+    warehouse_failure,
+)
 from airflow_provider_deepocr.core.warehouse.ledger import ledger_state, split_changed
 from airflow_provider_deepocr.core.warehouse.merge import merge_documents, warehouse_ddl
 from airflow_provider_deepocr.core.warehouse.replace import delete_docs, replace_documents
@@ -123,8 +128,10 @@ class Warehouse:
         plock = self.db.process_lock(f"{self.engine.url}|{self._lock_ns}")
         if plock is not None:
             plock.acquire()
+        connecting = True
         try:
             with self.engine.connect() as conn:
+                connecting = False
                 try:
                     self.db.begin_write(conn, [f"{self._lock_ns}:{k}" for k in lock_keys])
                     yield conn
@@ -135,6 +142,9 @@ class Warehouse:
         except errors.DeepOcrError:
             raise
         except Exception as exc:
+            problem = self._refusal(exc, connecting)
+            if problem is not None:
+                raise problem from None
             # Driver messages quote the offending values (SQLAlchemy adds the bound parameters):
             # that is document text, so it stays out of the error; class and SQLSTATE only.
             what = lock_keys[0] if len(lock_keys) == 1 else f"{len(lock_keys)} keys"
@@ -143,13 +153,36 @@ class Warehouse:
             if plock is not None:
                 plock.release()
 
+    def _refusal(self, exc: BaseException, connecting: bool) -> errors.WarehouseError | None:
+        """The :class:`~errors.WarehouseError` for an error that means the warehouse cannot be used
+        (unreachable, authentication, no database, a missing privilege), else None."""
+        found = warehouse_failure(exc, connecting)
+        if found is None:
+            return None
+        reason, cause = found
+        url = self.engine.url.render_as_string(hide_password=True)
+        if reason == errors.WAREHOUSE_PERMISSION_DENIED:
+            where = f"schema {self.schema}" if self.schema else "its default schema"
+            return errors.WarehouseError(reason, f"no privilege in {where} of warehouse {url} ({cause})")
+        return errors.WarehouseError(reason, f"cannot connect to warehouse {url} ({cause})")
+
+    def check(self) -> None:
+        """Connect once; :class:`~errors.WarehouseError` (one line: the warehouse, password
+        masked, and the cause) when the warehouse is unreachable or refuses us."""
+        try:
+            with self.engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+        except Exception as exc:
+            raise (self._refusal(exc, True) or exc) from None
+
     def create(self) -> list[str]:
         """Create the schema (where supported) and all tables if missing. Idempotent.
 
         Tables made by an older version get the columns they lack, added as nullable columns
         (``ALTER TABLE … ADD COLUMN``); nothing is ever dropped, renamed or retyped. Returns the
-        ``table.column`` names added.
+        ``table.column`` names added. Checks the connection first (:meth:`check`).
         """
+        self.check()
         self.db.before_create(self.engine)
         added: list[str] = []
         with self._write("__ddl__") as conn:

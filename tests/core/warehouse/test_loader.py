@@ -738,3 +738,60 @@ def test_postgres_takes_every_documents_lock_in_one_statement(pg_url: str) -> No
     finally:
         engine.dispose()
     assert held == 3 and taken == 1
+
+
+# --------------------------------------------------------------------------------------------
+# A warehouse that cannot be used: one line naming it (password masked) and the cause
+
+
+def _refused(url: str, **kwargs: Any) -> errors.WarehouseError:
+    with pytest.raises(errors.WarehouseError) as info:
+        Warehouse(url, **kwargs).create()
+    assert "OperationalError" not in str(info.value) and "\n" not in str(info.value)
+    return info.value
+
+
+def test_unreachable_warehouse_names_it_with_the_password_masked(closed_port: int) -> None:
+    err = _refused(f"postgresql+psycopg://loader:hunter2@127.0.0.1:{closed_port}/x")
+    assert err.reason == errors.WAREHOUSE_UNREACHABLE
+    assert str(err) == (
+        "warehouse_unreachable: cannot connect to warehouse "
+        f"postgresql+psycopg://loader:***@127.0.0.1:{closed_port}/x (connection refused)"
+    )
+
+
+def test_wrong_password_and_unknown_user_are_authentication_failures(
+    pg_password_server: dict[str, str], pg_server_url: str
+) -> None:
+    port = pg_password_server["port"]
+    err = _refused(f"postgresql+psycopg://reader:not-the-password@127.0.0.1:{port}/postgres")
+    assert str(err).endswith("(wrong password or no such user)")
+    assert err.reason == errors.WAREHOUSE_AUTH_FAILED and "reader:***@" in str(err)
+    assert "not-the-password" not in str(err)
+    # password authentication does not say which of the two was wrong: the same line
+    err = _refused(f"postgresql+psycopg://nobody:pw@127.0.0.1:{port}/postgres")
+    assert err.reason == errors.WAREHOUSE_AUTH_FAILED
+    assert str(err).endswith("(wrong password or no such user)")
+    # trust authentication (the machine's server) names the missing role
+    err = _refused(pg_server_url.replace("postgres@", "deepocr_nobody@").rsplit("/", 1)[0] + "/postgres")
+    assert err.reason == errors.WAREHOUSE_AUTH_FAILED and str(err).endswith("(no such user)")
+
+
+def test_missing_database_or_database_file(pg_server_url: str, tmp_path: Path) -> None:
+    err = _refused(pg_server_url.rsplit("/", 1)[0] + "/deepocr_no_such_database")
+    assert err.reason == errors.WAREHOUSE_NO_DATABASE and str(err).endswith("(no such database)")
+    err = _refused(f"sqlite:///{tmp_path / 'no-such-dir' / 'x.db'}")
+    assert err.reason == errors.WAREHOUSE_NO_DATABASE
+    assert str(err).endswith("(cannot open the database file)")
+
+
+def test_missing_schema_privilege_names_the_schema(pg_password_server: dict[str, str]) -> None:
+    reader = pg_password_server["reader"]
+    err = _refused(reader, schema="locked")
+    assert err.reason == errors.WAREHOUSE_PERMISSION_DENIED
+    assert "no privilege in schema locked of warehouse" in str(err) and "reader:***@" in str(err)
+    assert "(permission denied for " in str(err)
+    err = _refused(reader)  # PostgreSQL 15+: nobody but the owner creates in public
+    assert str(err).endswith("(permission denied for schema public)")
+    # the same warehouse, as its owner: nothing wrong with it
+    assert Warehouse(pg_password_server["admin"], schema="locked").create() == []
