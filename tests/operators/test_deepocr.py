@@ -170,7 +170,9 @@ def test_cli_operator_and_connection_extra_give_the_same_fingerprint(
 
     work = str(tmp_path / "work")
     ctx = {"run_id": "manual"}
-    listed = DeepOcrListDocumentsOperator(task_id="list", source_uri=str(empty), work_uri=work).execute(ctx)
+    listed = DeepOcrListDocumentsOperator(
+        task_id="list", source_uri=str(empty), work_uri=work, shard_pages=None  # one manifest, no shards
+    ).execute(ctx)
 
     by_arguments = DeepOcrOcrOperator(
         task_id="ocr_args", manifest=listed, work_uri=work, engine="deepseek", model=model, prompt="figure"
