@@ -56,7 +56,9 @@ SHARED_SETTINGS: dict[str, str] = {
         "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
     ),
     "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_provider_deepocr.testing.cluster.worker_hostname",
+    # a lost worker's task is failed (then retried) after this; Airflow's default is 300 s
     "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
     "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
     **TOPOLOGY["dag_env"],
 }
@@ -123,6 +125,11 @@ def _airflow() -> str:
     return str(Path(sys.executable).with_name("airflow"))
 
 
+def worker_name(worker: str) -> str:
+    """The hostname a worker reports (``task_instance.hostname``)."""
+    return f"deepocr-{worker}-worker"
+
+
 def process_commands(cfg: ClusterConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
     """Each process's command line and its own environment (on top of :func:`airflow_env`)."""
     af = _airflow()
@@ -132,7 +139,7 @@ def process_commands(cfg: ClusterConfig) -> dict[str, tuple[list[str], dict[str,
         "dag-processor": ([af, "dag-processor"], {}),
     }
     for name, w in TOPOLOGY["workers"].items():
-        host = f"deepocr-{name}-worker"
+        host = worker_name(name)
         cmd = [
             af,
             "celery",

@@ -29,10 +29,10 @@ DAG_ID = "deepocr_hospital_backfill"
 YEAR = 2001
 # one logical date per run (Airflow keeps them unique), all in YEAR: the DAG lists archive/<year>/
 LOGICAL_DATES = {"run1": f"{YEAR}-01-01", "run2": f"{YEAR}-04-01", "run3": f"{YEAR}-07-01"}
-SHARD_PAGES = 5
-# record_0002 (7 pages) is split: pages 1-2 in shard 0, 3-7 in shard 1
-PAGE_COUNTS = [3, 7, 2, 1, 3]
-SHARDS = 4
+SHARD_PAGES = 3
+# record_0002 (5 pages) is split: page 1 in shard 0, 2-4 in shard 1, 5 in shard 2
+PAGE_COUNTS = [2, 5, 2]
+SHARDS = 3
 META_DB = "deepocr_cluster_test"
 WAREHOUSE_DB = "deepocr_cluster_test_wh"
 WAREHOUSE = f"postgresql+psycopg://postgres@127.0.0.1:5432/{WAREHOUSE_DB}"
@@ -55,7 +55,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             "DEEPOCR_WORK_URI": str(home / "work"),
             "DEEPOCR_WAREHOUSE": WAREHOUSE,
             "DEEPOCR_ENGINE": "rapidocr",
-            "DEEPOCR_BATCH_SIZE": "2",  # a shard is several engine batches
+            "DEEPOCR_BATCH_SIZE": "1",  # a shard is several engine batches
             "DEEPOCR_SHARD_PAGES": str(SHARD_PAGES),
             "DEEPOCR_RETRY_DELAY_S": "2",
         },
@@ -184,7 +184,7 @@ def test_backfill_routes_shards_and_survives_a_killed_gpu_worker(cluster: Cluste
         assert sorted(t["map_index"] for t in tis if t["task_id"] == task) == list(range(SHARDS))
     spanning = [json.loads(x) for x in (work / "runs" / "run1" / "spanning.jsonl").read_text().splitlines()]
     assert [(Path(d["ref"]["uri"]).name, [p["shard"] for p in d["parts"]]) for d in spanning] == [
-        ("record_0002.pdf", ["00000", "00001"])
+        ("record_0002.pdf", ["00000", "00001", "00002"])
     ]
     for shard in range(SHARDS):
         stats = json.loads((work / "runs" / "run1" / "stats" / f"{shard:05d}.json").read_text())
@@ -195,7 +195,7 @@ def test_backfill_routes_shards_and_survives_a_killed_gpu_worker(cluster: Cluste
     shutil.rmtree(work)  # the work area caches OCR results
     ensure_database(WAREHOUSE_DB, fresh=True)
     _trigger(cluster, "run2")
-    shard = 0  # 5 pages: 3 engine batches of at most 2
+    shard = 0  # 3 pages: 3 engine batches
 
     def some_pages_done() -> bool:
         if not (work / "runs" / "run2" / "shards" / "00000.jsonl").exists():
