@@ -65,10 +65,14 @@ def test_compose_agrees_with_make_cluster() -> None:
     for worker, service in compose_workers.items():
         spec = services[service]
         cmd, env = cluster[f"worker-{worker}"]
-        assert _worker_args(spec["command"]) == _worker_args(cmd[1:]) == {
-            "--queues": TOPOLOGY["workers"][worker]["queues"],
-            "--concurrency": str(TOPOLOGY["workers"][worker]["concurrency"]),
-        }
+        assert (
+            _worker_args(spec["command"])
+            == _worker_args(cmd[1:])
+            == {
+                "--queues": TOPOLOGY["workers"][worker]["queues"],
+                "--concurrency": str(TOPOLOGY["workers"][worker]["concurrency"]),
+            }
+        )
         assert spec["environment"]["DEEPOCR_WORKER_HOSTNAME"] == env["DEEPOCR_WORKER_HOSTNAME"]
         assert env["DEEPOCR_WORKER_HOSTNAME"] == worker_name(worker) == spec["hostname"]
     init = " ".join(services["airflow-init"]["command"])

@@ -88,6 +88,10 @@ class ClusterConfig:
     dags_folder: Path = REPO / "dags"
     heartbeat_timeout_s: int = 60
     env: dict[str, str] = field(default_factory=dict)  # more (DEEPOCR_* for the DAGs)
+    # LocalExecutor: no Celery workers, the scheduler runs `parallelism` tasks itself (bench/scale.py)
+    executor: str = TOPOLOGY["executor"]
+    parallelism: int = 32
+    pools: dict[str, int] = field(default_factory=lambda: dict(TOPOLOGY["pools"]))
 
     @property
     def airflow_home(self) -> Path:
@@ -117,6 +121,8 @@ def airflow_env(cfg: ClusterConfig) -> dict[str, str]:
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(cfg.heartbeat_timeout_s),
         "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
         "PYTHONUNBUFFERED": "1",
+        "AIRFLOW__CORE__EXECUTOR": cfg.executor,
+        "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
         **cfg.env,
     }
 
@@ -138,6 +144,8 @@ def process_commands(cfg: ClusterConfig) -> dict[str, tuple[list[str], dict[str,
         "scheduler": ([af, "scheduler"], {}),
         "dag-processor": ([af, "dag-processor"], {}),
     }
+    if cfg.executor != "CeleryExecutor":
+        return procs
     for name, w in TOPOLOGY["workers"].items():
         host = worker_name(name)
         cmd = [
@@ -210,7 +218,7 @@ class Cluster:
         self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
         ensure_database(self.cfg.metadata_db, fresh=fresh)
         self.airflow("db", "migrate", timeout=600)
-        for pool, slots in TOPOLOGY["pools"].items():
+        for pool, slots in self.cfg.pools.items():
             self.airflow("pools", "set", pool, str(slots), "GPU workers")
 
     def start_process(self, name: str) -> int:
@@ -260,7 +268,7 @@ class Cluster:
 
     def wait_ready(self, timeout: float = 180, names: list[str] | None = None) -> None:
         deadline = time.monotonic() + timeout
-        workers = names or list(TOPOLOGY["workers"])
+        workers = names or (list(TOPOLOGY["workers"]) if self.cfg.executor == "CeleryExecutor" else [])
         while time.monotonic() < deadline:
             dead = [n for n, p in self.pids().items() if not _alive(p)]
             if dead:
