@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO := $(CURDIR)/demo
 PG_VERSION_DIR := $(firstword $(wildcard /etc/postgresql/*))
 
-.PHONY: demo test lint install services clean
+.PHONY: demo test lint install services clean cluster cluster-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,19 @@ services:
 	  for i in $$(seq 1 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done; \
 	fi
 	@pg_isready -h 127.0.0.1 -p 5432
+	@if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then \
+	  echo "starting Redis"; redis-server --daemonize yes --bind 127.0.0.1 --port 6379; \
+	  for i in $$(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done; \
+	fi
+	@redis-cli -h 127.0.0.1 -p 6379 ping
+
+# Airflow 3 with the CeleryExecutor as plain processes (api-server, scheduler, dag-processor, a worker
+# on queue `default` and one on queue `gpu`); state, logs and PID file in .cluster/.
+cluster: $(STAMP) services
+	$(BIN)/python -m airflow_provider_deepocr.testing.cluster start
+
+cluster-stop:
+	$(BIN)/python -m airflow_provider_deepocr.testing.cluster stop
 
 test: $(STAMP) services
 	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
@@ -63,4 +76,4 @@ demo: $(STAMP)
 	@echo "demo finished in $$(( $$(date +%s) - start )) s; warehouse: $(DEMO)/warehouse.db"
 
 clean:
-	rm -rf $(VENV) $(DEMO) .deepocr-work .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO) .deepocr-work .pytest_cache .ruff_cache .cluster

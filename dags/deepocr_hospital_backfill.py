@@ -28,7 +28,8 @@ What makes it safe to leave running for weeks:
 
 Environment defaults: DEEPOCR_ARCHIVE_URI (``s3://records-archive/scans``), DEEPOCR_WAREHOUSE
 (an Airflow SQL connection id or a SQLAlchemy URL), DEEPOCR_WORK_URI, DEEPOCR_AWS_CONN_ID,
-DEEPOCR_OCR_QUEUE, DEEPOCR_GPU_POOL, DEEPOCR_ENGINE, DEEPOCR_SHARD_PAGES, DEEPOCR_RETRY_DELAY_S
+DEEPOCR_OCR_QUEUE, DEEPOCR_GPU_POOL, DEEPOCR_ENGINE, DEEPOCR_BATCH_SIZE (default ``auto``),
+DEEPOCR_SHARD_PAGES, DEEPOCR_RETRY_DELAY_S
 (default 300), DEEPOCR_SECONDS_PER_PAGE (only for ``DEEPOCR_ENGINE=sleep``, the orchestration test
 engine).
 """
@@ -90,7 +91,7 @@ with DAG(
         engine=ENGINE,
         text_layer="never",
         dpi=200,  # small print on old forms
-        batch_size="auto",
+        batch_size=os.environ.get("DEEPOCR_BATCH_SIZE", "auto"),
         retry_temperatures="0,0.2,0.4",
         fallback_engine="rapidocr" if ENGINE != "sleep" else "none",
         queue=os.environ.get("DEEPOCR_OCR_QUEUE", "gpu"),

@@ -425,6 +425,52 @@ def write_samples(out_dir: str | Path) -> list[Path]:
 
 
 # --------------------------------------------------------------------------------------------
+# A scanned archive (the cluster test and the hospital backfill)
+
+
+def make_scanned_record_pdf(pages: int, record: int, size: tuple[int, int] = (300, 160)) -> bytes:
+    """A scanned patient record of ``pages`` small pages (``size`` in points): each page is a grey,
+    speckled JPEG of a few typed lines naming the record and page, so OCR has text to read."""
+    from PIL import Image, ImageChops
+
+    pymupdf = _pymupdf()
+    rng = random.Random(SEED + 100 + record)
+    out = pymupdf.open()
+    dpi = 150
+    for n in range(1, pages + 1):
+        src = pymupdf.open()
+        page = src.new_page(width=size[0], height=size[1])
+        text = (
+            f"RECORD {record:04d} PAGE {n} OF {pages}\n"
+            f"Patient MRN {100000 + 7 * record}\nVisit {2000 + n} follow up\nSYNTHETIC"
+        )
+        page.insert_textbox(
+            pymupdf.Rect(16, 16, size[0] - 16, size[1] - 16), text, fontname="cour", fontsize=11
+        )
+        img = _page_to_pil(page, dpi, gray=True)
+        src.close()
+        img = ImageChops.darker(img, Image.new("L", img.size, 236))
+        img = ImageChops.darker(img, _noise(img.size, rng).point(lambda v: 0 if v < 2 else 255))
+        buf = io.BytesIO()
+        img.save(buf, format="JPEG", quality=75, dpi=(dpi, dpi))
+        opage = out.new_page(width=size[0], height=size[1])
+        opage.insert_image(opage.rect, stream=buf.getvalue())
+    return _pdf_bytes(out, f"Scanned record {record}")
+
+
+def write_scanned_archive(out_dir: str | Path, page_counts: list[int]) -> dict[str, int]:
+    """One scanned record per entry of ``page_counts`` under ``out_dir`` (``record_0001.pdf`` …);
+    returns ``{file name: pages}``."""
+    out = Path(out_dir)
+    written: dict[str, int] = {}
+    for i, pages in enumerate(page_counts, start=1):
+        name = f"record_{i:04d}.pdf"
+        _write(out / name, make_scanned_record_pdf(pages, i))
+        written[name] = pages
+    return written
+
+
+# --------------------------------------------------------------------------------------------
 # Bad inputs
 
 

@@ -135,3 +135,36 @@ def test_finance_filings_reads_text_layers_and_checks_cells(
     # the born-digital samples are read from their text layer, the scans by the OCR engine
     assert engines == {"pdf-text", "rapidocr"}
     assert results > 0
+
+
+def test_an_empty_year_is_a_successful_run_with_the_mapped_tasks_skipped(
+    airflow_env: dict[str, str], tmp_path: Path
+) -> None:
+    """A listing of 0 documents: 0 shards, every mapped task (and what waits on them) skipped, none
+    failed, and the run succeeds."""
+    (tmp_path / "archive" / "2005").mkdir(parents=True)
+    env = {
+        **airflow_env,
+        "DEEPOCR_ARCHIVE_URI": str(tmp_path / "archive"),
+        "DEEPOCR_WAREHOUSE": f"sqlite:///{tmp_path / 'records.db'}",
+        "DEEPOCR_WORK_URI": str(tmp_path / "work"),
+        "DEEPOCR_ENGINE": "sleep",
+        "DEEPOCR_OCR_QUEUE": "default",
+    }
+    _dags_test(env, "deepocr_hospital_backfill", "2005-01-01")
+    meta = Path(airflow_env["AIRFLOW_HOME"]) / "airflow.db"
+    with sqlite3.connect(meta) as conn:
+        (run_id, state) = conn.execute(
+            "select run_id, state from dag_run where dag_id = 'deepocr_hospital_backfill' "
+            "and logical_date like '2005-01-01%'"
+        ).fetchone()
+        states = dict(
+            conn.execute(
+                "select task_id, state from task_instance where dag_id = 'deepocr_hospital_backfill' "
+                "and run_id = ?",
+                (run_id,),
+            ).fetchall()
+        )
+    assert state == "success"
+    assert states.pop("list_year") == "success"
+    assert states == {t: "skipped" for t in DAGS["deepocr_hospital_backfill.py"][1:]}

@@ -1,0 +1,390 @@
+"""A real Airflow 3 CeleryExecutor cluster as plain processes, no Docker: ``make cluster``.
+
+api-server, scheduler, dag-processor and two Celery workers, one on queue ``default`` (listing,
+parse, load) and one on queue ``gpu`` (OCR, concurrency 1: one GPU). Metadata goes to its own
+PostgreSQL database, the broker is Redis. Each worker reports its own hostname to Airflow
+(``[core] hostname_callable`` reads ``DEEPOCR_WORKER_HOSTNAME``), so ``task_instance.hostname``
+says where every task ran. ``docker-compose.yml`` has the same topology and settings
+(``tests/test_docker_compose.py`` checks them against :data:`TOPOLOGY` and :func:`airflow_env`).
+
+Every process is started in its own session and recorded in a PID file; :meth:`Cluster.stop`
+kills exactly those process trees (a worker's forked task processes included), nothing by name.
+
+Command line (what ``make cluster`` / ``make cluster-stop`` run)::
+
+    python -m airflow_provider_deepocr.testing.cluster start [--home DIR] [--port 8080]
+    python -m airflow_provider_deepocr.testing.cluster stop  [--home DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_HOME = REPO / ".cluster"
+PG = "postgres@127.0.0.1:5432"
+
+#: What docker-compose.yml must match: the executor, the workers and their queues, the GPU pool.
+TOPOLOGY: dict[str, Any] = {
+    "executor": "CeleryExecutor",
+    "workers": {
+        "default": {"queues": "default", "concurrency": 4},
+        "gpu": {"queues": "gpu", "concurrency": 1},
+    },
+    # the OCR task's routing, as the example DAGs read it
+    "dag_env": {"DEEPOCR_OCR_QUEUE": "gpu", "DEEPOCR_GPU_POOL": "deepocr_gpu"},
+    "pools": {"deepocr_gpu": 1},  # one slot per GPU worker
+}
+
+#: Settings every process shares whatever the deployment (docker-compose.yml sets the same).
+SHARED_SETTINGS: dict[str, str] = {
+    "AIRFLOW__CORE__EXECUTOR": TOPOLOGY["executor"],
+    "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+    "AIRFLOW__CORE__AUTH_MANAGER": (
+        "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
+    ),
+    "AIRFLOW__CORE__HOSTNAME_CALLABLE": "airflow_provider_deepocr.testing.cluster.worker_hostname",
+    # a lost worker's task is failed (then retried) after this; Airflow's default is 300 s
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": "60",
+    "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT_DETECTION_INTERVAL": "5",
+    "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "10",
+    **TOPOLOGY["dag_env"],
+}
+
+
+def worker_hostname() -> str:
+    """``[core] hostname_callable``: the worker's own name (``DEEPOCR_WORKER_HOSTNAME``), else the
+    machine's, so two workers on one machine are told apart in ``task_instance.hostname``."""
+    return os.environ.get("DEEPOCR_WORKER_HOSTNAME") or socket.getfqdn()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ClusterConfig:
+    """Where one cluster keeps its state and which ports, databases and Redis db it uses."""
+
+    home: Path = DEFAULT_HOME
+    api_port: int = 8080
+    metadata_db: str = "deepocr_airflow"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    log_server_ports: dict[str, int] = field(default_factory=lambda: {"default": 8793, "gpu": 8794})
+    dags_folder: Path = REPO / "dags"
+    heartbeat_timeout_s: int = 60
+    env: dict[str, str] = field(default_factory=dict)  # more (DEEPOCR_* for the DAGs)
+    # LocalExecutor: no Celery workers, the scheduler runs `parallelism` tasks itself (bench/scale.py)
+    executor: str = TOPOLOGY["executor"]
+    parallelism: int = 32
+    pools: dict[str, int] = field(default_factory=lambda: dict(TOPOLOGY["pools"]))
+
+    @property
+    def airflow_home(self) -> Path:
+        return self.home / "airflow"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.home / "cluster.pids.json"
+
+    def log(self, name: str) -> Path:
+        return self.home / "logs" / f"{name}.log"
+
+
+def airflow_env(cfg: ClusterConfig) -> dict[str, str]:
+    """The environment of every cluster process (the AIRFLOW__* part is what docker-compose sets)."""
+    meta = f"postgresql+psycopg2://{PG}/{cfg.metadata_db}"
+    return {
+        **SHARED_SETTINGS,
+        "AIRFLOW_HOME": str(cfg.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(cfg.dags_folder),
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": meta,
+        "AIRFLOW__CELERY__BROKER_URL": cfg.redis_url,
+        "AIRFLOW__CELERY__RESULT_BACKEND": f"db+postgresql://{PG}/{cfg.metadata_db}",
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{cfg.api_port}/execution/",
+        "AIRFLOW__API__PORT": str(cfg.api_port),
+        "AIRFLOW__API_AUTH__JWT_SECRET": "deepocr-local-cluster",  # shared by every process
+        "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(cfg.heartbeat_timeout_s),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "PYTHONUNBUFFERED": "1",
+        "AIRFLOW__CORE__EXECUTOR": cfg.executor,
+        "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
+        **cfg.env,
+    }
+
+
+def _airflow() -> str:
+    return str(Path(sys.executable).with_name("airflow"))
+
+
+def worker_name(worker: str) -> str:
+    """The hostname a worker reports (``task_instance.hostname``)."""
+    return f"deepocr-{worker}-worker"
+
+
+def process_commands(cfg: ClusterConfig) -> dict[str, tuple[list[str], dict[str, str]]]:
+    """Each process's command line and its own environment (on top of :func:`airflow_env`)."""
+    af = _airflow()
+    procs: dict[str, tuple[list[str], dict[str, str]]] = {
+        "api-server": ([af, "api-server", "--port", str(cfg.api_port)], {}),
+        "scheduler": ([af, "scheduler"], {}),
+        "dag-processor": ([af, "dag-processor"], {}),
+    }
+    if cfg.executor != "CeleryExecutor":
+        return procs
+    for name, w in TOPOLOGY["workers"].items():
+        host = worker_name(name)
+        cmd = [
+            af,
+            "celery",
+            "worker",
+            "--queues",
+            w["queues"],
+            "--concurrency",
+            str(w["concurrency"]),
+            "--celery-hostname",
+            f"{host}@%h",
+            "--skip-serve-logs",
+        ]
+        env = {
+            "DEEPOCR_WORKER_HOSTNAME": host,
+            "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(cfg.log_server_ports[name]),
+        }
+        procs[f"worker-{name}"] = (cmd, env)
+    return procs
+
+
+def _psql(sql: str, db: str = "postgres") -> str:
+    out = subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-tAc", sql],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return out.stdout.strip()
+
+
+def ensure_database(name: str, fresh: bool = False) -> None:
+    """Create PostgreSQL database ``name`` (dropped first when ``fresh``)."""
+    if fresh:
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    if _psql(f"SELECT 1 FROM pg_database WHERE datname = '{name}'") != "1":
+        _psql(f'CREATE DATABASE "{name}"')
+
+
+class Cluster:
+    """Start, wait for, kill and stop the cluster's processes."""
+
+    def __init__(self, cfg: ClusterConfig | None = None) -> None:
+        self.cfg = cfg or ClusterConfig()
+        self.env = {**os.environ, **airflow_env(self.cfg)}
+        self.commands = process_commands(self.cfg)
+
+    # -- pids --------------------------------------------------------------------------------
+    def pids(self) -> dict[str, int]:
+        if not self.cfg.pid_file.exists():
+            return {}
+        return {k: int(v) for k, v in json.loads(self.cfg.pid_file.read_text()).items()}
+
+    def _save(self, pids: dict[str, int]) -> None:
+        self.cfg.pid_file.write_text(json.dumps(pids, indent=1))
+
+    # -- start -------------------------------------------------------------------------------
+    def airflow(self, *args: str, timeout: float = 300) -> str:
+        out = subprocess.run(
+            [_airflow(), *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"airflow {' '.join(args)} failed: {out.stderr[-2000:]}")
+        return out.stdout
+
+    def init(self, fresh: bool = False) -> None:
+        """The metadata database (migrated) and the GPU pool."""
+        (self.cfg.home / "logs").mkdir(parents=True, exist_ok=True)
+        self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
+        ensure_database(self.cfg.metadata_db, fresh=fresh)
+        self.airflow("db", "migrate", timeout=600)
+        for pool, slots in self.cfg.pools.items():
+            self.airflow("pools", "set", pool, str(slots), "GPU workers")
+
+    def start_process(self, name: str) -> int:
+        cmd, extra = self.commands[name]
+        logf = open(self.cfg.log(name), "ab")  # noqa: SIM115 (the child keeps it)
+        proc = subprocess.Popen(
+            cmd,
+            env={**self.env, **extra},
+            stdout=logf,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=self.cfg.home,
+        )
+        logf.close()
+        pids = self.pids()
+        pids[name] = proc.pid
+        self._save(pids)
+        return proc.pid
+
+    def start(self, fresh: bool = False, timeout: float = 180) -> None:
+        if any(_alive(p) for p in self.pids().values()):
+            raise RuntimeError(f"a cluster is already running (PIDs in {self.cfg.pid_file}); stop it first")
+        self.cfg.pid_file.unlink(missing_ok=True)
+        self.init(fresh=fresh)
+        for name in self.commands:
+            self.start_process(name)
+        self.wait_ready(timeout=timeout)
+
+    # -- readiness ---------------------------------------------------------------------------
+    def api_ready(self) -> bool:
+        url = f"http://127.0.0.1:{self.cfg.api_port}/api/v2/monitor/health"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (local)
+                return bool(r.status == 200)
+        except OSError:
+            return False
+
+    def worker_ready(self, name: str, since: int = 0) -> bool:
+        """The worker's log says ``ready.`` after byte offset ``since``."""
+        path = self.cfg.log(f"worker-{name}")
+        if not path.exists():
+            return False
+        with open(path, "rb") as f:
+            f.seek(since)
+            return b" ready." in f.read()
+
+    def wait_ready(self, timeout: float = 180, names: list[str] | None = None) -> None:
+        deadline = time.monotonic() + timeout
+        workers = names or (list(TOPOLOGY["workers"]) if self.cfg.executor == "CeleryExecutor" else [])
+        while time.monotonic() < deadline:
+            dead = [n for n, p in self.pids().items() if not _alive(p)]
+            if dead:
+                raise RuntimeError(f"cluster process(es) exited: {dead}; see {self.cfg.home / 'logs'}")
+            if self.api_ready() and all(self.worker_ready(w) for w in workers):
+                return
+            time.sleep(1)
+        raise TimeoutError(f"cluster not ready after {timeout:.0f}s; see {self.cfg.home / 'logs'}")
+
+    def restart_worker(self, name: str, timeout: float = 120) -> None:
+        path = self.cfg.log(f"worker-{name}")
+        offset = path.stat().st_size if path.exists() else 0
+        self.start_process(f"worker-{name}")
+        deadline = time.monotonic() + timeout
+        while not self.worker_ready(name, since=offset):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"worker {name} not ready after {timeout:.0f}s")
+            time.sleep(0.5)
+
+    # -- stop --------------------------------------------------------------------------------
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> list[int]:
+        """Send ``sig`` to the whole process tree of ``name``; returns the PIDs signalled."""
+        pid = self.pids().get(name)
+        return _kill_tree(pid, sig) if pid else []
+
+    def stop(self, timeout: float = 30) -> None:
+        """SIGTERM every recorded process tree, SIGKILL what is left after ``timeout``."""
+        pids = self.pids()
+        trees = {name: _tree(pid) for name, pid in pids.items()}
+        for procs in trees.values():
+            for p in procs:
+                _signal(p, signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        left = [p for procs in trees.values() for p in procs]
+        while left and time.monotonic() < deadline:
+            time.sleep(0.5)
+            left = [p for p in left if p.is_running() and p.status() != "zombie"]
+        for p in left:
+            _signal(p, signal.SIGKILL)
+        self.cfg.pid_file.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _tree(pid: int) -> list[Any]:
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        return [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def _signal(p: Any, sig: int) -> None:
+    import psutil
+
+    try:
+        p.send_signal(sig)
+    except psutil.NoSuchProcess:
+        pass
+
+
+def _kill_tree(pid: int, sig: int) -> list[int]:
+    procs = _tree(pid)
+    for p in procs:
+        _signal(p, sig)
+    return [p.pid for p in procs]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m airflow_provider_deepocr.testing.cluster")
+    ap.add_argument("action", choices=["start", "stop", "status"])
+    ap.add_argument("--home", type=Path, default=DEFAULT_HOME)
+    ap.add_argument("--port", type=int, default=8080)
+    ap.add_argument("--fresh", action="store_true", help="drop the metadata database first")
+    args = ap.parse_args(argv)
+    home = args.home.resolve()
+    cfg = ClusterConfig(
+        home=home,
+        api_port=args.port,
+        env={
+            "DEEPOCR_ARCHIVE_URI": os.environ.get("DEEPOCR_ARCHIVE_URI", str(home / "archive")),
+            "DEEPOCR_WORK_URI": os.environ.get("DEEPOCR_WORK_URI", str(home / "work")),
+            "DEEPOCR_WAREHOUSE": os.environ.get("DEEPOCR_WAREHOUSE", f"sqlite:///{home / 'warehouse.db'}"),
+            "DEEPOCR_ENGINE": os.environ.get("DEEPOCR_ENGINE", "rapidocr"),
+        },
+    )
+    cluster = Cluster(cfg)
+    if args.action == "stop":
+        pids = cluster.pids()
+        cluster.stop()
+        print(f"stopped {len(pids)} process trees: {pids}")
+        return 0
+    if args.action == "status":
+        print(json.dumps({n: {"pid": p, "alive": _alive(p)} for n, p in cluster.pids().items()}))
+        return 0
+    if shutil.which("psql") is None:
+        print("psql not found: the cluster needs PostgreSQL on 127.0.0.1:5432", file=sys.stderr)
+        return 3
+    t0 = time.monotonic()
+    cluster.start(fresh=args.fresh)
+    print(
+        f"cluster ready in {time.monotonic() - t0:.0f}s: http://127.0.0.1:{cfg.api_port} "
+        f"(metadata db {cfg.metadata_db}, broker {cfg.redis_url}, logs {home / 'logs'}); "
+        "stop: make cluster-stop"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
