@@ -428,6 +428,20 @@ class Warehouse:
         """(source URI, size, version, config fingerprint) of the loaded documents under a prefix."""
         return runs.loaded_sources(self.engine, self.documents, self.ledger, prefix_uri)
 
+    def record_review(self, row: dict[str, Any]) -> None:
+        """Append one row to the reviews table (core.review): an audit trail, never updated."""
+        with self._write(row["doc_id"]) as conn:
+            conn.execute(self._tables["reviews"].insert(), [row])
+
+    def reviews(self, doc_id: str | None = None) -> list[dict[str, Any]]:
+        """Review rows, oldest first (of one document when ``doc_id`` is given)."""
+        t = self._tables["reviews"]
+        stmt = sa.select(t).order_by(t.c.reviewed_at, t.c.review_id)
+        if doc_id is not None:
+            stmt = stmt.where(t.c.doc_id == doc_id)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(stmt).mappings()]
+
     def ledger_entry(self, doc_id: str) -> dict[str, Any] | None:
         led = self.ledger
         with self.engine.connect() as conn:

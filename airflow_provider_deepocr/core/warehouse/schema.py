@@ -23,6 +23,7 @@ TABLES = (
     "load_ledger",
     "validation_results",
     "runs",
+    "reviews",
 )
 
 # Tables holding a loaded document's content (deleted on reload / quarantine).
@@ -180,5 +181,19 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("output_tokens", sa.BigInteger),
         sa.Column("gpu_hour_cost", sa.Double),
         sa.Column("cost", sa.Double),
+    )
+    sa.Table(  # the review audit trail (core.review): appended to, never updated in place
+        f"{prefix}reviews",
+        md,
+        sa.Column("review_id", sa.String(64), primary_key=True),
+        sa.Column("doc_id", doc_id, nullable=False),
+        sa.Column("source_uri", sa.Text),
+        sa.Column("decision", sa.String(32), nullable=False),
+        sa.Column("engine", sa.Text),
+        sa.Column("reviewer", sa.Text, nullable=False),
+        sa.Column("note", sa.Text),
+        sa.Column("config_fingerprint", fp),
+        sa.Column("reviewed_at", ts, nullable=False),
+        sa.Index(f"{prefix}reviews_doc_idx", "doc_id"),
     )
     return md
