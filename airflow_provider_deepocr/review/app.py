@@ -260,7 +260,8 @@ def create_app(
             )
         body = (
             f'<p><a href="{pg.esc(base)}/">← queue</a></p><h1>{pg.esc(item.source_uri)}</h1>{flash}'
-            f"<p>status <b>{pg.esc(item.status)}</b> {pg.reasons_html(item.reasons)} · run {pg.esc(item.run_id)}"
+            f"<p>status <b>{pg.esc(item.status)}</b> {pg.reasons_html(item.reasons)}"
+            f" · run {pg.esc(item.run_id)}"
             f" · doc {doc_id[:12]}</p>{actions}{pg.legend()}{''.join(pages_html)}"
         )
         return HTMLResponse(pg.layout(f"review {doc_id[:12]}", body))

@@ -150,7 +150,8 @@ def queue_rows(items: list[QueueItem], base: str) -> str:
             f"<td>{esc(it.status)}</td><td>{reasons_html(it.reasons)}</td>"
             f"<td>{esc(','.join(map(str, it.flagged_pages)))}</td>"
             f"<td>{esc(it.run_id)}</td><td>{esc(it.dag_id)}</td>"
-            f"<td>{esc(it.when.strftime('%Y-%m-%d %H:%M:%S'))}</td><td>{esc(it.last_decision or '')}</td></tr>"
+            f"<td>{esc(it.when.strftime('%Y-%m-%d %H:%M:%S'))}</td>"
+            f"<td>{esc(it.last_decision or '')}</td></tr>"
         )
     return "".join(rows)
 
