@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentResult, Failure
 from airflow_provider_deepocr.core.warehouse import failures as fail
-from airflow_provider_deepocr.core.warehouse import runs
+from airflow_provider_deepocr.core.warehouse import reviews, runs
 from airflow_provider_deepocr.core.warehouse.dialects import dialect_of, make_engine, merge_dialect
 from airflow_provider_deepocr.core.warehouse.ledger import ledger_state, split_changed
 from airflow_provider_deepocr.core.warehouse.merge import merge_documents, warehouse_ddl
@@ -431,16 +431,10 @@ class Warehouse:
     def record_review(self, row: dict[str, Any]) -> None:
         """Append one row to the reviews table (core.review): an audit trail, never updated."""
         with self._write(row["doc_id"]) as conn:
-            conn.execute(self._tables["reviews"].insert(), [row])
+            reviews.append_review(conn, self._tables["reviews"], row)
 
     def reviews(self, doc_id: str | None = None) -> list[dict[str, Any]]:
-        """Review rows, oldest first (of one document when ``doc_id`` is given)."""
-        t = self._tables["reviews"]
-        stmt = sa.select(t).order_by(t.c.reviewed_at, t.c.review_id)
-        if doc_id is not None:
-            stmt = stmt.where(t.c.doc_id == doc_id)
-        with self.engine.connect() as conn:
-            return [dict(r) for r in conn.execute(stmt).mappings()]
+        return reviews.review_rows(self.engine, self._tables["reviews"], doc_id)
 
     def ledger_entry(self, doc_id: str) -> dict[str, Any] | None:
         led = self.ledger
