@@ -245,6 +245,7 @@ def test_create_twice_and_counts(wh: Warehouse) -> None:
             "load_ledger",
             "validation_results",
             "runs",
+            "reviews",
         ),
         0,
     )
