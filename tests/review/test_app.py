@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -168,3 +169,44 @@ def test_unknown_decisions_are_refused(quarantined: Quarantined) -> None:
     )
     with pytest.raises(errors.DeepOcrError, match="not in the review queue"):
         rv.decide(Warehouse(quarantined.url), WorkArea(str(quarantined.work)), "0" * 64, "approve", "rita")
+
+
+def test_deepocr_review_answers_401_without_the_token(quarantined: Quarantined, tmp_path: Path) -> None:
+    """The command itself, in its own process: binds 127.0.0.1, reads --token-file, prints no token."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    token_file = tmp_path / "token"
+    token_file.write_text(TOKEN + "\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    deepocr = str(Path(sys.executable).with_name("deepocr"))
+    argv = [deepocr, "review", "--warehouse", quarantined.url, "--work-dir", str(quarantined.work)]
+    proc = subprocess.Popen(
+        [*argv, "--port", str(port), "--token-file", str(token_file)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                first = httpx.get(url)
+                break
+            except httpx.TransportError:
+                assert proc.poll() is None and time.monotonic() < deadline, "deepocr review did not start"
+                time.sleep(0.2)
+        assert first.status_code == 401
+        ok = httpx.get(url, headers={"Authorization": f"Bearer {TOKEN}"})
+        assert ok.status_code == 200 and ok.text.count('class="item"') == 4
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert TOKEN not in err
