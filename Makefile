@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO := $(CURDIR)/demo
 PG_VERSION_DIR := $(firstword $(wildcard /etc/postgresql/*))
 
-.PHONY: demo test lint install services clean cluster cluster-stop
+.PHONY: demo test lint install services browser clean cluster cluster-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -46,7 +46,15 @@ cluster: $(STAMP) services
 cluster-stop:
 	$(BIN)/python -m airflow_provider_deepocr.testing.cluster stop
 
-test: $(STAMP) services
+# Debian's chromium for the review page's browser test (Playwright drives it; it cannot download
+# its own browser here). Installed when missing and we are root, as in CI.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && [ "$$(id -u)" = 0 ]; then \
+	  echo "installing Debian's chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
+	fi
+
+test: $(STAMP) services browser
 	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 

@@ -178,7 +178,77 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument(
         "--runs", action="store_true", help="the runs table instead: one row per run and shard, with cost"
     )
+
+    rev = sub.add_parser("review", help="a web page to review quarantined and flagged documents")
+    rev.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
+    rev.add_argument("--work-dir", required=True, help="the work area the pipeline used")
+    rev.add_argument("--schema", default=None)
+    rev.add_argument("--table-prefix", default="deepocr_")
+    rev.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
+    rev.add_argument("--port", type=_positive_int, default=8765)
+    rev.add_argument("--token-file", default=None, help="a file holding the access token (else one is made)")
+    rev.add_argument("--reviewer", default=None, help="the name review rows carry (default: the OS user)")
+    rev.add_argument("--s3-endpoint-url", default=None)
+
+    rep = sub.add_parser("report", help="a self-contained HTML report of one run")
+    rep.add_argument("run_id")
+    rep.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
+    rep.add_argument("--work-dir", required=True, help="the work area the pipeline used")
+    rep.add_argument("--html", required=True, help="where to write the report")
+    rep.add_argument("--schema", default=None)
+    rep.add_argument("--table-prefix", default="deepocr_")
+    rep.add_argument("--s3-endpoint-url", default=None)
     return p
+
+
+def _review_settings(args: argparse.Namespace) -> Any:
+    from airflow_provider_deepocr.core.sources import make_s3_client
+    from airflow_provider_deepocr.review.app import ReviewSettings
+
+    work_dir = args.work_dir if "://" in args.work_dir else str(Path(args.work_dir).resolve())
+    s3 = make_s3_client(args.s3_endpoint_url) if work_dir.startswith("s3://") else None
+    return ReviewSettings(
+        args.warehouse, work_dir, schema=args.schema, prefix=args.table_prefix, s3_client=s3
+    )
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    import getpass
+
+    from airflow_provider_deepocr.review.app import TokenAuth, serve
+
+    reviewer = args.reviewer or getpass.getuser()
+    if args.token_file:
+        try:
+            token = Path(args.token_file).read_text().strip()
+        except OSError as exc:
+            print(f"deepocr: cannot read --token-file: {type(exc).__name__}", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        if len(token) < 16:
+            print("deepocr: the token in --token-file is shorter than 16 characters", file=sys.stderr)
+            return EXIT_CANNOT_RUN
+        auth = TokenAuth(token, reviewer)
+    else:
+        auth = TokenAuth.new(reviewer)
+        print(f"review token: {auth.token}", file=sys.stderr)
+    print(f"open http://{args.host}:{args.port}/?token=<the token>", file=sys.stderr)
+    serve(_review_settings(args), auth, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from airflow_provider_deepocr.core import errors
+    from airflow_provider_deepocr.review.report import build_report
+
+    try:
+        settings = _review_settings(args)
+        text = build_report(settings, args.run_id)
+    except errors.DeepOcrError as exc:
+        print(f"deepocr: {exc}", file=sys.stderr)
+        return EXIT_CANNOT_RUN
+    Path(args.html).write_text(text, encoding="utf-8")
+    print(f"report of run {args.run_id}: {args.html}")
+    return EXIT_OK
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -428,7 +498,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     for noisy in ("great_expectations", "httpx", "urllib3", "botocore", "transformers", "RapidOCR"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    handlers = {"run": cmd_run, "parse": cmd_parse, "serve": cmd_serve, "show": cmd_show}
+    handlers = {
+        "run": cmd_run,
+        "parse": cmd_parse,
+        "serve": cmd_serve,
+        "show": cmd_show,
+        "review": cmd_review,
+        "report": cmd_report,
+    }
     return handlers[args.command](args)
 
 

@@ -19,6 +19,7 @@ OCR_ERROR = "ocr_error"
 REPETITION_LOOP = "repetition_loop"
 TOKEN_LIMIT = "token_limit"
 VALIDATION_FAILED = "validation_failed"
+REJECTED = "rejected"  # a reviewer kept the document out (core.review)
 LOAD_ERROR = "load_error"
 PARSE_ERROR = "parse_error"
 INTERNAL_ERROR = "internal_error"

@@ -49,6 +49,13 @@ from airflow_provider_deepocr.core.records import (
     PageRecord,
     fingerprint,
 )
+from airflow_provider_deepocr.core.review import (
+    APPROVE,
+    REJECT,
+    left_for_other_engines,
+    mark_reocr_done,
+    review_decisions,
+)
 from airflow_provider_deepocr.core.runs import OcrStats, Progress, run_row, utc_now
 from airflow_provider_deepocr.core.shards import ShardItem
 
@@ -712,10 +719,18 @@ def stage_ocr(
     shard = shard_name(manifest_uri)
     stats = OcrStats(shard=shard, task_id=task_id, started_at=utc_now(), config_fingerprint=fp)
     items = [ShardItem.from_dict(d) for d in work.read_jsonl(manifest_uri)]
+    decisions = review_decisions(work)
+    held = left_for_other_engines(decisions, engine.name)
+    if held:  # a reviewer sent these to another engine: the next run with that engine takes them
+        kept = [it for it in items if it.ref.uri not in held]
+        log.info("%d documents are left for the engine a reviewer chose", len(items) - len(kept))
+        items = kept
     t0 = time.perf_counter()
     label = "" if shard == "all" else f"shard {shard}"
     run = _ocr_run(items, engine, work, settings, fp, storage, s3_client, label)
     entries = run.run()
+    if decisions:
+        mark_reocr_done(work, decisions, {it.ref.uri for it in items}, engine.name)
     if run.progress.lines:  # a task that logged progress ends with a last line
         run.progress.log()
     uri = _stage_uri(work, run_id, "ocr", shard)
@@ -1014,6 +1029,7 @@ def stage_load(
     started = utc_now()
     warehouse.create()
     entries = work.read_jsonl(manifest_uri)
+    decisions = review_decisions(work)
     live = {} if force else warehouse.live_fingerprints([e["doc_id"] for e in entries if e.get("doc_id")])
     loaded_pages = 0
     loaded_docs = 0
@@ -1081,7 +1097,16 @@ def stage_load(
             failures.extend(Failure.from_dict(f) for f in e["failures"])
             continue
         result = DocumentResult.from_dict(work.read_json(e["records_uri"]))
-        if e["status"] == "quarantined":
+        decision = decisions.get(result.doc_id) or {}
+        if decision.get("decision") == REJECT:  # a reviewer kept it out: no run brings it back
+            warehouse.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage="review")
+            failures.append(Failure(result.ref.uri, errors.REJECTED, "", result.doc_id, None, "review"))
+            continue
+        approved = (
+            decision.get("decision") == APPROVE
+            and decision.get("config_fingerprint") == result.config_fingerprint
+        )
+        if e["status"] == "quarantined" and not approved:
             reason = next((f for f in result.failures if f.reason == errors.VALIDATION_FAILED), None)
             warehouse.quarantine(
                 result,

@@ -171,7 +171,10 @@ def test_cli_operator_and_connection_extra_give_the_same_fingerprint(
     work = str(tmp_path / "work")
     ctx = {"run_id": "manual"}
     listed = DeepOcrListDocumentsOperator(
-        task_id="list", source_uri=str(empty), work_uri=work, shard_pages=None  # one manifest, no shards
+        task_id="list",
+        source_uri=str(empty),
+        work_uri=work,
+        shard_pages=None,  # one manifest, no shards
     ).execute(ctx)
 
     by_arguments = DeepOcrOcrOperator(

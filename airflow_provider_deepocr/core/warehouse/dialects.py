@@ -267,8 +267,8 @@ DIALECTS: dict[str, Dialect] = {
 CONNECT_FAILURES: tuple[tuple[str, str, str], ...] = (
     ("password authentication failed", errors.WAREHOUSE_AUTH_FAILED, "wrong password or no such user"),
     ("no password supplied", errors.WAREHOUSE_AUTH_FAILED, "a password is required"),
-    ("role \"", errors.WAREHOUSE_AUTH_FAILED, "no such user"),  # 'role "x" does not exist'
-    ("database \"", errors.WAREHOUSE_NO_DATABASE, "no such database"),  # 'database "x" does not exist'
+    ('role "', errors.WAREHOUSE_AUTH_FAILED, "no such user"),  # 'role "x" does not exist'
+    ('database "', errors.WAREHOUSE_NO_DATABASE, "no such database"),  # 'database "x" does not exist'
     ("unable to open database file", errors.WAREHOUSE_NO_DATABASE, "cannot open the database file"),
     ("cannot open file", errors.WAREHOUSE_NO_DATABASE, "cannot open the database file"),
     ("connection refused", errors.WAREHOUSE_UNREACHABLE, "connection refused"),
@@ -286,27 +286,38 @@ SQLSTATE_FAILURES: dict[str, tuple[str, str]] = {
 }
 
 
-def warehouse_failure(exc: BaseException, connecting: bool) -> tuple[str, str] | None:
-    """``(reason, cause)`` when ``exc`` says the warehouse cannot be used at all, else None.
+def warehouse_failure(
+    exc: BaseException, connecting: bool, url: str, schema: str | None
+) -> errors.WarehouseError | None:
+    """The :class:`~errors.WarehouseError` when ``exc`` says the warehouse cannot be used at all
+    (unreachable, authentication, no database, a missing privilege), else None. ``url`` is shown
+    as given: pass it with the password masked.
 
     A missing privilege names the object from the driver's first line (``permission denied for
     schema public``): such messages name objects, never values. Other messages are matched, never
     shown: a statement's error may quote bound values, which can be document text."""
     orig = getattr(exc, "orig", None) or exc
     state = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    found: tuple[str, str] | None = None
     if state in SQLSTATE_FAILURES:
         reason, cause = SQLSTATE_FAILURES[state]
         if reason == errors.WAREHOUSE_PERMISSION_DENIED:
-            first = str(orig).strip().splitlines()[0] if str(orig).strip() else ""
+            first = (str(orig).strip().splitlines() or [""])[0]
             cause = first if first.lower().startswith("permission denied") else cause
-        return reason, cause
-    if not connecting:
+        found = reason, cause
+    elif connecting:
+        text = str(orig).lower()
+        found = next(
+            ((reason, cause) for needle, reason, cause in CONNECT_FAILURES if needle in text),
+            (errors.WAREHOUSE_UNREACHABLE, errors.describe(exc)),
+        )
+    if found is None:
         return None
-    text = str(orig).lower()
-    for needle, reason, cause in CONNECT_FAILURES:
-        if needle in text:
-            return reason, cause
-    return errors.WAREHOUSE_UNREACHABLE, errors.describe(exc)
+    reason, cause = found
+    if reason == errors.WAREHOUSE_PERMISSION_DENIED:
+        where = f"schema {schema}" if schema else "its default schema"
+        return errors.WarehouseError(reason, f"no privilege in {where} of warehouse {url} ({cause})")
+    return errors.WarehouseError(reason, f"cannot connect to warehouse {url} ({cause})")
 
 
 def generic(name: str) -> Dialect:

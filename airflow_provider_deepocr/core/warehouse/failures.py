@@ -4,7 +4,7 @@ when a document they belong to loads or is quarantined again."""
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -58,3 +58,23 @@ def own_failure_id(f: Failure, doc_id: str | None) -> str:
     return failure_id(
         f.source_uri, f.doc_id if f.doc_id is not None else doc_id, f.page_no, f.reason, f.stage
     )
+
+
+def quarantine_rows(
+    result: DocumentResult, reason: str, detail: str, run_id: str, stage: str
+) -> list[dict[str, Any]]:
+    """The failure rows of a quarantined document: the verdict first, then its page failures."""
+    now = datetime.now(UTC)
+    main = Failure(
+        source_uri=result.ref.uri,
+        reason=reason,
+        detail=detail,
+        doc_id=result.doc_id,
+        page_no=None,
+        stage=stage,
+    )
+    fp = result.config_fingerprint
+    return [
+        failure_row(f, run_id=run_id, config_fingerprint=fp, doc_id=result.doc_id, now=now)
+        for f in [main, *result.failures]
+    ]

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentResult, Failure
 from airflow_provider_deepocr.core.warehouse import failures as fail
-from airflow_provider_deepocr.core.warehouse import runs
+from airflow_provider_deepocr.core.warehouse import reviews, runs
 from airflow_provider_deepocr.core.warehouse.dialects import (
     dialect_of,
     make_engine,
@@ -35,7 +35,12 @@ from airflow_provider_deepocr.core.warehouse.rows import (
     failure_row,
     validation_rows,
 )
-from airflow_provider_deepocr.core.warehouse.schema import TABLES, build_metadata, check_identifier
+from airflow_provider_deepocr.core.warehouse.schema import (
+    TABLES,
+    add_missing_columns,
+    build_metadata,
+    check_identifier,
+)
 
 log = logging.getLogger(__name__)
 
@@ -154,17 +159,8 @@ class Warehouse:
                 plock.release()
 
     def _refusal(self, exc: BaseException, connecting: bool) -> errors.WarehouseError | None:
-        """The :class:`~errors.WarehouseError` for an error that means the warehouse cannot be used
-        (unreachable, authentication, no database, a missing privilege), else None."""
-        found = warehouse_failure(exc, connecting)
-        if found is None:
-            return None
-        reason, cause = found
         url = self.engine.url.render_as_string(hide_password=True)
-        if reason == errors.WAREHOUSE_PERMISSION_DENIED:
-            where = f"schema {self.schema}" if self.schema else "its default schema"
-            return errors.WarehouseError(reason, f"no privilege in {where} of warehouse {url} ({cause})")
-        return errors.WarehouseError(reason, f"cannot connect to warehouse {url} ({cause})")
+        return warehouse_failure(exc, connecting, url, self.schema)
 
     def check(self) -> None:
         """Connect once; :class:`~errors.WarehouseError` (one line: the warehouse, password
@@ -184,7 +180,6 @@ class Warehouse:
         """
         self.check()
         self.db.before_create(self.engine)
-        added: list[str] = []
         with self._write("__ddl__") as conn:
             if self.schema is not None:
                 conn.execute(sa.schema.CreateSchema(self.schema, if_not_exists=True))
@@ -193,18 +188,7 @@ class Warehouse:
                     conn.exec_driver_sql(ddl)
             else:
                 self.metadata.create_all(conn, checkfirst=True)
-            quoter = conn.dialect.identifier_preparer
-            for table in self._tables.values():
-                live = self.db.table_columns(conn, table)
-                for col in table.columns:
-                    if col.name in live or col.primary_key:
-                        continue
-                    ddl = (
-                        f"ALTER TABLE {quoter.format_table(table)} ADD COLUMN {quoter.quote(col.name)} "
-                        f"{col.type.compile(dialect=conn.dialect)}"
-                    )
-                    conn.exec_driver_sql(ddl)
-                    added.append(f"{table.name}.{col.name}")
+            added = add_missing_columns(conn, self._tables.values(), self.db.table_columns)
         if added:
             log.info("warehouse: added columns %s", ", ".join(added))
         return added
@@ -400,21 +384,7 @@ class Warehouse:
         verdict), and so is its ledger entry, so :meth:`is_loaded` is False afterwards.
         """
         doc_id = result.doc_id
-        now = datetime.now(UTC)
-        main = Failure(
-            source_uri=result.ref.uri,
-            reason=reason or errors.VALIDATION_FAILED,
-            detail=detail,
-            doc_id=doc_id,
-            page_no=None,
-            stage=stage,
-        )
-        frows = [
-            failure_row(
-                f, run_id=run_id, config_fingerprint=result.config_fingerprint, doc_id=doc_id, now=now
-            )
-            for f in [main, *result.failures]
-        ]
+        frows = fail.quarantine_rows(result, reason or errors.VALIDATION_FAILED, detail, run_id, stage)
         vrows = _validation_rows_of([result], {doc_id: validation_rows or []}, run_id)
         with self._write(doc_id) as conn:
             delete_docs(conn, self._tables, [doc_id])
@@ -422,7 +392,7 @@ class Warehouse:
             nf = fail.insert_failures(conn, self.failures, frows)
             if vrows:
                 conn.execute(self.validation_results.insert(), vrows)
-        log.info("warehouse: quarantined doc %s run %s reason %s", doc_id, run_id, main.reason)
+        log.info("warehouse: quarantined doc %s run %s reason %s", doc_id, run_id, frows[0]["reason"])
         return {"failures": nf, "validation_results": len(vrows)}
 
     # -- reading --------------------------------------------------------------------------
@@ -460,6 +430,14 @@ class Warehouse:
     def loaded_sources(self, prefix_uri: str) -> Iterator[tuple[str, int | None, str | None, str]]:
         """(source URI, size, version, config fingerprint) of the loaded documents under a prefix."""
         return runs.loaded_sources(self.engine, self.documents, self.ledger, prefix_uri)
+
+    def record_review(self, row: dict[str, Any]) -> None:
+        """Append one row to the reviews table (core.review): an audit trail, never updated."""
+        with self._write(row["doc_id"]) as conn:
+            reviews.append_review(conn, self._tables["reviews"], row)
+
+    def reviews(self, doc_id: str | None = None) -> list[dict[str, Any]]:
+        return reviews.review_rows(self.engine, self._tables["reviews"], doc_id)
 
     def ledger_entry(self, doc_id: str) -> dict[str, Any] | None:
         led = self.ledger

@@ -7,6 +7,7 @@ checked against :data:`IDENT_RE` before they reach SQL.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 
 import sqlalchemy as sa
 
@@ -23,6 +24,7 @@ TABLES = (
     "load_ledger",
     "validation_results",
     "runs",
+    "reviews",
 )
 
 # Tables holding a loaded document's content (deleted on reload / quarantine).
@@ -181,4 +183,41 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("gpu_hour_cost", sa.Double),
         sa.Column("cost", sa.Double),
     )
+    sa.Table(  # the review audit trail (core.review): appended to, never updated in place
+        f"{prefix}reviews",
+        md,
+        sa.Column("review_id", sa.String(64), primary_key=True),
+        sa.Column("doc_id", doc_id, nullable=False),
+        sa.Column("source_uri", sa.Text),
+        sa.Column("decision", sa.String(32), nullable=False),
+        sa.Column("engine", sa.Text),
+        sa.Column("reviewer", sa.Text, nullable=False),
+        sa.Column("note", sa.Text),
+        sa.Column("config_fingerprint", fp),
+        sa.Column("reviewed_at", ts, nullable=False),
+        sa.Index(f"{prefix}reviews_doc_idx", "doc_id"),
+    )
     return md
+
+
+def add_missing_columns(
+    conn: sa.Connection,
+    tables: Iterable[sa.Table],
+    live_columns: Callable[[sa.Connection, sa.Table], set[str]],
+) -> list[str]:
+    """``ALTER TABLE … ADD COLUMN`` (nullable) for each column of ``tables`` the live table lacks
+    (``live_columns`` reads its names); nothing is dropped, renamed or retyped. Returns
+    ``table.column`` of those added."""
+    quoter = conn.dialect.identifier_preparer
+    added: list[str] = []
+    for table in tables:
+        live = live_columns(conn, table)
+        for col in table.columns:
+            if col.name in live or col.primary_key:
+                continue
+            conn.exec_driver_sql(
+                f"ALTER TABLE {quoter.format_table(table)} ADD COLUMN {quoter.quote(col.name)} "
+                f"{col.type.compile(dialect=conn.dialect)}"
+            )
+            added.append(f"{table.name}.{col.name}")
+    return added

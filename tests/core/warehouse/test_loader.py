@@ -245,6 +245,7 @@ def test_create_twice_and_counts(wh: Warehouse) -> None:
             "load_ledger",
             "validation_results",
             "runs",
+            "reviews",
         ),
         0,
     )
@@ -695,7 +696,7 @@ def test_cloud_warehouses_load_through_staged_merge(name: str, monkeypatch: pyte
     with pytest.raises(errors.ConfigError, match="load_method='merge'"):
         Warehouse(engine, load_method="replace")
     ddl = "\n".join(merge.warehouse_ddl(engine.dialect, w.metadata))
-    assert "CREATE INDEX" not in ddl and ddl.count("CREATE TABLE IF NOT EXISTS") == 8
+    assert "CREATE INDEX" not in ddl and ddl.count("CREATE TABLE IF NOT EXISTS") == 9
     # timestamps keep their time zone everywhere (BigQuery's DATETIME would drop it)
     loaded_at = sa.schema.CreateTable(w.documents).compile(dialect=engine.dialect)
     assert re.search(
