@@ -87,8 +87,8 @@ def test_run_rapidocr_loads_good_pages_records_bad_files_and_is_idempotent(
     assert _tables(db) == before
     # and so does a rerun that reads every file again: the loader finds each document in its ledger
     again = _run_json(capsys, [*argv, "--no-skip-unchanged"])
-    assert again["skipped_documents"] == len(good) and again["loaded_documents"] == 0
     assert _tables(db) == before
+    assert again["skipped_documents"] == len(good) and again["loaded_documents"] == 0
 
 
 def test_run_deepseek_tiny_model_accounts_for_every_document(
@@ -123,8 +123,8 @@ def test_run_deepseek_tiny_model_accounts_for_every_document(
     # a rerun that reads every file again (its OCR cached in the work area) changes no row
     before = _tables(db)
     again = _run_json(capsys, [*argv, "--no-skip-unchanged"])
-    assert again["loaded_documents"] == 0
     assert _tables(db) == before
+    assert again["loaded_documents"] == 0
 
 
 def test_unreachable_warehouse_exits_non_zero(tmp_path: Path) -> None:
