@@ -21,6 +21,7 @@ from airflow_provider_deepocr.core.pipeline import (
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
 from airflow_provider_deepocr.core.sources import LocalStorage, WorkArea, storage_for
 from airflow_provider_deepocr.core.warehouse import Warehouse
+from tests.digest import table_digest
 
 
 def _png(text: str, size: tuple[int, int] = (320, 120)) -> bytes:
@@ -301,7 +302,15 @@ def test_stage_load_batches_by_documents_and_reads_the_ledger_once(
     first = stage_load(parsed.manifest_uri, work, "r1", wh, batch_docs=2)
     # three good documents: a batch of two, then the last one on its own
     assert first.documents == 3 and batches == [2] and reads == [ids]
+    # the corrupt PDF's failure is recorded again by each run: the same row but for its run and time
+    rerecorded = ("failures.run_id", "failures.recorded_at")
+    before = table_digest(wh.engine, skip=rerecorded)
     again = stage_load(parsed.manifest_uri, work, "r2", wh, batch_docs=2)
+    # the runs table is an audit log (a row per run); every other table is exactly as it was
+    after = table_digest(wh.engine, skip=rerecorded)
+    assert after.counts["runs"] == before.counts["runs"] + 1
+    after.hashes.pop("runs"), before.hashes.pop("runs")
+    assert after.hashes == before.hashes
     assert again.skipped == 3 and again.documents == 0 and batches == [2] and reads == [ids, ids]
     assert wh.counts()["documents"] == 3
 

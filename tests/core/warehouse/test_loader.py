@@ -32,6 +32,7 @@ from airflow_provider_deepocr.core.warehouse import (
     page_rows,
 )
 from airflow_provider_deepocr.core.warehouse.dialects import live_columns_query
+from tests.digest import table_digest
 
 SECRET = "PATIENT-SECRET-TEXT"  # document text that must never show up in observed values / logs
 KINDS = ("heading", "text", "list_item", "text", "caption", "footnote")
@@ -439,8 +440,22 @@ def test_schema_on_postgres(pg_url: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def test_threads_racing_on_one_document_postgres(pg_url: str) -> None:
-    w = Warehouse(pg_url)
+def _racing_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(URL, load method) of a racing test's ``backend``: ``name`` or ``name-merge``."""
+    name, _, method = backend.partition("-")
+    if name == "sqlite":
+        url = f"sqlite:///{tmp_path / 'race.db'}"
+    elif name == "duckdb":
+        url = f"duckdb:///{tmp_path / 'race.duckdb'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    return url, method or "replace"
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "postgresql-merge", "duckdb", "duckdb-merge"])
+def test_threads_racing_on_one_document(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
+    url, method = _racing_url(backend, request, tmp_path)
+    w = Warehouse(url, load_method=method)
     w.create()
     results = [make_result(3, 40, fingerprint=f"fp-{i % 2}") for i in range(6)]
     errs: list[BaseException] = []
@@ -461,12 +476,18 @@ def test_threads_racing_on_one_document_postgres(pg_url: str) -> None:
     assert not errs
     c = w.counts()
     assert (c["documents"], c["pages"], c["blocks"], c["table_cells"], c["load_ledger"]) == (1, 3, 121, 6, 1)
+    entry = w.ledger_entry(results[0].doc_id)
+    assert entry is not None
+    with w.engine.connect() as conn:
+        fps = conn.execute(sa.select(w.blocks.c.config_fingerprint).distinct()).scalars().all()
+    assert fps == [entry["config_fingerprint"]]  # the live copy is one loader's, whole
     w.dispose()
 
 
-def test_failure_writers_racing_with_loads_postgres(pg_url: str) -> None:
+@pytest.mark.parametrize("method", ["replace", "merge"])
+def test_failure_writers_racing_with_loads_postgres(pg_url: str, method: str) -> None:
     """record_failures and load_document writing the same failure id serialise, no dup-key error."""
-    w = Warehouse(pg_url)
+    w = Warehouse(pg_url, load_method=method)
     w.create()
     r = make_result(1, 5, page_failure=True)
     page_failure = r.failures[0]
@@ -494,25 +515,23 @@ def test_failure_writers_racing_with_loads_postgres(pg_url: str) -> None:
     w.dispose()
 
 
-def _load_in_process(url: str, i: int, start: float) -> None:
-    w = Warehouse(url)
+def _load_in_process(url: str, method: str, i: int, start: float) -> None:
+    w = Warehouse(url, load_method=method)
     r = make_result(2, 200, fingerprint=f"fp-{i}")
     time.sleep(max(0.0, start - time.time()))
     w.load_document(r, f"proc-{i}")
     w.dispose()
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "sqlite"])
+@pytest.mark.parametrize("backend", ["postgresql", "postgresql-merge", "sqlite"])
 def test_processes_racing_on_one_document(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    url = (
-        request.getfixturevalue("pg_url") if backend == "postgresql" else f"sqlite:///{tmp_path / 'race.db'}"
-    )
-    Warehouse(url).create()
+    url, method = _racing_url(backend, request, tmp_path)
+    Warehouse(url, load_method=method).create()
     ctx = mp.get_context("spawn")
     start = time.time() + 3.0
-    procs = [ctx.Process(target=_load_in_process, args=(url, i, start)) for i in range(3)]
+    procs = [ctx.Process(target=_load_in_process, args=(url, method, i, start)) for i in range(3)]
     for p in procs:
         p.start()
     for p in procs:
@@ -526,6 +545,95 @@ def test_processes_racing_on_one_document(
     with w.engine.connect() as conn:
         fps = conn.execute(sa.select(w.blocks.c.config_fingerprint).distinct()).scalars().all()
     assert fps == [entry["config_fingerprint"]]  # the live copy is one loader's, whole
+    w.dispose()
+
+
+#: How long a loader waits, after its ledger read, for the other loader to have read it too.
+MEET_S = 2.0
+
+
+def _meet_after_ledger_read(barrier: Any) -> None:
+    """Make every load of this process wait at ``barrier`` (at most ``MEET_S``) right after it read
+    the ledger and before it writes: the loader's own ``ledger_state``, wrapped (no hook in the
+    package). Where the write lock is taken before the read, the second loader is still waiting for
+    it, so the first gives up waiting after ``MEET_S`` and the second passes the broken barrier."""
+    from airflow_provider_deepocr.core.warehouse import loader
+
+    read = loader.ledger_state
+
+    def meet(conn: sa.Connection, ledger: sa.Table, ids: Any) -> dict[str, tuple[str, str]]:
+        prev = read(conn, ledger, ids)
+        try:
+            barrier.wait(MEET_S)
+        except threading.BrokenBarrierError:
+            pass
+        return prev
+
+    loader.ledger_state = meet  # type: ignore[assignment]
+
+
+def _race_after_ledger_read(url: str, method: str, run_id: str, ready: Any, barrier: Any, out: Any) -> None:
+    _meet_after_ledger_read(barrier)
+    w = Warehouse(url, load_method=method)
+    ready.wait(60)
+    out.put((run_id, w.load_document(make_result(2, 50), run_id)["unchanged"]))
+    w.dispose()
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "postgresql-merge", "duckdb", "duckdb-merge"])
+def test_two_loaders_of_the_same_document_load_it_once(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two loaders of the same content, each stopped right after its ledger read until the other
+    has read it too: the write lock taken before the read (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
+    advisory locks, DuckDB's lock in the process) makes the second read the first one's ledger
+    row and skip the document. Without it both read an empty ledger and both write."""
+    url, method = _racing_url(backend, request, tmp_path)
+    w = Warehouse(url, load_method=method)
+    w.create()
+    outcomes: list[tuple[str, int]] = []
+    if backend.startswith("duckdb"):  # one process per DuckDB file: threads
+        from airflow_provider_deepocr.core.warehouse import loader
+
+        monkeypatch.setattr(loader, "ledger_state", loader.ledger_state)  # restored after the test
+        _meet_after_ledger_read(threading.Barrier(2))
+        errs: list[BaseException] = []
+
+        def go(run_id: str) -> None:
+            try:
+                outcomes.append((run_id, w.load_document(make_result(2, 50), run_id)["unchanged"]))
+            except BaseException as exc:  # pragma: no cover - reported below
+                errs.append(exc)
+
+        threads = [threading.Thread(target=go, args=(f"run-{i}",)) for i in range(2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        assert not errs
+    else:
+        ctx = mp.get_context("spawn")
+        ready, barrier, out = ctx.Barrier(2), ctx.Barrier(2), ctx.Queue()
+        procs = [
+            ctx.Process(target=_race_after_ledger_read, args=(url, method, f"run-{i}", ready, barrier, out))
+            for i in range(2)
+        ]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(60)
+        assert [p.exitcode for p in procs] == [0, 0]
+        outcomes = [out.get(timeout=5) for _ in procs]
+    # one wrote the document, the other found it in the ledger, unchanged
+    assert sorted(unchanged for _, unchanged in outcomes) == [0, 1], outcomes
+    (writer,) = [run_id for run_id, unchanged in outcomes if not unchanged]
+    # every table holds exactly what one load by the writer leaves
+    ref = Warehouse(w.engine, prefix="clean_", load_method=method)
+    ref.create()
+    ref.load_document(make_result(2, 50), writer)
+    assert table_digest(w.engine, skip=("loaded_at",)) == table_digest(
+        w.engine, "clean_", skip=("loaded_at",)
+    )
     w.dispose()
 
 
