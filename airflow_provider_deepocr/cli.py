@@ -86,7 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--batch-size",
         type=_batch_size,
         default=1,
-        help="pages per engine batch, or 'auto' (DeepSeek-OCR-2: 64 on CUDA, halved on out-of-memory)",
+        help=(
+            "pages per engine batch, or 'auto' (DeepSeek-OCR-2: on CUDA by free GPU memory, 4 to 128, "
+            "halved on out-of-memory; 4 on CPU)"
+        ),
     )
     run.add_argument(
         "--text-layer",

@@ -9,7 +9,7 @@ Connection fields:
   ``device`` (auto | cpu | cuda | cuda:N | mps), ``dtype`` (auto | bfloat16 | float16 | float32),
   ``prompt`` (markdown | free | figure | literal prompt), ``max_new_tokens`` (an int, or a
   mapping by prompt name such as ``{"markdown": 4096, "figure": 2048}``), ``batch_size`` (an int,
-  or ``"auto"``: 64 on CUDA, halved on out-of-memory),
+  or ``"auto"``: on CUDA by free GPU memory, 4 to 128, halved on out-of-memory),
   ``retry_temperatures`` (e.g. ``"0,0.2,0.4"``, the default; ``"none"`` for no retries),
   ``fallback_engine`` (``rapidocr`` or ``none``), ``gpu_hour_cost`` (what an hour of the OCR worker
   costs, in your currency: the runs table then gets each shard's ``cost``).

@@ -83,8 +83,8 @@ __all__ = [
 
 def parse_batch_size(value: Any) -> BatchSize:
     """``batch_size`` from a flag, a connection extra or an operator argument: an int >= 1 or
-    ``"auto"`` (DeepSeek-OCR-2: 64 on CUDA, halved on out-of-memory; 4 on CPU). Raises
-    :class:`ConfigError` otherwise."""
+    ``"auto"`` (DeepSeek-OCR-2: on CUDA by free GPU memory, 4 to 128, halved on out-of-memory; 4 on
+    CPU). Raises :class:`ConfigError` otherwise."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "auto":
