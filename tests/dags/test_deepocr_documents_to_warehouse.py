@@ -11,28 +11,35 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
+def _dags_test(
+    env: dict[str, str], source: str, warehouse: str, work: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    """``airflow dags test deepocr_documents_to_warehouse`` with RapidOCR on the default queue."""
+    env = {
+        **env,
+        "DEEPOCR_SOURCE_URI": source,
+        "DEEPOCR_WAREHOUSE": warehouse,
+        "DEEPOCR_WORK_URI": str(work),
+        "DEEPOCR_ENGINE": "rapidocr",
+        "DEEPOCR_OCR_QUEUE": "default",
+    }
+    airflow = str(Path(sys.executable).with_name("airflow"))
+    return subprocess.run(
+        [airflow, "dags", "test", "deepocr_documents_to_warehouse", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+
+
 def test_airflow_dags_test_loads_the_samples_into_sqlite(airflow_env: dict[str, str], tmp_path: Path) -> None:
     from airflow_provider_deepocr.testing.samples import write_samples
 
     docs = tmp_path / "docs"
     write_samples(docs)
     db = tmp_path / "warehouse.db"
-    env = {
-        **airflow_env,
-        "DEEPOCR_SOURCE_URI": str(docs),
-        "DEEPOCR_WAREHOUSE": f"sqlite:///{db}",
-        "DEEPOCR_WORK_URI": str(tmp_path / "work"),
-        "DEEPOCR_ENGINE": "rapidocr",
-        "DEEPOCR_OCR_QUEUE": "default",
-    }
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    proc = subprocess.run(
-        [airflow, "dags", "test", "deepocr_documents_to_warehouse"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = _dags_test(airflow_env, str(docs), f"sqlite:///{db}", tmp_path / "work")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     with sqlite3.connect(db) as conn:
         docs_n = conn.execute("select count(*) from deepocr_documents").fetchone()[0]
@@ -61,25 +68,10 @@ def test_sharded_dag_run_loads_the_same_rows_as_an_unsharded_one(
     (docs / "finance" / "annual_report.pdf").write_bytes(filing.tobytes())
     (docs / "broken.pdf").write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 50)
     url = f"sqlite:///{tmp_path / 'wh.db'}"
-    airflow = str(Path(sys.executable).with_name("airflow"))
     for prefix, shard_pages in (("one_", 10_000), ("many_", 2)):
-        env = {
-            **airflow_env,
-            "DEEPOCR_SOURCE_URI": str(docs),
-            "DEEPOCR_WAREHOUSE": url,
-            "DEEPOCR_WORK_URI": str(tmp_path / f"work-{prefix}"),
-            "DEEPOCR_ENGINE": "rapidocr",
-            "DEEPOCR_OCR_QUEUE": "default",
-            "DEEPOCR_TABLE_PREFIX": prefix,
-        }
+        env = {**airflow_env, "DEEPOCR_TABLE_PREFIX": prefix}
         conf = json.dumps({"shard_pages": shard_pages})
-        proc = subprocess.run(
-            [airflow, "dags", "test", "deepocr_documents_to_warehouse", "--conf", conf],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        proc = _dags_test(env, str(docs), url, tmp_path / f"work-{prefix}", "--conf", conf)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     one = table_digest(url, "one_", skip=("run_id", "loaded_at", "recorded_at", "seconds", "content_hash"))
     many = table_digest(url, "many_", skip=("run_id", "loaded_at", "recorded_at", "seconds", "content_hash"))
@@ -105,24 +97,9 @@ def test_an_s3_failure_fails_the_task_with_one_line_and_at_most_one_traceback(
         "password": "testing",
         "extra": {"endpoint_url": s3_endpoint, "region_name": "us-east-1"},
     }
-    env = {
-        **airflow_env,
-        "AIRFLOW_CONN_MOTO_S3": json.dumps(conn),
-        "DEEPOCR_AWS_CONN_ID": "moto_s3",
-        "DEEPOCR_SOURCE_URI": "s3://no-such-bucket/in/",
-        "DEEPOCR_WAREHOUSE": f"sqlite:///{tmp_path / 'warehouse.db'}",
-        "DEEPOCR_WORK_URI": str(tmp_path / "work"),
-        "DEEPOCR_ENGINE": "rapidocr",
-        "DEEPOCR_OCR_QUEUE": "default",
-    }
-    airflow = str(Path(sys.executable).with_name("airflow"))
-    proc = subprocess.run(
-        [airflow, "dags", "test", "deepocr_documents_to_warehouse"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    env = {**airflow_env, "AIRFLOW_CONN_MOTO_S3": json.dumps(conn), "DEEPOCR_AWS_CONN_ID": "moto_s3"}
+    warehouse = f"sqlite:///{tmp_path / 'warehouse.db'}"
+    proc = _dags_test(env, "s3://no-such-bucket/in/", warehouse, tmp_path / "work")
     out = proc.stdout + proc.stderr
     line = (
         f"no_such_bucket: cannot list s3://no-such-bucket/in/ via {s3_endpoint}: "
