@@ -210,3 +210,27 @@ def test_deepocr_review_answers_401_without_the_token(quarantined: Quarantined, 
         proc.terminate()
         _, err = proc.communicate(timeout=20)
     assert TOKEN not in err
+
+
+def test_an_approved_document_stays_loaded_when_a_later_run_fails_it_again(quarantined: Quarantined) -> None:
+    doc = _docs(quarantined)[0]
+    client = _client(quarantined)
+    r = client.post(f"/doc/{doc}/decide", data={"decision": "approve", "csrf": _csrf(client, doc)})
+    assert r.status_code == 200 and "decision recorded: approve" in r.text
+    approved = _loaded(quarantined, doc)
+    assert approved["documents"] == 1 and approved["load_ledger"] == 1 and approved["blocks"] > 0
+    # the same suite fails every document again, and the listing reads them all again: the reviewer's
+    # verdict stands for this content under this config; the others stay quarantined
+    wh = Warehouse(quarantined.url)
+    summary = run_pipeline(
+        str(quarantined.docs),
+        wh,
+        SleepEngine(),
+        WorkArea(str(quarantined.work)),
+        suites=QUARANTINE_ALL,
+        skip_unchanged=False,
+    )
+    assert summary.skipped_documents == 1 and summary.loaded_documents == 0  # loaded, unchanged
+    assert _loaded(quarantined, doc) == approved  # still there, exactly once
+    with sqlite3.connect(quarantined.db) as conn:
+        assert [r[0] for r in conn.execute("select doc_id from deepocr_documents")] == [doc]
