@@ -64,7 +64,20 @@ def build_app() -> Any:
         schema=conf.get("deepocr", "review_schema", fallback=None) or None,
         prefix=conf.get("deepocr", "review_table_prefix", fallback="deepocr_"),
     )
-    return create_app(settings, user_dependency=airflow_user, csrf_secret=secrets.token_urlsafe(32))
+    return create_app(settings, user_dependency=airflow_user, csrf_secret=_csrf_secret(conf))
+
+
+def _csrf_secret(conf: Any) -> str:
+    """The form-token secret, the same in every api-server worker process (a form served by one
+    worker is posted to another): derived from ``[api_auth] jwt_secret``, which Airflow requires to
+    be shared; a random one where that is unset (one process only)."""
+    import hashlib
+    import hmac
+
+    jwt_secret = conf.get("api_auth", "jwt_secret", fallback="") or ""
+    if not jwt_secret:
+        return secrets.token_urlsafe(32)
+    return hmac.new(jwt_secret.encode(), b"deepocr-review-csrf", hashlib.sha256).hexdigest()
 
 
 class DeepOcrReviewPlugin(AirflowPlugin):

@@ -37,6 +37,16 @@ out["admin"] = r.status_code
 out["items"] = r.text.count('class="item"')
 client.cookies.set("_token", admin)  # the UI's session cookie works too
 out["cookie"] = client.get("/deepocr-review/").status_code
+# api-server workers are separate processes: a form served by one is posted to another
+import re
+from airflow_provider_deepocr.review.plugin import build_app
+doc = re.search(r"doc/([0-9a-f]{64})", r.text).group(1)
+page = client.get(f"/deepocr-review/doc/{doc}")
+csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
+other = TestClient(build_app())
+other.cookies.set("_token", admin)
+posted = other.post(f"/doc/{doc}/decide", data={"decision": "reject", "csrf": csrf})
+out["other_worker_post"] = posted.status_code
 plugins = client.get("/api/v2/plugins", headers={"Authorization": f"Bearer {admin}"}).json()["plugins"]
 mine = [p for p in plugins if p["name"] == "deepocr_review"]
 out["plugin"] = mine[0] if mine else None
@@ -68,6 +78,7 @@ def test_the_plugin_is_mounted_in_the_api_server_behind_the_auth_manager(
     assert out["anonymous"] == 401 and out["anonymous_post"] == 401
     assert out["bad_token"] == 403 and out["not_allowed"] == 403
     assert out["admin"] == 200 and out["items"] == 4 and out["cookie"] == 200
+    assert out["other_worker_post"] == 200  # the form token holds across api-server workers
     plugin = out["plugin"]
     assert plugin is not None
     assert [a["url_prefix"] for a in plugin["fastapi_apps"]] == ["/deepocr-review"]
