@@ -1029,7 +1029,7 @@ def stage_load(
     started = utc_now()
     warehouse.create()
     entries = work.read_jsonl(manifest_uri)
-    decisions = review_decisions(work)
+    decisions = review_decisions(work, {e["doc_id"] for e in entries if e.get("doc_id")})
     live = {} if force else warehouse.live_fingerprints([e["doc_id"] for e in entries if e.get("doc_id")])
     loaded_pages = 0
     loaded_docs = 0

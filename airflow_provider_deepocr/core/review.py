@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -188,11 +189,13 @@ def decision_uri(work: WorkArea, doc_id: str) -> str:
     return work.uri("reviews", f"{doc_id}.json")
 
 
-def review_decisions(work: WorkArea) -> dict[str, dict[str, Any]]:
-    """The latest decision file of every reviewed document, by doc id (what the pipeline honours)."""
+def review_decisions(work: WorkArea, doc_ids: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The latest decision file of every reviewed document, by doc id (what the pipeline honours);
+    with ``doc_ids``, only those documents' files are read (one listing, no read for the others)."""
     out: dict[str, dict[str, Any]] = {}
     for ref in work.list("reviews"):
-        if ref.uri.endswith(".json"):
+        name = ref.uri.rsplit("/", 1)[-1]
+        if name.endswith(".json") and (doc_ids is None or name[: -len(".json")] in doc_ids):
             d = work.read_json(ref.uri)
             if isinstance(d, dict) and d.get("doc_id"):
                 out[d["doc_id"]] = d

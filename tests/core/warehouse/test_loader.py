@@ -151,17 +151,23 @@ def make_result(
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql", "duckdb", "postgresql-merge", "duckdb-merge"])
-def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
-    # "-merge": the staged-MERGE path Snowflake, BigQuery and Redshift take, run for real
-    name, _, method = request.param.partition("-")
+def _backend_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
+    """(URL, load method) of a test's ``backend``: ``name`` or ``name-merge``."""
+    name, _, method = backend.partition("-")
     if name == "sqlite":
         url = f"sqlite:///{tmp_path / 'wh.db'}"
     elif name == "duckdb":
         url = f"duckdb:///{tmp_path / 'wh.duckdb'}"
     else:
         url = request.getfixturevalue("pg_url")
-    w = Warehouse(url, load_method=method or "replace")
+    return url, method or "replace"
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "duckdb", "postgresql-merge", "duckdb-merge"])
+def wh(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Warehouse]:
+    # "-merge": the staged-MERGE path Snowflake, BigQuery and Redshift take, run for real
+    url, method = _backend_url(request.param, request, tmp_path)
+    w = Warehouse(url, load_method=method)
     w.create()
     try:
         yield w
@@ -440,21 +446,9 @@ def test_schema_on_postgres(pg_url: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _racing_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """(URL, load method) of a racing test's ``backend``: ``name`` or ``name-merge``."""
-    name, _, method = backend.partition("-")
-    if name == "sqlite":
-        url = f"sqlite:///{tmp_path / 'race.db'}"
-    elif name == "duckdb":
-        url = f"duckdb:///{tmp_path / 'race.duckdb'}"
-    else:
-        url = request.getfixturevalue("pg_url")
-    return url, method or "replace"
-
-
 @pytest.mark.parametrize("backend", ["postgresql", "postgresql-merge", "duckdb", "duckdb-merge"])
 def test_threads_racing_on_one_document(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
-    url, method = _racing_url(backend, request, tmp_path)
+    url, method = _backend_url(backend, request, tmp_path)
     w = Warehouse(url, load_method=method)
     w.create()
     results = [make_result(3, 40, fingerprint=f"fp-{i % 2}") for i in range(6)]
@@ -527,7 +521,7 @@ def _load_in_process(url: str, method: str, i: int, start: float) -> None:
 def test_processes_racing_on_one_document(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
-    url, method = _racing_url(backend, request, tmp_path)
+    url, method = _backend_url(backend, request, tmp_path)
     Warehouse(url, load_method=method).create()
     ctx = mp.get_context("spawn")
     start = time.time() + 3.0
@@ -588,7 +582,7 @@ def test_two_loaders_of_the_same_document_load_it_once(
     has read it too: the write lock taken before the read (SQLite ``BEGIN IMMEDIATE``, PostgreSQL
     advisory locks, DuckDB's lock in the process) makes the second read the first one's ledger
     row and skip the document. Without it both read an empty ledger and both write."""
-    url, method = _racing_url(backend, request, tmp_path)
+    url, method = _backend_url(backend, request, tmp_path)
     w = Warehouse(url, load_method=method)
     w.create()
     outcomes: list[tuple[str, int]] = []
