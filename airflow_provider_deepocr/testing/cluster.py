@@ -196,12 +196,23 @@ class Cluster:
 
     # -- pids --------------------------------------------------------------------------------
     def pids(self) -> dict[str, int]:
-        if not self.cfg.pid_file.exists():
-            return {}
-        return {k: int(v) for k, v in json.loads(self.cfg.pid_file.read_text()).items()}
+        """The recorded processes that are still the ones this cluster started: each PID is
+        stored with its process's start time, so a PID the system gave to another program since
+        (after a reboot, say) is never signalled."""
+        return {
+            name: int(pid)
+            for name, (pid, started) in self._recorded().items()
+            if _start_time(int(pid)) == started
+        }
 
-    def _save(self, pids: dict[str, int]) -> None:
-        self.cfg.pid_file.write_text(json.dumps(pids, indent=1))
+    def _recorded(self) -> dict[str, list[Any]]:
+        """``name -> [pid, start time]`` as the PID file holds them, gone or not."""
+        return json.loads(self.cfg.pid_file.read_text()) if self.cfg.pid_file.exists() else {}
+
+    def _record(self, name: str, pid: int) -> None:
+        recorded = self._recorded()
+        recorded[name] = [pid, _start_time(pid)]
+        self.cfg.pid_file.write_text(json.dumps(recorded, indent=1))
 
     # -- start -------------------------------------------------------------------------------
     def airflow(self, *args: str, timeout: float = 300) -> str:
@@ -234,9 +245,7 @@ class Cluster:
             cwd=self.cfg.home,
         )
         logf.close()
-        pids = self.pids()
-        pids[name] = proc.pid
-        self._save(pids)
+        self._record(name, proc.pid)
         return proc.pid
 
     def start(self, fresh: bool = False, timeout: float = 180) -> None:
@@ -270,7 +279,8 @@ class Cluster:
         deadline = time.monotonic() + timeout
         workers = names or (list(TOPOLOGY["workers"]) if self.cfg.executor == "CeleryExecutor" else [])
         while time.monotonic() < deadline:
-            dead = [n for n, p in self.pids().items() if not _alive(p)]
+            live = self.pids()
+            dead = [n for n in self._recorded() if n not in live or not _alive(live[n])]
             if dead:
                 raise RuntimeError(f"cluster process(es) exited: {dead}; see {self.cfg.home / 'logs'}")
             if self.api_ready() and all(self.worker_ready(w) for w in workers):
@@ -309,6 +319,15 @@ class Cluster:
         for p in left:
             _signal(p, signal.SIGKILL)
         self.cfg.pid_file.unlink(missing_ok=True)
+
+
+def _start_time(pid: int) -> float | None:
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.NoSuchProcess:
+        return None
 
 
 def _alive(pid: int) -> bool:
@@ -371,7 +390,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"stopped {len(pids)} process trees: {pids}")
         return 0
     if args.action == "status":
-        print(json.dumps({n: {"pid": p, "alive": _alive(p)} for n, p in cluster.pids().items()}))
+        live = cluster.pids()
+        print(
+            json.dumps(
+                {
+                    n: {"pid": r[0], "alive": n in live and _alive(live[n])}
+                    for n, r in cluster._recorded().items()
+                }
+            )
+        )
         return 0
     if shutil.which("psql") is None:
         print("psql not found: the cluster needs PostgreSQL on 127.0.0.1:5432", file=sys.stderr)

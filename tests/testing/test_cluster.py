@@ -232,3 +232,27 @@ def test_backfill_routes_shards_and_survives_a_killed_gpu_worker(cluster: Cluste
     _wait_run(cluster, meta, "run3", 120)
     assert table_digest(WAREHOUSE, "records_") == before
     meta.dispose()
+
+
+def test_stop_never_signals_a_pid_the_system_gave_to_another_program(tmp_path: Path) -> None:
+    """A stale PID file (the cluster died, a reboot) names PIDs now used by other programs: stop
+    and kill leave them alone, because each PID is recorded with its process's start time."""
+    import subprocess
+
+    other = subprocess.Popen(["sleep", "60"])
+    try:
+        cluster = Cluster(ClusterConfig(home=tmp_path))
+        # as a cluster started long ago would have recorded it: same PID, another start time
+        cluster.cfg.pid_file.write_text(json.dumps({"scheduler": [other.pid, 1.0]}))
+        assert cluster.pids() == {}
+        assert cluster.kill("scheduler") == []
+        cluster.stop(timeout=1)
+        assert other.poll() is None  # still running
+        # the process it did start is recorded with its start time, and is stopped
+        cluster._record("scheduler", other.pid)
+        assert cluster.pids() == {"scheduler": other.pid}
+        cluster.stop(timeout=5)
+        assert other.wait(timeout=10) is not None
+    finally:
+        other.kill()
+        other.wait()
