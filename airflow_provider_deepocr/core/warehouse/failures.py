@@ -13,10 +13,29 @@ from airflow_provider_deepocr.core.records import DocumentResult, Failure
 from airflow_provider_deepocr.core.warehouse.rows import DocRows, chunks, failure_id, failure_row
 
 
-def doc_failures(failures: sa.Table, doc_id: str, source_uri: str) -> sa.ColumnElement[bool]:
-    """Failure rows that belong to a document: by id, or by URI when it was never hashed."""
+def doc_failures(
+    failures: sa.Table, doc_ids: Collection[str], source_uris: Collection[str]
+) -> sa.ColumnElement[bool]:
+    """Failure rows that belong to documents: by id, or by URI when they were never hashed.
+
+    Two flat ``IN`` lists (one per index: ``doc_id`` and ``source_uri``), not one ``OR`` term per
+    document: SQLite refuses an expression tree deeper than 1,000, which 500 documents' terms were.
+    """
     f = failures
-    return sa.or_(f.c.doc_id == doc_id, sa.and_(f.c.doc_id.is_(None), f.c.source_uri == source_uri))
+    return sa.or_(
+        f.c.doc_id.in_(sorted(set(doc_ids))),
+        sa.and_(f.c.doc_id.is_(None), f.c.source_uri.in_(sorted(set(source_uris)))),
+    )
+
+
+def failures_delete(
+    failures: sa.Table, docs: Sequence[DocumentResult], keep: Collection[str] = ()
+) -> sa.Delete:
+    """The statement deleting the failure rows of ``docs`` (at most 500), but those in ``keep``."""
+    stale = doc_failures(failures, [r.doc_id for r in docs], [r.ref.uri for r in docs])
+    if keep:
+        stale = sa.and_(stale, failures.c.failure_id.not_in(sorted(keep)))
+    return failures.delete().where(stale)
 
 
 def delete_failures_of(
@@ -24,10 +43,7 @@ def delete_failures_of(
 ) -> None:
     """Delete the failure rows that belong to ``docs``, except those whose id is in ``keep``."""
     for chunk in chunks(docs, 500):
-        stale = sa.or_(*(doc_failures(failures, r.doc_id, r.ref.uri) for r in chunk))
-        if keep:
-            stale = sa.and_(stale, failures.c.failure_id.not_in(sorted(keep)))
-        conn.execute(failures.delete().where(stale))
+        conn.execute(failures_delete(failures, chunk, keep))
 
 
 def insert_failures(conn: sa.Connection, failures: sa.Table, rows: list[dict[str, Any]]) -> int:

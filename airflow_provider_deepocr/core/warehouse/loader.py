@@ -38,6 +38,7 @@ from airflow_provider_deepocr.core.warehouse.rows import (
 from airflow_provider_deepocr.core.warehouse.schema import (
     TABLES,
     add_missing_columns,
+    add_missing_indexes,
     build_metadata,
     check_identifier,
 )
@@ -189,6 +190,8 @@ class Warehouse:
             else:
                 self.metadata.create_all(conn, checkfirst=True)
             added = add_missing_columns(conn, self._tables.values(), self.db.table_columns)
+            if self.db.indexes:
+                add_missing_indexes(conn, self._tables.values())
         if added:
             log.info("warehouse: added columns %s", ", ".join(added))
         return added

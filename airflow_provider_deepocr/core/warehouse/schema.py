@@ -136,7 +136,9 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("config_fingerprint", fp),
         sa.Column("run_id", sa.Text),
         sa.Column("recorded_at", ts, nullable=False),
-        sa.Index(f"{prefix}failures_doc_idx", "doc_id"),
+        # a load deletes a document's failure rows by id, and a never-hashed one's (doc_id NULL) by
+        # URI (failures.doc_failures): both are searches of this one index, never a scan
+        sa.Index(f"{prefix}failures_doc_uri_idx", "doc_id", "source_uri"),
     )
     sa.Table(
         f"{prefix}load_ledger",
@@ -221,3 +223,11 @@ def add_missing_columns(
             )
             added.append(f"{table.name}.{col.name}")
     return added
+
+
+def add_missing_indexes(conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
+    """``CREATE INDEX IF NOT EXISTS`` for each index of ``tables``: a table made by an older
+    version gets the indexes it lacks (``create_all`` makes them only with a new table)."""
+    for table in tables:
+        for index in sorted(table.indexes, key=lambda i: str(i.name)):
+            conn.execute(sa.schema.CreateIndex(index, if_not_exists=True))

@@ -134,7 +134,7 @@ def test_warehouse_ddl_skips_indexes_where_there_are_none(dialect: sa.Dialect, m
         assert _parse(dialect, s)
     pg = m.warehouse_ddl(_dialect("postgresql"), md)
     assert len(pg) == 11 and {s.split(" ON ")[0] for s in pg[-2:]} == {
-        "CREATE INDEX IF NOT EXISTS deepocr_failures_doc_idx",
+        "CREATE INDEX IF NOT EXISTS deepocr_failures_doc_uri_idx",
         "CREATE INDEX IF NOT EXISTS deepocr_reviews_doc_idx",
     }
 
