@@ -13,6 +13,7 @@ import threading
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any, Literal
 
 import sqlalchemy as sa
@@ -340,12 +341,49 @@ def merge_dialect(obj: sa.Dialect | sa.Connection | sa.Engine) -> Dialect:
     return d
 
 
-def make_engine(url: str) -> sa.Engine:
-    """An engine for a URL, with the per-connection settings this loader relies on."""
+#: Databases a URL may name, for the hint on a URL SQLAlchemy does not know.
+KNOWN_URL_SCHEMES = ("sqlite", "postgresql", "duckdb", "snowflake", "bigquery", "redshift")
+
+
+def url_mistake(url: str) -> str | None:
+    """What to write instead, for the common mistakes in a warehouse URL (else None)."""
+    if "://" not in url:
+        return (
+            f"{url!r} is not a database URL: for a SQLite file write sqlite:///{url} "
+            "(sqlite:////absolute/path for an absolute one); for a server, dialect://user@host/db"
+        )
+    scheme = url.split("://", 1)[0].lower()
+    if scheme in ("postgres", "postgres+psycopg", "postgres+psycopg2"):
+        return "SQLAlchemy does not know postgres://: write postgresql+psycopg://user@host:5432/db"
+    return None
+
+
+def make_engine(url: str, *, must_exist: bool = False) -> sa.Engine:
+    """An engine for a URL, with the per-connection settings this loader relies on.
+
+    ``must_exist``: a file database (SQLite, DuckDB) that is not there is a
+    :class:`~errors.WarehouseError` (``warehouse_no_database``) instead of an empty new file, for
+    commands that only read."""
+    hint = url_mistake(url)
+    if hint is not None:
+        raise errors.ConfigError(f"bad warehouse URL: {hint}")
     try:
         engine = sa.create_engine(url)
     except Exception as exc:  # bad URL / missing driver: a configuration problem
-        raise errors.ConfigError(f"cannot create engine: {type(exc).__name__}") from exc
+        scheme = url.split("://", 1)[0]
+        known = ", ".join(KNOWN_URL_SCHEMES)
+        raise errors.ConfigError(
+            f"cannot create an engine for {scheme}:// ({type(exc).__name__}); "
+            f"known databases: {known} (a driver may follow a +, e.g. postgresql+psycopg)"
+        ) from exc
+    database = engine.url.database
+    file_db = engine.dialect.name in ("sqlite", "duckdb") and database not in (None, "", ":memory:")
+    if must_exist and file_db and not Path(str(database)).exists():
+        shown = engine.url.render_as_string(hide_password=True)
+        engine.dispose()
+        raise errors.WarehouseError(
+            errors.WAREHOUSE_NO_DATABASE, f"warehouse {shown} does not exist (no such file; nothing created)"
+        )
     dialect_of(engine).configure(engine)
     return engine
 

@@ -80,15 +80,18 @@ class Warehouse:
         *,
         copy_min_rows: int = 500,
         load_method: str = "auto",
+        must_exist: bool = False,
     ) -> None:
         """``load_method``: ``replace`` (delete the documents' rows, then bulk-insert: COPY on
         PostgreSQL, a DataFrame on DuckDB, executemany elsewhere), ``merge`` (staging tables and
         MERGE, :mod:`~airflow_provider_deepocr.core.warehouse.merge`), or ``auto``: ``merge`` on
-        Snowflake, BigQuery and Redshift, ``replace`` everywhere else."""
+        Snowflake, BigQuery and Redshift, ``replace`` everywhere else. ``must_exist``: a SQLite or
+        DuckDB file that is not there is refused (``warehouse_no_database``), not created: for
+        commands that only read."""
         self.prefix = check_identifier(prefix, "prefix")
         self.schema = check_identifier(schema, "schema") if schema is not None else None
         if isinstance(engine_or_url, str):
-            self.engine = make_engine(engine_or_url)
+            self.engine = make_engine(engine_or_url, must_exist=must_exist)
         elif isinstance(engine_or_url, sa.Engine):
             self.engine = engine_or_url
         else:

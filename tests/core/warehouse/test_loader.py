@@ -898,3 +898,30 @@ def test_missing_schema_privilege_names_the_schema(pg_password_server: dict[str,
     assert str(err).endswith("(permission denied for schema public)")
     # the same warehouse, as its owner: nothing wrong with it
     assert Warehouse(pg_password_server["admin"], schema="locked").create() == []
+
+
+@pytest.mark.parametrize(
+    ("url", "says"),
+    [
+        ("postgres://postgres@127.0.0.1:5432/x", "write postgresql+psycopg://user@host:5432/db"),
+        ("warehouse.db", "for a SQLite file write sqlite:///warehouse.db"),
+        ("mssqlx://u@h/db", "known databases: sqlite, postgresql, duckdb"),
+    ],
+)
+def test_common_url_mistakes_say_what_to_write(url: str, says: str) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        Warehouse(url)
+    assert says in str(info.value)
+
+
+@pytest.mark.parametrize("scheme", ["sqlite", "duckdb"])
+def test_a_reader_never_creates_a_missing_database_file(scheme: str, tmp_path: Path) -> None:
+    path = tmp_path / f"absent.{scheme}"
+    with pytest.raises(errors.WarehouseError) as info:
+        Warehouse(f"{scheme}:///{path}", must_exist=True)
+    assert info.value.reason == errors.WAREHOUSE_NO_DATABASE
+    assert "does not exist" in str(info.value)
+    assert not path.exists()
+    Warehouse(f"{scheme}:///{path}").create()  # a writer makes it
+    assert path.exists()
+    Warehouse(f"{scheme}:///{path}", must_exist=True).dispose()
