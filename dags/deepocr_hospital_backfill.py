@@ -40,6 +40,7 @@ import os
 from datetime import datetime, timedelta
 
 from airflow.sdk import DAG
+from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_deepocr.operators.deepocr import (
     DeepOcrListDocumentsOperator,
@@ -65,7 +66,11 @@ SLEEP = (
 with DAG(
     dag_id="deepocr_hospital_backfill",
     description="Scanned medical records, one archive year per run -> DeepSeek-OCR -> warehouse",
-    schedule="@yearly",
+    # A run covers a finished year: the one for 2025 starts on 2026-01-01 with logical date
+    # 2025-01-01 (a data-interval timetable; "@yearly" alone is a trigger timetable in Airflow 3,
+    # whose run on 2026-01-01 would list the year that has only begun). Unpausing runs the last
+    # finished year, never the current one.
+    schedule=CronDataIntervalTimetable("@yearly", timezone="UTC"),
     start_date=datetime(1995, 1, 1),
     catchup=False,  # backfill explicitly (see the docstring); new years run as they close
     max_active_runs=2,

@@ -7,13 +7,22 @@ PostgreSQL database, the broker is Redis. Each worker reports its own hostname t
 says where every task ran. ``docker-compose.yml`` has the same topology and settings
 (``tests/test_docker_compose.py`` checks them against :data:`TOPOLOGY` and :func:`airflow_env`).
 
-Every process is started in its own session and recorded in a PID file; :meth:`Cluster.stop`
-kills exactly those process trees (a worker's forked task processes included), nothing by name.
+Every process is started in its own session (``setsid``) and recorded in a PID file with its start
+time; :meth:`Cluster.stop` and :meth:`Cluster.kill` signal every process of those sessions and
+nothing else: a worker's task processes too, even once a ``kill -9`` of the worker left them
+orphaned (they keep the session; Airflow's supervisor only gives them their own process group).
+
+The api-server listens on 127.0.0.1 only, with one user, ``admin``, whose password Airflow
+generates at the first start (printed by ``start``; kept in ``.cluster/airflow/
+simple_auth_manager_passwords.json.generated``). ``start`` writes ``.cluster/airflow.env``: source it
+and the ``airflow`` CLI talks to this cluster (``airflow dags list``, ``airflow dags trigger``).
 
 Command line (what ``make cluster`` / ``make cluster-stop`` run)::
 
-    python -m airflow_provider_deepocr.testing.cluster start [--home DIR] [--port 8080]
-    python -m airflow_provider_deepocr.testing.cluster stop  [--home DIR]
+    python -m airflow_provider_deepocr.testing.cluster start   [--home DIR] [--port 8080]
+    python -m airflow_provider_deepocr.testing.cluster stop    [--home DIR]
+    python -m airflow_provider_deepocr.testing.cluster restart gpu|default   # one worker, whole tree
+    python -m airflow_provider_deepocr.testing.cluster kill    gpu|default   # SIGKILL, whole tree
 """
 
 from __future__ import annotations
@@ -82,6 +91,7 @@ class ClusterConfig:
 
     home: Path = DEFAULT_HOME
     api_port: int = 8080
+    api_host: str = "127.0.0.1"  # patient images behind the review plugin: loopback unless asked
     metadata_db: str = "deepocr_airflow"
     redis_url: str = "redis://127.0.0.1:6379/0"
     log_server_ports: dict[str, int] = field(default_factory=lambda: {"default": 8793, "gpu": 8794})
@@ -101,6 +111,15 @@ class ClusterConfig:
     def pid_file(self) -> Path:
         return self.home / "cluster.pids.json"
 
+    @property
+    def env_file(self) -> Path:
+        """``source`` it and the ``airflow`` CLI reaches this cluster."""
+        return self.home / "airflow.env"
+
+    @property
+    def password_file(self) -> Path:
+        return self.airflow_home / "simple_auth_manager_passwords.json.generated"
+
     def log(self, name: str) -> Path:
         return self.home / "logs" / f"{name}.log"
 
@@ -119,7 +138,9 @@ def airflow_env(cfg: ClusterConfig) -> dict[str, str]:
         "AIRFLOW__API__PORT": str(cfg.api_port),
         "AIRFLOW__API_AUTH__JWT_SECRET": "deepocr-local-cluster",  # shared by every process
         "AIRFLOW__SCHEDULER__TASK_INSTANCE_HEARTBEAT_TIMEOUT": str(cfg.heartbeat_timeout_s),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        # one admin; Airflow generates the password into the file at the api-server's first start
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": "admin:admin",
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(cfg.password_file),
         "PYTHONUNBUFFERED": "1",
         "AIRFLOW__CORE__EXECUTOR": cfg.executor,
         "AIRFLOW__CORE__PARALLELISM": str(cfg.parallelism),
@@ -140,7 +161,7 @@ def process_commands(cfg: ClusterConfig) -> dict[str, tuple[list[str], dict[str,
     """Each process's command line and its own environment (on top of :func:`airflow_env`)."""
     af = _airflow()
     procs: dict[str, tuple[list[str], dict[str, str]]] = {
-        "api-server": ([af, "api-server", "--port", str(cfg.api_port)], {}),
+        "api-server": ([af, "api-server", "--host", cfg.api_host, "--port", str(cfg.api_port)], {}),
         "scheduler": ([af, "scheduler"], {}),
         "dag-processor": ([af, "dag-processor"], {}),
     }
@@ -176,6 +197,21 @@ def _psql(sql: str, db: str = "postgres") -> str:
         check=True,
     )
     return out.stdout.strip()
+
+
+def free_redis_db(host: str = "127.0.0.1", port: int = 6379, skip: int = 0) -> int:
+    """The first empty Redis database number other than ``skip`` (``make cluster`` uses 0), so a
+    second cluster on the machine (another worktree's test run) gets its own broker keys."""
+    for db in range(16):
+        out = subprocess.run(
+            ["redis-cli", "-h", host, "-p", str(port), "-n", str(db), "DBSIZE"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        if db != skip and out.stdout.strip() == "0":
+            return db
+    raise RuntimeError("no empty Redis database left on 127.0.0.1:6379")
 
 
 def ensure_database(name: str, fresh: bool = False) -> None:
@@ -228,9 +264,29 @@ class Cluster:
         (self.cfg.home / "logs").mkdir(parents=True, exist_ok=True)
         self.cfg.airflow_home.mkdir(parents=True, exist_ok=True)
         ensure_database(self.cfg.metadata_db, fresh=fresh)
+        self.write_env_file()
         self.airflow("db", "migrate", timeout=600)
         for pool, slots in self.cfg.pools.items():
             self.airflow("pools", "set", pool, str(slots), "GPU workers")
+
+    def write_env_file(self) -> Path:
+        """``export`` lines of every cluster setting: ``source`` the file and the ``airflow`` CLI
+        (``dags list``, ``dags trigger``, ``backfill create``) talks to this cluster."""
+        import shlex
+
+        env = airflow_env(self.cfg)
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+        self.cfg.env_file.write_text(
+            "# source me: the airflow CLI then reaches this cluster\n" + "\n".join(lines) + "\n"
+        )
+        return self.cfg.env_file
+
+    def admin_password(self) -> str | None:
+        """The generated password of user ``admin`` (None before the api-server's first start)."""
+        try:
+            return str(json.loads(self.cfg.password_file.read_text())["admin"])
+        except (OSError, ValueError, KeyError):
+            return None
 
     def start_process(self, name: str) -> int:
         cmd, extra = self.commands[name]
@@ -289,6 +345,8 @@ class Cluster:
         raise TimeoutError(f"cluster not ready after {timeout:.0f}s; see {self.cfg.home / 'logs'}")
 
     def restart_worker(self, name: str, timeout: float = 120) -> None:
+        """Start worker ``name`` again (its old session killed first, orphans included)."""
+        self.kill(f"worker-{name}")
         path = self.cfg.log(f"worker-{name}")
         offset = path.stat().st_size if path.exists() else 0
         self.start_process(f"worker-{name}")
@@ -299,15 +357,22 @@ class Cluster:
             time.sleep(0.5)
 
     # -- stop --------------------------------------------------------------------------------
+    def members(self, name: str) -> list[Any]:
+        """Every live process of ``name``'s session: the recorded leader and all it started, those
+        a ``kill -9`` of the leader orphaned included."""
+        rec = self._recorded().get(name)
+        return _session(int(rec[0]), float(rec[1] or 0)) if rec else []
+
     def kill(self, name: str, sig: int = signal.SIGKILL) -> list[int]:
-        """Send ``sig`` to the whole process tree of ``name``; returns the PIDs signalled."""
-        pid = self.pids().get(name)
-        return _kill_tree(pid, sig) if pid else []
+        """Send ``sig`` to every process of ``name``'s session; returns the PIDs signalled."""
+        procs = self.members(name)
+        for p in procs:
+            _signal(p, sig)
+        return [p.pid for p in procs]
 
     def stop(self, timeout: float = 30) -> None:
-        """SIGTERM every recorded process tree, SIGKILL what is left after ``timeout``."""
-        pids = self.pids()
-        trees = {name: _tree(pid) for name, pid in pids.items()}
+        """SIGTERM every recorded session, SIGKILL what is left after ``timeout``."""
+        trees = {name: self.members(name) for name in self._recorded()}
         for procs in trees.values():
             for p in procs:
                 _signal(p, signal.SIGTERM)
@@ -339,14 +404,29 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def _tree(pid: int) -> list[Any]:
+def _session(leader: int, started: float) -> list[Any]:
+    """Live processes of the session that ``leader`` opened at ``started`` (the recorded start time).
+
+    Membership is the session id, which a task process keeps when a ``kill -9`` of its worker
+    reparents it to init (Airflow's supervisor gives it only its own process group). The kernel
+    does not hand out a PID while a session still carries it as its id, so the id cannot be
+    reused while any member lives; and if a process holds the leader's PID with another start
+    time, the PID was reused after the session ended: nothing is ours. (Processes are not told
+    apart by their environment: setproctitle, which Celery and Airflow call, overwrites what
+    /proc shows of it.)"""
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        return [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
+    holder = _start_time(leader)
+    if holder is not None and holder != started:
         return []
+    found = []
+    for p in psutil.process_iter():
+        try:
+            if os.getsid(p.pid) == leader and p.status() != psutil.STATUS_ZOMBIE:
+                found.append(p)
+        except (psutil.Error, OSError):
+            continue
+    return found
 
 
 def _signal(p: Any, sig: int) -> None:
@@ -358,16 +438,12 @@ def _signal(p: Any, sig: int) -> None:
         pass
 
 
-def _kill_tree(pid: int, sig: int) -> list[int]:
-    procs = _tree(pid)
-    for p in procs:
-        _signal(p, sig)
-    return [p.pid for p in procs]
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m airflow_provider_deepocr.testing.cluster")
-    ap.add_argument("action", choices=["start", "stop", "status"])
+    ap.add_argument("action", choices=["start", "stop", "status", "restart", "kill"])
+    ap.add_argument(
+        "worker", nargs="?", choices=sorted(TOPOLOGY["workers"]), help="restart/kill: which worker"
+    )
     ap.add_argument("--home", type=Path, default=DEFAULT_HOME)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--fresh", action="store_true", help="drop the metadata database first")
@@ -389,6 +465,15 @@ def main(argv: list[str] | None = None) -> int:
         cluster.stop()
         print(f"stopped {len(pids)} process trees: {pids}")
         return 0
+    if args.action in ("restart", "kill"):
+        if args.worker is None:
+            ap.error(f"{args.action} needs a worker: {', '.join(sorted(TOPOLOGY['workers']))}")
+        killed = cluster.kill(f"worker-{args.worker}")
+        print(f"killed worker {args.worker}: {len(killed)} process(es) {killed}")
+        if args.action == "restart":
+            cluster.restart_worker(args.worker)
+            print(f"worker {args.worker} ready again (log {cfg.log('worker-' + args.worker)})")
+        return 0
     if args.action == "status":
         live = cluster.pids()
         print(
@@ -406,8 +491,11 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.monotonic()
     cluster.start(fresh=args.fresh)
     print(
-        f"cluster ready in {time.monotonic() - t0:.0f}s: http://127.0.0.1:{cfg.api_port} "
-        f"(metadata db {cfg.metadata_db}, broker {cfg.redis_url}, logs {home / 'logs'}); "
+        f"cluster ready in {time.monotonic() - t0:.0f}s: http://{cfg.api_host}:{cfg.api_port} "
+        f"(user admin, password {cluster.admin_password()}; metadata db {cfg.metadata_db}, "
+        f"broker {cfg.redis_url}, logs {home / 'logs'})\n"
+        f"airflow CLI against it: source {cfg.env_file} && airflow dags list\n"
+        "restart one worker: python -m airflow_provider_deepocr.testing.cluster restart gpu; "
         "stop: make cluster-stop"
     )
     return 0

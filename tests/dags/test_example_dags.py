@@ -85,6 +85,31 @@ def _dags_test(env: dict[str, str], dag_id: str, logical_date: str) -> None:
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
 
+def test_the_hospital_backfill_never_schedules_the_unfinished_year() -> None:
+    """Unpaused today, the first scheduled run lists the last finished year (its data interval has
+    ended); the current year's folder does not exist yet (it used to fail four tries)."""
+    import importlib.util
+    from datetime import UTC, datetime
+
+    from airflow.timetables.base import TimeRestriction
+
+    spec = importlib.util.spec_from_file_location(
+        "hospital_dag", REPO / "dags" / "deepocr_hospital_backfill.py"
+    )
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    dag = mod.dag
+    now = datetime.now(UTC)
+    info = dag.timetable.next_dagrun_info(
+        last_automated_data_interval=None,
+        restriction=TimeRestriction(earliest=dag.start_date, latest=None, catchup=False),
+    )
+    assert info is not None
+    assert info.logical_date.year == now.year - 1  # the year the listing reads
+    assert info.data_interval.end <= now
+
+
 def test_hospital_backfill_reads_only_its_year(airflow_env: dict[str, str], tmp_path: Path) -> None:
     from airflow_provider_deepocr.testing.samples import write_samples
 

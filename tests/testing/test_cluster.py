@@ -9,9 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import signal
+import subprocess
+import sys
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +25,13 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_deepocr.testing.cluster import Cluster, ClusterConfig, ensure_database, free_port
+from airflow_provider_deepocr.testing.cluster import (
+    Cluster,
+    ClusterConfig,
+    ensure_database,
+    free_port,
+    free_redis_db,
+)
 from airflow_provider_deepocr.testing.samples import write_scanned_archive
 from tests.digest import table_digest
 
@@ -33,8 +45,11 @@ SHARD_PAGES = 3
 # record_0002 (5 pages) is split: page 1 in shard 0, 2-4 in shard 1, 5 in shard 2
 PAGE_COUNTS = [2, 5, 2]
 SHARDS = 3
-META_DB = "deepocr_cluster_test"
-WAREHOUSE_DB = "deepocr_cluster_test_wh"
+# per-run names: two test runs on one machine (two worktrees) never share a database, and each
+# cluster takes an empty Redis database for its broker (cluster.free_redis_db)
+RUN = uuid.uuid4().hex[:8]
+META_DB = f"deepocr_cluster_test_{RUN}"
+WAREHOUSE_DB = f"deepocr_cluster_test_wh_{RUN}"
 WAREHOUSE = f"postgresql+psycopg://postgres@127.0.0.1:5432/{WAREHOUSE_DB}"
 GPU_HOST, DEFAULT_HOST = "deepocr-gpu-worker", "deepocr-default-worker"
 
@@ -42,12 +57,13 @@ GPU_HOST, DEFAULT_HOST = "deepocr-gpu-worker", "deepocr-default-worker"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     home = tmp_path_factory.mktemp("cluster")
+    redis_db = free_redis_db()
     ensure_database(WAREHOUSE_DB, fresh=True)
     cfg = ClusterConfig(
         home=home,
         api_port=free_port(),
         metadata_db=META_DB,
-        redis_url="redis://127.0.0.1:6379/7",  # not make cluster's db 0
+        redis_url=f"redis://127.0.0.1:6379/{redis_db}",  # not make cluster's db 0
         log_server_ports={"default": free_port(), "gpu": free_port()},
         heartbeat_timeout_s=30,
         env={
@@ -67,6 +83,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         yield c
     finally:
         c.stop()
+        subprocess.run(["redis-cli", "-h", "127.0.0.1", "-n", str(redis_db), "FLUSHDB"], capture_output=True)
+        for db in (META_DB, WAREHOUSE_DB):
+            subprocess.run(
+                [
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    "postgres",
+                    "-c",
+                    f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)',
+                ],
+                capture_output=True,
+            )
 
 
 def _meta(c: Cluster) -> sa.Engine:
@@ -158,6 +188,47 @@ def _check_warehouse() -> None:
     wh.dispose()
 
 
+def _check_access(c: Cluster) -> None:
+    """Loopback only; one admin with the generated password; the airflow CLI from the env file."""
+    import psutil
+
+    listening = {
+        conn.laddr.ip
+        for conn in psutil.net_connections("inet")
+        if conn.status == psutil.CONN_LISTEN and conn.laddr.port == c.cfg.api_port
+    }
+    assert listening == {"127.0.0.1"}
+    base = f"http://127.0.0.1:{c.cfg.api_port}"
+    try:
+        urllib.request.urlopen(f"{base}/api/v2/dags", timeout=10)  # noqa: S310 (local)
+        pytest.fail("an anonymous request was served")
+    except urllib.error.HTTPError as exc:
+        assert exc.code in (401, 403)
+    password = c.admin_password()
+    assert password
+    req = urllib.request.Request(
+        f"{base}/auth/token",
+        data=json.dumps({"username": "admin", "password": password}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (local)
+        token = json.loads(r.read())["access_token"]
+    req = urllib.request.Request(f"{base}/api/v2/dags", headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310 (local)
+        assert DAG_ID in {d["dag_id"] for d in json.loads(r.read())["dags"]}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW")}
+    airflow = Path(sys.executable).with_name("airflow")
+    out = subprocess.run(
+        ["bash", "-c", f"source {c.cfg.env_file} && {airflow} dags list -o plain"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert DAG_ID in {line.split()[0] for line in out.stdout.splitlines() if line.strip()}
+
+
 def test_backfill_routes_shards_and_survives_a_killed_gpu_worker(cluster: Cluster) -> None:
     meta = _meta(cluster)
     work = Path(cluster.cfg.env["DEEPOCR_WORK_URI"])
@@ -169,6 +240,7 @@ def test_backfill_routes_shards_and_survives_a_killed_gpu_worker(cluster: Cluste
         "the DAG parsed",
     )
     cluster.airflow("dags", "unpause", DAG_ID)
+    _check_access(cluster)
 
     # -- 1. a clean run: routing by queue, shards, exactly once --------------------------------
     _trigger(cluster, "run1")
@@ -204,9 +276,17 @@ def test_backfill_routes_shards_and_survives_a_killed_gpu_worker(cluster: Cluste
         return 1 <= len(done) < SHARD_PAGES
 
     _wait(some_pages_done, 180, "the first pages of shard 0", every=0.1)
+    # as a person would: kill -9 of the worker's main PID alone. Its task processes outlive it
+    # (reparented to init), in its session: kill() reaches them there, and leaves none behind.
+    main_pid = cluster.pids()["worker-gpu"]
+    os.kill(main_pid, signal.SIGKILL)
+    _wait(
+        lambda: main_pid not in [p.pid for p in cluster.members("worker-gpu")], 10, "the main PID gone", 0.05
+    )
     killed = cluster.kill("worker-gpu", signal.SIGKILL)
     killed_at = time.time()
-    assert len(killed) >= 3  # the worker, its pool process, the task's processes
+    assert main_pid not in killed and killed  # the orphans
+    _wait(lambda: not cluster.members("worker-gpu"), 10, "no process of the gpu worker left")
     time.sleep(1)
     finished = {p: p.stat().st_mtime for p in _shard_page_files(work, "run2", shard) if p.exists()}
     assert 1 <= len(finished) < SHARD_PAGES
@@ -236,23 +316,32 @@ def test_backfill_routes_shards_and_survives_a_killed_gpu_worker(cluster: Cluste
 
 def test_stop_never_signals_a_pid_the_system_gave_to_another_program(tmp_path: Path) -> None:
     """A stale PID file (the cluster died, a reboot) names PIDs now used by other programs: stop
-    and kill leave them alone, because each PID is recorded with its process's start time."""
-    import subprocess
-
-    other = subprocess.Popen(["sleep", "60"])
+    and kill leave them alone (each PID is recorded with its start time, and only processes of the
+    recorded session are signalled, and none when another process holds the leader's PID); its own
+    processes are stopped, a child orphaned by its leader's death included."""
+    stranger = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    # ours: a session leader whose child outlives it (as a task process outlives its worker)
+    ours = subprocess.Popen(["sh", "-c", "sleep 60 & wait"], start_new_session=True)
     try:
         cluster = Cluster(ClusterConfig(home=tmp_path))
         # as a cluster started long ago would have recorded it: same PID, another start time
-        cluster.cfg.pid_file.write_text(json.dumps({"scheduler": [other.pid, 1.0]}))
+        cluster.cfg.pid_file.write_text(json.dumps({"scheduler": [stranger.pid, 1.0]}))
         assert cluster.pids() == {}
         assert cluster.kill("scheduler") == []
         cluster.stop(timeout=1)
-        assert other.poll() is None  # still running
+        assert stranger.poll() is None  # still running
         # the process it did start is recorded with its start time, and is stopped
-        cluster._record("scheduler", other.pid)
-        assert cluster.pids() == {"scheduler": other.pid}
+        cluster._record("scheduler", ours.pid)
+        assert cluster.pids() == {"scheduler": ours.pid}
+        _wait(lambda: len(cluster.members("scheduler")) == 2, 10, "the leader's child started")
+        child = next(p for p in cluster.members("scheduler") if p.pid != ours.pid)
+        os.kill(ours.pid, signal.SIGKILL)  # the leader dies, its child lives on, reparented
+        ours.wait(timeout=10)
+        assert [p.pid for p in cluster.members("scheduler")] == [child.pid]
         cluster.stop(timeout=5)
-        assert other.wait(timeout=10) is not None
+        _wait(lambda: not child.is_running() or child.status() == "zombie", 10, "the orphan stopped")
+        assert stranger.poll() is None
     finally:
-        other.kill()
-        other.wait()
+        for p in (stranger, ours):
+            p.kill()
+            p.wait()
