@@ -359,20 +359,23 @@ def scan_cases(rotations: tuple[int, ...] = (0, 90, 180, 270), dpi: int = 150) -
 
 
 def real_cases(data_dir: Path = DATA_DIR) -> list[TruthCase]:
-    """Public PDFs with expected tables: ``NAME.pdf`` beside ``NAME.csv`` (one table, first page).
+    """Public PDFs with expected tables: ``NAME.pdf`` beside ``NAME.pN.tK.csv`` (page N, table K).
 
-    The truth holds the table only (its lines are the table's rows): word F1 on these counts
-    the table's words read (recall-like), order and cells as usual.
+    The truth holds the tables only (a page's lines are its tables' rows), so the bench scores
+    words on these by recall (the table's words read), order and cells as usual. Pages without a
+    CSV get empty truth.
     """
+    import pymupdf
+
     out = []
     for pdf in sorted(data_dir.glob("*.pdf")):
-        csv_path = pdf.with_suffix(".csv")
-        if not csv_path.exists():
-            continue
-        with csv_path.open(newline="", encoding="utf-8") as f:
-            table = [[" ".join(c.split()) for c in row] for row in csv.reader(f)]
-        lines = [" ".join(c for c in row if c) for row in table]
-        out.append(
-            TruthCase(f"real_{pdf.stem}", pdf.name, pdf.read_bytes(), [TruthPage(lines, [table])], "real")
-        )
+        with pymupdf.open(pdf) as doc:
+            pages = [TruthPage([]) for _ in range(doc.page_count)]
+        for csv_path in sorted(data_dir.glob(f"{pdf.stem}.p*.t*.csv")):
+            page_no = int(csv_path.name[len(pdf.stem) + 2 :].split(".")[0])
+            with csv_path.open(newline="", encoding="utf-8") as f:
+                table = [list(row) for row in csv.reader(f)]
+            pages[page_no - 1].tables.append(table)
+            pages[page_no - 1].lines += [" ".join(c for c in row if c) for row in table]
+        out.append(TruthCase(f"real_{pdf.stem}", pdf.name, pdf.read_bytes(), pages, "real"))
     return out

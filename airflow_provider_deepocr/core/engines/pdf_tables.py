@@ -35,6 +35,7 @@ Word = tuple[float, float, float, float, str]
 GAP_RATIO = 0.75  # a gap wider than this times the row height separates two cells
 MIN_ROWS = 3  # rows with two or more cells needed to call a run of rows a table
 MAX_MEDIAN_CELL = 30  # characters: longer median cells are prose columns, not a table
+PROSE_LINE = 60  # characters: a one-cell row this long is prose, not a table row
 ROW_GAP_RATIO = 2.2  # a vertical gap wider than this times the row height ends a table
 _NUMBER = re.compile(r"^[(\-–−]?[$€£]?\s?\d[\d,.\s]*%?\)?$")
 _YEAR = re.compile(r"^(19|20)\d\d$")
@@ -146,6 +147,11 @@ def _runs(rows: list[list[_Seg]]) -> list[list[int]]:
     runs: list[list[int]] = []
     cur: list[int] = []
     for k, segs in enumerate(rows):
+        if len(segs) == 1 and len(segs[0].text) > PROSE_LINE:  # a line of prose ends a table
+            if cur:
+                runs.append(cur)
+                cur = []
+            continue
         if cur:
             prev = rows[cur[-1]]
             height = max(s.y1 - s.y0 for s in prev)
@@ -171,7 +177,15 @@ def _build(rows: list[list[_Seg]], hrules: list[Box], words: list[Word]) -> Foun
     if len(cols) < 2:
         return None
     # Ruled rows: text rows between the same two horizontal rules (within the table) merge.
-    ys = sorted({round(h[1], 1) for h in hrules if h[0] <= bbox[0] + 5 and h[2] >= bbox[2] - 5})
+    ys = sorted(
+        {
+            round(h[1], 1)
+            for h in hrules
+            if h[0] <= bbox[0] + 5 and h[2] >= bbox[2] - 5 and bbox[1] - 20 <= h[1] <= bbox[3] + 20
+        }
+    )
+    if len(ys) < 0.5 * len(rows):  # rules under the header or round the edge only: rows are text rows
+        ys = []
     groups: list[list[list[_Seg]]] = []
     band_of_prev = None
     for segs in rows:
