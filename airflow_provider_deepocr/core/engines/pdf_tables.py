@@ -33,6 +33,7 @@ Box = tuple[float, float, float, float]
 Word = tuple[float, float, float, float, str]
 
 GAP_RATIO = 0.75  # a gap wider than this times the row height separates two cells
+NUMBER_GAP_RATIO = 0.35  # two figures further apart than this times the row height are two cells
 MIN_ROWS = 3  # rows with two or more cells needed to call a run of rows a table
 MAX_MEDIAN_CELL = 30  # characters: longer median cells are prose columns, not a table
 PROSE_LINE = 60  # characters: a one-cell row this long is prose, not a table row
@@ -109,7 +110,8 @@ def _segments(row: list[int], words: list[Word], vrules: list[Box], join: str = 
             s = segs[-1]
             gap = x0 - s.x1
             ruled = any(s.x1 - 1 <= v[0] <= x0 + 1 and v[1] <= y1 and v[3] >= y0 for v in vrules)
-            if gap <= gap_limit and not ruled:
+            figures = gap > NUMBER_GAP_RATIO * height and _is_number(s.text) and _is_number(text)
+            if gap <= gap_limit and not ruled and not figures:
                 s.x1, s.y0, s.y1 = max(s.x1, x1), min(s.y0, y0), max(s.y1, y1)
                 s.words.append(i)
                 s.text += join + text
@@ -119,8 +121,22 @@ def _segments(row: list[int], words: list[Word], vrules: list[Box], join: str = 
 
 
 def _columns(rows: list[list[_Seg]], width: float) -> list[tuple[float, float]]:
-    """Connected x-ranges of the cells of multi-cell rows (cells wider than half the table skipped)."""
-    spans = sorted((s.x0, s.x1) for segs in rows if len(segs) > 1 for s in segs if s.x1 - s.x0 <= 0.5 * width)
+    """Connected x-ranges of the cells of the table's body rows.
+
+    Body rows are those with the most common number of cells (two or more; on a tie the larger
+    number): header rows whose cells span several columns ("Revenue" over two sub-columns) would
+    otherwise bridge them. Cells wider than half the table are skipped.
+    """
+    counts: dict[int, int] = {}
+    for segs in rows:
+        if len(segs) > 1:
+            counts[len(segs)] = counts.get(len(segs), 0) + 1
+    if not counts:
+        return []
+    mode = max(counts, key=lambda n: (counts[n], n))
+    spans = sorted(
+        (s.x0, s.x1) for segs in rows if len(segs) >= mode for s in segs if s.x1 - s.x0 <= 0.5 * width
+    )
     cols: list[list[float]] = []
     for x0, x1 in spans:
         if cols and x0 <= cols[-1][1]:
@@ -170,6 +186,22 @@ def _runs(rows: list[list[_Seg]]) -> list[list[int]]:
     return out
 
 
+def _row_rules(hrules: list[Box], bbox: Box) -> list[float]:
+    """Heights of the horizontal rules that cross the whole table (drawn whole or cell by cell)."""
+    width = bbox[2] - bbox[0]
+    covered: dict[int, float] = {}
+    for x0, y, x1, _ in hrules:
+        if bbox[1] - 20 <= y <= bbox[3] + 20:
+            key = round(y)
+            covered[key] = covered.get(key, 0.0) + max(0.0, min(x1, bbox[2]) - max(x0, bbox[0]))
+    ys: list[float] = []
+    for y in sorted(covered):
+        total = covered[y] + covered.get(y - 1, 0.0) if y - 1 not in ys else covered[y]
+        if total >= 0.9 * width and not (ys and y - ys[-1] <= 1):
+            ys.append(y)
+    return ys
+
+
 def _build(rows: list[list[_Seg]], hrules: list[Box], words: list[Word]) -> FoundTable | None:
     boxes = [(s.x0, s.y0, s.x1, s.y1) for segs in rows for s in segs]
     bbox = _union(boxes)
@@ -177,13 +209,7 @@ def _build(rows: list[list[_Seg]], hrules: list[Box], words: list[Word]) -> Foun
     if len(cols) < 2:
         return None
     # Ruled rows: text rows between the same two horizontal rules (within the table) merge.
-    ys = sorted(
-        {
-            round(h[1], 1)
-            for h in hrules
-            if h[0] <= bbox[0] + 5 and h[2] >= bbox[2] - 5 and bbox[1] - 20 <= h[1] <= bbox[3] + 20
-        }
-    )
+    ys = _row_rules(hrules, bbox)
     if len(ys) < 0.5 * len(rows):  # rules under the header or round the edge only: rows are text rows
         ys = []
     groups: list[list[list[_Seg]]] = []
