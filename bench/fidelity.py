@@ -14,7 +14,8 @@ Paths, each through the engines and the parser the pipeline uses:
   when RapidOCR is not installed.
 - ``deepseek``: the same scans through the DeepSeek engine when ``--model`` is given.
 
-Per path a table (case, page, word F1 (recall on the real files, whose truth is their tables only), order similarity, tables found / true, cell accuracy),
+Per path a table (case, page, word F1 (recall on the real files, whose truth is their tables
+only), order similarity, tables found / true, cell accuracy),
 then a summary per path. The last line is the ``pdf-text`` path's summary, for scripts:
 ``word_f1=<mean> order=<mean> tables_found=<found/true as a share> cell_acc=<mean>``.
 """
@@ -208,7 +209,8 @@ def main(argv: list[str] | None = None) -> int:
     if not args.quick:
         acc, sec, found, total = run_find_tables(cases)
         text.notes.append(
-            f"for comparison PyMuPDF find_tables: cell_acc={acc:.3f} found={found}/{total} {1000 * sec:.0f} ms/page"
+            f"for comparison PyMuPDF find_tables: cell_acc={acc:.3f} found={found}/{total} "
+            f"{1000 * sec:.0f} ms/page"
         )
     results = [text]
     scans = [] if args.quick or args.no_scans else fidelity.scan_cases()
@@ -228,7 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     print_path(text)
     m = text.summary()
     print(
-        f"word_f1={m['word_f1']:.3f} order={m['order']:.3f} tables_found={m['tables_found']:.3f} cell_acc={m['cell_acc']:.3f}"
+        f"word_f1={m['word_f1']:.3f} order={m['order']:.3f} "
+        f"tables_found={m['tables_found']:.3f} cell_acc={m['cell_acc']:.3f}"
     )
     return 0
 
