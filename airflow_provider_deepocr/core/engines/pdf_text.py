@@ -290,11 +290,13 @@ def _merge(units: list[dict[str, Any]], cols: list[int]) -> list[dict[str, Any]]
     """Consecutive units of one column with compatible labels -> one block.
 
     A unit on the same row as the block's last line, to its right, continues that line (a label
-    and its figures); one just below it, overlapping it across, starts the block's next line.
+    and its figures); one just below it, overlapping it across, starts the block's next line;
+    either only in the same type size (a caption does not swallow the paragraph under it).
     """
     out: list[dict[str, Any]] = []
     lines: list[list[str]] = []
     last_line: list[int] = []
+    last_h = 0.0
     prev_col = None
     for u, col in zip(units, cols, strict=True):
         box = u["box"]
@@ -304,7 +306,8 @@ def _merge(units: list[dict[str, Any]], cols: list[int]) -> list[dict[str, Any]]
             line_h = max(1, box[3] - box[1])
             same_row = last_line[1] <= mid <= last_line[3] and box[0] >= last_line[2]
             below = 0 <= box[1] - last_line[3] <= 0.8 * line_h + 2 and box[0] < block["bbox"][2]
-            if same_row or (below and box[2] > block["bbox"][0]):
+            same_size = abs(u["h"] - last_h) <= 0.15 * max(last_h, 1e-6)
+            if same_size and (same_row or (below and box[2] > block["bbox"][0])):
                 if same_row:
                     lines[-1][-1] += " " + u["text"]
                     last_line = [last_line[0], min(last_line[1], box[1]), box[2], max(last_line[3], box[3])]
@@ -322,6 +325,7 @@ def _merge(units: list[dict[str, Any]], cols: list[int]) -> list[dict[str, Any]]
         out.append({"label": u["label"], "bbox": list(box), "text": u["text"]})
         lines.append([u["text"]])
         last_line = list(box)
+        last_h = u["h"]
         prev_col = col
     for block, texts in zip(out, lines, strict=True):
         block["text"] = join_lines(texts)
