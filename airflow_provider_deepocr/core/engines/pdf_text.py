@@ -305,7 +305,10 @@ def _merge(units: list[dict[str, Any]], cols: list[int]) -> list[dict[str, Any]]
             mid = (box[1] + box[3]) / 2
             line_h = max(1, box[3] - box[1])
             same_row = last_line[1] <= mid <= last_line[3] and box[0] >= last_line[2]
-            below = 0 <= box[1] - last_line[3] <= 0.8 * line_h + 2 and box[0] < block["bbox"][2]
+            gap = box[1] - last_line[3]  # lines set tight overlap a little
+            below = (
+                mid > last_line[3] and -0.4 * line_h <= gap <= 0.8 * line_h + 2 and box[0] < block["bbox"][2]
+            )
             same_size = abs(u["h"] - last_h) <= 0.15 * max(last_h, 1e-6)
             if same_size and (same_row or (below and box[2] > block["bbox"][0])):
                 if same_row:

@@ -206,3 +206,53 @@ def test_engine_without_a_text_layer_reads_nothing(bad: str | None) -> None:
     assert ok.engine == "pdf-text" and ok.finish_reason == "eos" and ok.blocks == blocks
     assert ok.raw_text == "Total assets 287,778"
     assert other.finish_reason == ("error" if bad else "eos")
+
+
+# ---- issue 21, item 5: the judgement by character classes, and the text itself ----------------
+
+
+def _judged_text(data: bytes) -> list[bool]:
+    return [text_layer_quality(page_text(b)) for b in extract_pdf_blocks(data).values()]
+
+
+def test_short_real_text_is_text() -> None:
+    from airflow_provider_deepocr.testing.fidelity import short_text_cases
+
+    for case in short_text_cases():  # a form's three labels, "Hello", one CJK line
+        assert _judged_text(case.data) == [True], case.name
+        (blocks,) = extract_pdf_blocks(case.data).values()
+        assert page_text(blocks) == case.pages[0].text, case.name  # CJK: no spaces between characters
+
+
+def test_a_table_of_contents_with_dot_leaders_is_text() -> None:
+    from airflow_provider_deepocr.testing.fidelity import toc_case
+
+    case = toc_case()
+    (blocks,) = extract_pdf_blocks(case.data).values()
+    text = page_text(blocks)
+    assert sum(c.isalnum() for c in text) < 0.5 * sum(not c.isspace() for c in text)  # mostly dots
+    assert text_layer_quality(text) and text.split("\n") == case.pages[0].lines
+
+
+def test_bullets_that_extract_as_c1_controls_do_not_disqualify_a_page() -> None:
+    items = "\n".join(f"\x95 Item {k} of the list, described in a few words" for k in range(8))
+    share = items.count("\x95") / sum(not c.isspace() for c in items)
+    assert share > 0.02  # over the bad-character limit if they counted as controls
+    assert text_layer_quality(items)
+    assert not text_layer_quality(items.replace("\x95", "\x01"))  # real C0 controls still do
+
+
+def test_hyphenated_line_ends_are_joined() -> None:
+    from airflow_provider_deepocr.core.engines.pdf_text import join_lines, join_words
+    from airflow_provider_deepocr.testing.fidelity import two_column_case
+
+    assert join_lines(["sed diam non-", "umy eir-", "mod tempor"]) == "sed diam nonumy eirmod tempor"
+    assert join_lines(["in 2024 -", "Revenue"]) == "in 2024 -\nRevenue"  # not a word break
+    assert join_words(["本年度", "营业", "收入", "of", "EUR"]) == "本年度营业收入 of EUR"
+    case = two_column_case()
+    pages = extract_pdf_blocks(case.data)
+    text = "\n".join(page_text(b) for b in pages.values())
+    broken = [w for w in text.split() if w.endswith("-") and w != "-"]  # "- 1 -" is a footer
+    assert not broken
+    for word in ("internationalisation", "responsibilities", "characteristically", "infrastructure"):
+        assert text.count(word) == sum(p.text.count(word) for p in case.pages)

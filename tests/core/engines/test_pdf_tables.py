@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_deepocr.core.engines import pdf_tables, pdf_text
 from airflow_provider_deepocr.core.parse import FLAG_TABLES_SKIPPED, parse_structured
-from airflow_provider_deepocr.core.records import ParsedPage, PageImage
+from airflow_provider_deepocr.core.records import PageImage, ParsedPage
 from airflow_provider_deepocr.testing import fidelity, truth
 
 
