@@ -63,7 +63,6 @@ _PUA_BULLETS = dict.fromkeys(
     map(chr, (0xF0B7, 0xF0A7, 0xF0D8, 0xF076, 0xF0FC, 0xF06E, 0xF0A8, 0xF0B2)), "\u2022"
 )
 _FIX_CHARS = str.maketrans({**_C1_CP1252, **_PUA_BULLETS})
-_LEADER = re.compile(r"([.\u00b7\u2026_\-=·])\1{2,}")  # dot (dash, underscore) leaders: one character
 _CAPTION = re.compile(r"^(?:(table|tab\.)|(figure|fig\.|chart|exhibit|graph))\s*[\dIVX]+", re.I)
 _FLAGS = 2 | 64 | 128  # whitespace kept, clipped to the media box, unknown glyphs as CIDs; ligatures split
 _HYPHENS = ("-", "\u00ad", "\u2010")
@@ -81,8 +80,8 @@ def text_layer_quality(text: str | None, min_chars: int = MIN_CHARS) -> bool:
     are text); at most 2 % bad characters (U+FFFD, private use, controls, unassigned, lone
     surrogates, ``(cid:N)`` markers: what unmapped glyphs turn into); and letters or digits at
     least half of the characters that are not punctuation or space (symbols count against it:
-    a layer of stray symbols is garbage). Punctuation is neutral, and a run of leader dots
-    counts once, so a table of contents passes. Bullets that fonts map to C1 controls or
+    a layer of stray symbols is garbage). Punctuation is neutral, so a table of contents whose
+    dot leaders outnumber its letters passes. Bullets that fonts map to C1 controls or
     private-use code points are fixed by :func:`page_blocks` before this check sees them (and
     are fixed here too, for text from elsewhere).
     """
@@ -90,7 +89,7 @@ def text_layer_quality(text: str | None, min_chars: int = MIN_CHARS) -> bool:
         return False
     if "(cid:" in text:
         text = _CID.sub("\ufffd", text)
-    text = _LEADER.sub(r"\1", text.translate(_FIX_CHARS))
+    text = text.translate(_FIX_CHARS)
     chars = [c for c in text if not c.isspace()]
     if not chars:
         return False

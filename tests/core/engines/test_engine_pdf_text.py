@@ -232,6 +232,8 @@ def test_a_table_of_contents_with_dot_leaders_is_text() -> None:
     text = page_text(blocks)
     assert sum(c.isalnum() for c in text) < 0.5 * sum(not c.isspace() for c in text)  # mostly dots
     assert text_layer_quality(text) and text.split("\n") == case.pages[0].lines
+    spaced = "\n".join(f"{k} Chapter {k} " + ". " * 30 + str(4 * k) for k in range(1, 9))  # spaced leaders
+    assert text_layer_quality(spaced)
 
 
 def test_bullets_that_extract_as_c1_controls_do_not_disqualify_a_page() -> None:
