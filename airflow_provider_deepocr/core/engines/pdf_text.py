@@ -11,9 +11,16 @@ API for routing (what ``core.pipeline`` calls; all pure functions, PyMuPDF impor
 1. ``blocks = extract_pdf_blocks(pdf_bytes)`` -> ``{page_no: [block, ...]}`` once per document
    (one parse of the PDF), or ``extract_blocks(pdf_bytes, page_no, width_px, height_px)`` for
    one page, or ``page_blocks(page)`` with an open ``pymupdf.Page``. A block is
-   ``{"label": "text" | "title", "bbox": [x0, y0, x1, y1], "text": str}``: ``bbox`` ints on the
-   0..999 grid of the page *as rendered* (rotation and crop box applied, exactly what
-   ``render.py`` rasterises), ``x0 < x1``, ``y0 < y1``, clamped; blocks in reading order.
+   ``{"label": str, "bbox": [x0, y0, x1, y1], "text": str}`` (and ``"flags"`` on the first
+   block when the page's table finder raised: ``tables_skipped``): ``bbox`` ints on the 0..999
+   grid of the page *as rendered* (rotation and crop box applied, exactly what ``render.py``
+   rasterises), ``x0 < x1``, ``y0 < y1``, clamped; blocks in reading order (columns one after
+   the other: ``layout.reading_order``). Labels: ``text``, ``title``, ``header``, ``footer``,
+   ``table_caption``, ``figure_caption``, ``image`` (empty text) and ``table``, whose text is
+   the table as HTML (``pdf_tables``), the form DeepSeek writes tables in, so the parser makes
+   the same ``Table``/``TableCell`` records from it; a table's words are not also lines.
+   Hyphenated line ends are joined (the hyphenated form is not kept: block records hold one
+   text), CJK characters are joined without spaces.
 2. ``text_layer_quality(page_text(blocks))`` -> ``bool``: use the layer or OCR the page.
 3. When it is True: ``page.text_layer = json.dumps(blocks)`` (the convention: a ``PageImage``'s
    ``text_layer`` holds the JSON list of its blocks) and send the page to
@@ -23,9 +30,10 @@ API for routing (what ``core.pipeline`` calls; all pure functions, PyMuPDF impor
    ``blocks`` into ``Block`` records (``parse.parse_structured``) like RapidOCR's.
    A ``text_layer`` that is not a JSON list of blocks gives ``finish_reason="error"``.
 
-What the quality check cannot see: a font whose ToUnicode map is wrong but still yields valid
-letters (a shifted alphabet). Layers like that are rare in exported filings; ``"never"`` is the
-escape hatch.
+Not handled: right-to-left text is emitted in the order PyMuPDF extracts it (Arabic ligatures
+may come out of logical order). What the quality check cannot see: a font whose ToUnicode map
+is wrong but still yields valid letters (a shifted alphabet). Layers like that are rare in
+exported filings; ``"never"`` is the escape hatch.
 """
 
 from __future__ import annotations
@@ -38,6 +46,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from airflow_provider_deepocr.core.engines.base import OcrEngine
+from airflow_provider_deepocr.core.engines.pdf_lines import join_words, merge_lines
 from airflow_provider_deepocr.core.errors import PageError
 from airflow_provider_deepocr.core.records import GRID, OcrResult, PageImage
 
@@ -65,12 +74,6 @@ _PUA_BULLETS = dict.fromkeys(
 _FIX_CHARS = str.maketrans({**_C1_CP1252, **_PUA_BULLETS})
 _CAPTION = re.compile(r"^(?:(table|tab\.)|(figure|fig\.|chart|exhibit|graph))\s*[\dIVX]+", re.I)
 _FLAGS = 2 | 64 | 128  # whitespace kept, clipped to the media box, unknown glyphs as CIDs; ligatures split
-_HYPHENS = ("-", "\u00ad", "\u2010")
-
-
-def _cjk(ch: str) -> bool:
-    o = ord(ch)
-    return 0x2E80 <= o <= 0x9FFF or 0xAC00 <= o <= 0xD7AF or 0xF900 <= o <= 0xFAFF or 0xFF00 <= o <= 0xFF60
 
 
 def text_layer_quality(text: str | None, min_chars: int = MIN_CHARS) -> bool:
@@ -112,31 +115,6 @@ def _box(rect: Any, width: float, height: float) -> list[int]:
             box[hi] = min(GRID, box[lo] + 1)
             box[lo] = box[hi] - 1
     return box
-
-
-def join_words(parts: Sequence[str]) -> str:
-    """Words of one line joined by spaces, except between two CJK characters (no spaces there)."""
-    out = ""
-    for w in parts:
-        if out and not (_cjk(out[-1]) and _cjk(w[0])):
-            out += " "
-        out += w
-    return out
-
-
-def join_lines(lines: Sequence[str]) -> str:
-    """A block's lines: a word hyphenated at a line end is joined ("eir-" + "mod" -> "eirmod")."""
-    out = ""
-    for line in lines:
-        if not out:
-            out = line
-        elif out[-1] in _HYPHENS and len(out) > 1 and out[-2].isalpha() and line[:1].islower():
-            out = out[:-1] + line
-        elif _cjk(out[-1]) and _cjk(line[0]):
-            out += line
-        else:
-            out += "\n" + line
-    return out
 
 
 def _rules(page: Any) -> tuple[list[tuple[float, ...]], list[tuple[float, ...]]]:
@@ -268,7 +246,7 @@ def page_blocks(page: Any, tables: bool = True) -> list[dict[str, Any]]:
     for b in images:
         units.append({"box": _box(b, width, height), "label": "image", "text": "", "h": 0.0})
     order, cols = reading_order([u["box"] for u in units])
-    out = _merge([units[i] for i in order], [cols[i] for i in order])
+    out = merge_lines([units[i] for i in order], [cols[i] for i in order])
     if page.rotation:
         for b in out:
             r = pymupdf.Rect(
@@ -279,58 +257,6 @@ def page_blocks(page: Any, tables: bool = True) -> list[dict[str, Any]]:
             b["bbox"] = _box(r, rect.width, rect.height)
     if flags and out:
         out[0]["flags"] = flags
-    return out
-
-
-_JOINS_INTO = {"text": ("text", "table_caption", "figure_caption"), "title": ("title",)}
-
-
-def _merge(units: list[dict[str, Any]], cols: list[int]) -> list[dict[str, Any]]:
-    """Consecutive units of one column with compatible labels -> one block.
-
-    A unit on the same row as the block's last line, to its right, continues that line (a label
-    and its figures); one just below it, overlapping it across, starts the block's next line;
-    either only in the same type size (a caption does not swallow the paragraph under it).
-    """
-    out: list[dict[str, Any]] = []
-    lines: list[list[str]] = []
-    last_line: list[int] = []
-    last_h = 0.0
-    prev_col = None
-    for u, col in zip(units, cols, strict=True):
-        box = u["box"]
-        if out and col == prev_col and out[-1]["label"] in _JOINS_INTO.get(u["label"], ()):
-            block = out[-1]
-            mid = (box[1] + box[3]) / 2
-            line_h = max(1, box[3] - box[1])
-            same_row = last_line[1] <= mid <= last_line[3] and box[0] >= last_line[2]
-            gap = box[1] - last_line[3]  # lines set tight overlap a little
-            below = (
-                mid > last_line[3] and -0.4 * line_h <= gap <= 0.8 * line_h + 2 and box[0] < block["bbox"][2]
-            )
-            same_size = abs(u["h"] - last_h) <= 0.15 * max(last_h, 1e-6)
-            if same_size and (same_row or (below and box[2] > block["bbox"][0])):
-                if same_row:
-                    lines[-1][-1] += " " + u["text"]
-                    last_line = [last_line[0], min(last_line[1], box[1]), box[2], max(last_line[3], box[3])]
-                else:
-                    lines[-1].append(u["text"])
-                    last_line = list(box)
-                bb = block["bbox"]
-                block["bbox"] = [
-                    min(bb[0], box[0]),
-                    min(bb[1], box[1]),
-                    max(bb[2], box[2]),
-                    max(bb[3], box[3]),
-                ]
-                continue
-        out.append({"label": u["label"], "bbox": list(box), "text": u["text"]})
-        lines.append([u["text"]])
-        last_line = list(box)
-        last_h = u["h"]
-        prev_col = col
-    for block, texts in zip(out, lines, strict=True):
-        block["text"] = join_lines(texts)
     return out
 
 

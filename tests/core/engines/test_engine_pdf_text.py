@@ -245,7 +245,7 @@ def test_bullets_that_extract_as_c1_controls_do_not_disqualify_a_page() -> None:
 
 
 def test_hyphenated_line_ends_are_joined() -> None:
-    from airflow_provider_deepocr.core.engines.pdf_text import join_lines, join_words
+    from airflow_provider_deepocr.core.engines.pdf_lines import join_lines, join_words
     from airflow_provider_deepocr.testing.fidelity import two_column_case
 
     assert join_lines(["sed diam non-", "umy eir-", "mod tempor"]) == "sed diam nonumy eirmod tempor"
