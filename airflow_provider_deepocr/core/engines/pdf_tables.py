@@ -186,20 +186,34 @@ def _runs(rows: list[list[_Seg]]) -> list[list[int]]:
     return out
 
 
-def _row_rules(hrules: list[Box], bbox: Box) -> list[float]:
-    """Heights of the horizontal rules that cross the whole table (drawn whole or cell by cell)."""
+def _row_rules(hrules: list[Box], bbox: Box, share: float = 0.5) -> list[float]:
+    """Heights of horizontal rules across at least ``share`` of the table (drawn whole or cell by cell).
+
+    Half the width: a rule under a header cell that spans most columns ("Literacy Status" over
+    six of eight) separates header rows too.
+    """
     width = bbox[2] - bbox[0]
-    covered: dict[int, float] = {}
-    for x0, y, x1, _ in hrules:
-        if bbox[1] - 20 <= y <= bbox[3] + 20:
-            key = round(y)
-            covered[key] = covered.get(key, 0.0) + max(0.0, min(x1, bbox[2]) - max(x0, bbox[0]))
+    rules = sorted(
+        (y, max(0.0, min(x1, bbox[2]) - max(x0, bbox[0])))
+        for x0, y, x1, _ in hrules
+        if bbox[1] - 20 <= y <= bbox[3] + 20
+    )
     ys: list[float] = []
-    for y in sorted(covered):
-        total = covered[y] + covered.get(y - 1, 0.0) if y - 1 not in ys else covered[y]
-        if total >= 0.9 * width and not (ys and y - ys[-1] <= 1):
-            ys.append(y)
+    cluster_y, covered = None, 0.0
+    for y, length in [*rules, (float("inf"), 0.0)]:
+        if cluster_y is not None and y - cluster_y <= 1.5:
+            covered += length
+            continue
+        if cluster_y is not None and covered >= share * width:
+            ys.append(cluster_y)
+        cluster_y, covered = y, length
     return ys
+
+
+def _ruled_above(segs: list[_Seg], hrules: list[Box], x0: float, x1: float) -> bool:
+    """A rule just above this row spans half the table: the row is inside the table's frame."""
+    top = min(s.y0 for s in segs)
+    return any(top - 15 <= y <= top and min(b, x1) - max(a, x0) >= 0.5 * (x1 - x0) for a, y, b, _ in hrules)
 
 
 def _build(rows: list[list[_Seg]], hrules: list[Box], words: list[Word]) -> FoundTable | None:
@@ -264,6 +278,13 @@ def find_tables(
     rows = [_segments(r, words, vrules) for r in text_rows(words)]
     found: list[FoundTable] = []
     for run in _runs(rows):
+        x0 = min(s.x0 for k in run for s in rows[k])
+        x1 = max(s.x1 for k in run for s in rows[k])
+        while run[0] > 0:  # header rows of one cell inside the table's frame ("Literacy Status")
+            prev = rows[run[0] - 1]
+            if len(prev) != 1 or len(prev[0].text) > PROSE_LINE or not _ruled_above(prev, hrules, x0, x1):
+                break
+            run.insert(0, run[0] - 1)
         run_rows = [rows[k] for k in run]
         if not _looks_like_table(run_rows):
             continue

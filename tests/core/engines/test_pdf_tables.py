@@ -118,3 +118,17 @@ def test_find_tables_on_plain_words() -> None:
     }  # fmt: skip
     assert table.words == set(range(9))
     assert pdf_tables.table_html(table).startswith("<table><tr><td>Revenue</td><td>1,200</td>")
+
+
+def test_a_real_lattice_table_keeps_its_framed_header_rows() -> None:
+    """camelot's twotables_2.pdf: rules drawn cell by cell, a header row of one cell in the frame."""
+    (case,) = [c for c in fidelity.real_cases() if c.name == "real_twotables_2"]
+    (page,) = read_pages(case.data)
+    assert len(page.tables) == 2
+    for table, want in zip(page.tables, case.pages[0].tables, strict=True):
+        got = {(c.row, c.col): c.text for c in table.cells}
+        assert "Literacy Status" in {got[k] for k in got if k[0] == 0}  # inside the table, row 0
+        body = [(r, c, t) for r, row in enumerate(want) for c, t in enumerate(row) if r >= 2]
+        assert all(got.get((r, c)) == t for r, c, t in body)  # every body cell at camelot's (row, col)
+    loose = "\n".join(b.text for b in page.blocks if b.kind != "table")
+    assert "Literacy Status" not in loose and "Kerala" not in loose
