@@ -180,11 +180,11 @@ def run_images(engine: Any, name: str, cases: list[TruthCase]) -> PathResult:
 
 def print_path(result: PathResult) -> None:
     print(f"\n== {result.path} ==")
-    print(f"{'case':<22} {'page':>4} {'word_f1':>8} {'order':>6} {'tables':>7} {'cells':>6}  judged")
+    print(f"{'case':<26} {'page':>4} {'word_f1':>8} {'order':>6} {'tables':>7} {'cells':>6}  judged")
     for s in result.scores:
         judged = "text" if s.judged_text else "OCR"
         tables = f"{s.found}/{s.tables}"
-        print(f"{s.case:<22} {s.page:>4} {s.f1:>8.3f} {s.order:>6.3f} {tables:>7} {s.cells:>6.3f}  {judged}")
+        print(f"{s.case:<26} {s.page:>4} {s.f1:>8.3f} {s.order:>6.3f} {tables:>7} {s.cells:>6.3f}  {judged}")
     m = result.summary()
     print(f"{result.path}: " + " ".join(f"{k}={v:.3f}" for k, v in m.items()))
     for note in result.notes:

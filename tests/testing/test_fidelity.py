@@ -35,7 +35,12 @@ def test_scans_are_turned_as_their_truth_says() -> None:
 
 def test_real_files_load_with_their_expected_tables() -> None:
     cases = {c.name: c for c in fidelity.real_cases()}
-    assert set(cases) == {"real_health", "real_twotables_2"}
+    assert set(cases) == {
+        "real_health",
+        "real_twotables_2",
+        "real_spanning_cells",
+        "real_frx_2012_disclosure",
+    }
     (health,) = cases["real_health"].pages
     assert health.tables[0][0][:2] == ["States-A", "Revenue"] and len(health.tables[0]) == 29
     assert [len(t) for t in cases["real_twotables_2"].pages[0].tables] == [13, 13]
