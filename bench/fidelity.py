@@ -18,6 +18,28 @@ Per path a table (case, page, word F1 (recall on the real files, whose truth is 
 only), order similarity, tables found / true, cell accuracy),
 then a summary per path. The last line is the ``pdf-text`` path's summary, for scripts:
 ``word_f1=<mean> order=<mean> tables_found=<found/true as a share> cell_acc=<mean>``.
+
+Measured (2026-12-06, the shared 2-core dev machine, default run, ~1m45s with the scans):
+
+============================  =======  =====  ============  ========
+pdf-text path                 word_f1  order  tables_found  cell_acc
+============================  =======  =====  ============  ========
+before issue 21 (56d7577)     0.727    0.658  0/10          0.000
+after                         1.000    0.970  9/10          0.868
+============================  =======  =====  ============  ========
+
+Before: the TOC, the form, "Hello" and the CJK line were judged not text (scored 0), two
+columns interleaved (order 0.65), no table anywhere. After, generated corpus: every page 1.000
+words, order >= 0.993, every table found with every cell right. Real files (their expected
+tables are camelot's/tabula's own readings): frx 0.989, twotables_2 0.933 (both tables),
+spanning_cells 0.767 of cells; camelot's health.pdf is the one miss (0.06: its stream reading
+splits the ruled header into four rows, the text layer's reading keeps one row per ruled band,
+so every body row is shifted).
+Cost (one process, noisy shared machine): 54-200 pages/s with table finding, table finding
+1-8 ms a page; the heaviest page (two columns, ~140 lines) 18 ms. PyMuPDF's ``find_tables``
+on the same pages: cells 0.19, 2 of 10 tables, 1.1-2.1 s a page.
+RapidOCR on the balance-sheet scans (unchanged by this work; orientation is another issue):
+words 0.99 upright, order 0.99 / 0.08 / 0.03 / 0.56 at 0 / 90 / 180 / 270 degrees, no tables.
 """
 
 from __future__ import annotations

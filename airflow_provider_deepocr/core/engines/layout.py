@@ -14,6 +14,13 @@ Column ids: the index (left to right, from 0) of the gutter-separated part of it
 box lies in; a box in a region that was never cut vertically has id 0.
 
 Pure Python; the caller decides the granularity (lines or blocks).
+
+Chosen by measurement (``testing.fidelity``'s two-column document, balance sheet and filing;
+order similarity against the truth, time per page on the dev machine): this XY cut over the
+text layer's lines 0.993 / 1.000 / 1.000 in 11-31 ms a page (the whole text-layer read);
+``get_text(sort=True)`` (before) 0.506 on two columns; ``pymupdf4llm.to_markdown`` with
+``pymupdf.layout`` (PyMuPDF 2's layout model) 1.000 / 0.995 / 0.981 but 0.9-2.1 s a page (and
+it starts RapidOCR itself), far over the text path's budget of 20 pages/s.
 """
 
 from __future__ import annotations
