@@ -258,3 +258,21 @@ def test_hyphenated_line_ends_are_joined() -> None:
     assert not broken
     for word in ("internationalisation", "responsibilities", "characteristically", "infrastructure"):
         assert text.count(word) == sum(p.text.count(word) for p in case.pages)
+
+
+def test_a_scan_with_a_stray_line_of_text_still_goes_to_ocr() -> None:
+    """Without the length floor, a full-page scan stamped with one short line must not count as text."""
+
+    def stamped_scan(page: pymupdf.Page) -> None:
+        image_only(page)
+        page.insert_text((72, 820), "Scanned 2024-03-14", fontsize=8)
+
+    def logo_and_greeting(page: pymupdf.Page) -> None:
+        pix = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 20, 20), False)
+        pix.clear_with(90)
+        page.insert_image(pymupdf.Rect(72, 40, 132, 100), pixmap=pix)
+        page.insert_text((72, 140), "Hello", fontsize=12)
+
+    assert extract_blocks(_pdf(stamped_scan), 1) == []
+    blocks = extract_blocks(_pdf(logo_and_greeting), 1)
+    assert text_layer_quality(page_text(blocks)) and [b["label"] for b in blocks] == ["image", "text"]

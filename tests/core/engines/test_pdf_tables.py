@@ -125,6 +125,7 @@ def test_a_real_lattice_table_keeps_its_framed_header_rows() -> None:
     (case,) = [c for c in fidelity.real_cases() if c.name == "real_twotables_2"]
     (page,) = read_pages(case.data)
     assert len(page.tables) == 2
+    assert [t.caption.split(" :")[0] for t in page.tables if t.caption] == ["Table 6", "Table 7"]  # linked
     for table, want in zip(page.tables, case.pages[0].tables, strict=True):
         got = {(c.row, c.col): c.text for c in table.cells}
         assert "Literacy Status" in {got[k] for k in got if k[0] == 0}  # inside the table, row 0
