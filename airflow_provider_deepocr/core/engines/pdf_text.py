@@ -39,6 +39,7 @@ exported filings; ``"never"`` is the escape hatch.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import time
 import unicodedata
@@ -49,6 +50,8 @@ from airflow_provider_deepocr.core.engines.base import OcrEngine
 from airflow_provider_deepocr.core.engines.pdf_lines import join_words, merge_lines
 from airflow_provider_deepocr.core.errors import PageError
 from airflow_provider_deepocr.core.records import GRID, OcrResult, PageImage
+
+log = logging.getLogger(__name__)
 
 TEXT_LAYER_MODES = ("never", "auto", "only")
 MIN_CHARS = 1  # letters or digits a page needs (any script); the old floor of 30 rejected short real text
@@ -291,14 +294,33 @@ def extract_blocks(
 
 
 def extract_pdf_blocks(data: bytes) -> dict[int, list[dict[str, Any]]]:
-    """Text blocks of every page of a PDF: ``{page_no: [block, ...]}`` (see :func:`page_blocks`)."""
+    """Text blocks of every page of a PDF: ``{page_no: [block, ...]}`` (see :func:`page_blocks`).
+
+    One page that cannot be read costs only itself: it is read again without table finding
+    (flagged ``tables_skipped``), and if that fails too it gets no blocks (it goes to OCR).
+    """
     import pymupdf
 
     out: dict[int, list[dict[str, Any]]] = {}
     with pymupdf.open(stream=data, filetype="pdf") as doc:
         for index, page in enumerate(doc):
-            out[index + 1] = page_blocks(page)
+            out[index + 1] = _page_blocks_isolated(page, index + 1)
     return out
+
+
+def _page_blocks_isolated(page: Any, page_no: int) -> list[dict[str, Any]]:
+    try:
+        return page_blocks(page)
+    except Exception as exc:  # noqa: BLE001 - one page's failure must not cost the document its layer
+        log.warning("text layer of page %d: read without tables (%s)", page_no, type(exc).__name__)
+    try:
+        blocks = page_blocks(page, tables=False)
+    except Exception as exc:  # noqa: BLE001
+        log.warning("text layer of page %d unreadable (%s): sent to OCR", page_no, type(exc).__name__)
+        return []
+    if blocks:
+        blocks[0]["flags"] = [FLAG_TABLES_SKIPPED]
+    return blocks
 
 
 _TAG = re.compile(r"<[^<>]*>")

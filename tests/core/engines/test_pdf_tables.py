@@ -133,3 +133,26 @@ def test_a_real_lattice_table_keeps_its_framed_header_rows() -> None:
         assert all(got.get((r, c)) == t for r, c, t in body)  # every body cell at camelot's (row, col)
     loose = "\n".join(b.text for b in page.blocks if b.kind != "table")
     assert "Literacy Status" not in loose and "Kerala" not in loose
+
+
+def test_a_page_that_fails_to_read_costs_only_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow_provider_deepocr.core.engines import layout
+
+    real = layout.reading_order
+    calls: list[int] = []
+
+    def fails_once(boxes: list[list[int]]) -> tuple[list[int], list[int]]:
+        calls.append(len(boxes))
+        if len(calls) == 1:
+            raise ValueError("layout bug")
+        return real(boxes)
+
+    monkeypatch.setattr(layout, "reading_order", fails_once)
+    case = fidelity.balance_sheet_case()
+    first, second = read_pages(case.data)
+    assert FLAG_TABLES_SKIPPED in first.flags and not first.tables  # read again, without tables
+    assert truth.word_f1("\n".join(b.text for b in first.blocks), case.pages[0].text) == 1.0
+    assert (
+        not second.flags
+        and truth.word_f1("\n".join(b.text for b in second.blocks), case.pages[1].text) == 1.0
+    )
