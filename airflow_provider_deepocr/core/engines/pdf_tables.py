@@ -100,7 +100,12 @@ def text_rows(words: list[Word]) -> list[list[int]]:
     return rows
 
 
-def _segments(row: list[int], words: list[Word], vrules: list[Box], join: str = " ") -> list[_Seg]:
+def line_segments(row: list[int], words: list[Word], vrules: list[Box]) -> list[_Seg]:
+    """One text row's words (indices, left to right) cut into cells at wide gaps and vertical rules.
+
+    Two figures side by side are two cells even when closer than a wide gap.
+    """
+    """The words of one text row (indices, left to right) cut into cells at wide gaps and vertical rules."""
     height = max(words[i][3] - words[i][1] for i in row)
     gap_limit = GAP_RATIO * height
     segs: list[_Seg] = []
@@ -114,7 +119,7 @@ def _segments(row: list[int], words: list[Word], vrules: list[Box], join: str = 
             if gap <= gap_limit and not ruled and not figures:
                 s.x1, s.y0, s.y1 = max(s.x1, x1), min(s.y0, y0), max(s.y1, y1)
                 s.words.append(i)
-                s.text += join + text
+                s.text += " " + text
                 continue
         segs.append(_Seg(x0, y0, x1, y1, [i], text))
     return segs
@@ -216,7 +221,7 @@ def _ruled_above(segs: list[_Seg], hrules: list[Box], x0: float, x1: float) -> b
     return any(top - 15 <= y <= top and min(b, x1) - max(a, x0) >= 0.5 * (x1 - x0) for a, y, b, _ in hrules)
 
 
-def _build(rows: list[list[_Seg]], hrules: list[Box], words: list[Word]) -> FoundTable | None:
+def _build(rows: list[list[_Seg]], hrules: list[Box]) -> FoundTable | None:
     boxes = [(s.x0, s.y0, s.x1, s.y1) for segs in rows for s in segs]
     bbox = _union(boxes)
     cols = _columns(rows, bbox[2] - bbox[0])
@@ -275,7 +280,7 @@ def find_tables(
         return []
     vrules = vrules or []
     hrules = hrules or []
-    rows = [_segments(r, words, vrules) for r in text_rows(words)]
+    rows = [line_segments(r, words, vrules) for r in text_rows(words)]
     found: list[FoundTable] = []
     for run in _runs(rows):
         x0 = min(s.x0 for k in run for s in rows[k])
@@ -288,7 +293,7 @@ def find_tables(
         run_rows = [rows[k] for k in run]
         if not _looks_like_table(run_rows):
             continue
-        table = _build(run_rows, hrules, words)
+        table = _build(run_rows, hrules)
         if table is not None:
             found.append(table)
     return found

@@ -196,7 +196,7 @@ def page_blocks(page: Any, tables: bool = True) -> list[dict[str, Any]]:
     import pymupdf
 
     from airflow_provider_deepocr.core.engines.layout import reading_order
-    from airflow_provider_deepocr.core.engines.pdf_tables import _segments
+    from airflow_provider_deepocr.core.engines.pdf_tables import line_segments
 
     # Everything is worked out on the page unrotated (where its text runs left to right), on a
     # 0..999 grid of that; boxes are mapped to the page as displayed at the end.
@@ -232,7 +232,7 @@ def page_blocks(page: Any, tables: bool = True) -> list[dict[str, Any]]:
     units: list[dict[str, Any]] = []
     for idx in lines.values():
         idx.sort(key=lambda i: words[i][0])
-        for seg in _segments(idx, words, []):
+        for seg in line_segments(idx, words, []):
             text = join_words([words[i][4] for i in seg.words])
             units.append(
                 {
