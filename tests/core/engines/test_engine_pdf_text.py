@@ -245,12 +245,8 @@ def test_bullets_that_extract_as_c1_controls_do_not_disqualify_a_page() -> None:
 
 
 def test_hyphenated_line_ends_are_joined() -> None:
-    from airflow_provider_deepocr.core.engines.pdf_lines import join_lines, join_words
     from airflow_provider_deepocr.testing.fidelity import two_column_case
 
-    assert join_lines(["sed diam non-", "umy eir-", "mod tempor"]) == "sed diam nonumy eirmod tempor"
-    assert join_lines(["in 2024 -", "Revenue"]) == "in 2024 -\nRevenue"  # not a word break
-    assert join_words(["本年度", "营业", "收入", "of", "EUR"]) == "本年度营业收入 of EUR"
     case = two_column_case()
     pages = extract_pdf_blocks(case.data)
     text = "\n".join(page_text(b) for b in pages.values())
