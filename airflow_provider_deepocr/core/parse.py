@@ -74,11 +74,18 @@ FLAG_NO_BOX = "no_box"
 FLAG_EMPTY_PAGE = "empty_page"
 """The page has no content at all (zero blocks)."""
 
-PAGE_WIDE_FLAGS = frozenset({FLAG_REPETITION_LOOP, FLAG_TRUNCATED, FLAG_UNCLOSED_DET, FLAG_EMPTY_PAGE})
+FLAG_TABLES_SKIPPED = "tables_skipped"
+"""A text-layer page whose table finder raised: read without tables (its text is all there)."""
+
+PAGE_WIDE_FLAGS = frozenset(
+    {FLAG_REPETITION_LOOP, FLAG_TRUNCATED, FLAG_UNCLOSED_DET, FLAG_EMPTY_PAGE, FLAG_TABLES_SKIPPED}
+)
 """Block flags copied up to :attr:`ParsedPage.flags`; ``bad_bbox`` and ``no_box`` stay on the block."""
 
 PAGE_BREAK = "<!-- page {page_no} -->"
 """Marker :func:`document_markdown` writes before every page (an HTML comment: invisible when rendered)."""
+
+_ENGINE_FLAGS = frozenset({FLAG_TABLES_SKIPPED})  # flags a structured engine may set on a block
 
 # Labels the models write, mapped to records.BLOCK_KINDS. Anything else -> "other".
 _KIND_BY_LABEL: dict[str, str] = {
@@ -457,7 +464,8 @@ def parse_structured(
     Each dict has ``label`` (str), ``bbox`` (``[x0, y0, x1, y1]`` on the 0..999 grid of the page
     image, or None) and ``text``. Labels map to kinds as for DeepSeek output; a ``table`` block
     whose text is HTML yields a :class:`Table`. Off-grid or empty boxes are dropped and flagged
-    ``bad_bbox``; a missing box is flagged ``no_box``. Never raises on bad entries.
+    ``bad_bbox``; a missing box is flagged ``no_box``. A dict may carry ``flags`` (engine flags
+    such as ``tables_skipped``; others are ignored). Never raises on bad entries.
     """
     out: list[Block] = []
     for d in blocks:
@@ -469,7 +477,8 @@ def parse_structured(
         content = _clean_content(
             text_v if isinstance(text_v, str) else ("" if text_v is None else str(text_v))
         )
-        flags: list[str] = []
+        flags_v = d.get("flags")
+        flags: list[str] = [f for f in flags_v if f in _ENGINE_FLAGS] if isinstance(flags_v, list) else []
         bbox_v = d.get("bbox")
         box = None
         if bbox_v is None:

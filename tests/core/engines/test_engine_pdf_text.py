@@ -126,7 +126,7 @@ def test_image_only_and_garbage_layers_are_rejected() -> None:
     garbled = page_text(extract_blocks(_strip_tounicode(good), 1))
     assert "revenue" not in garbled and not text_layer_quality(garbled)
 
-    assert not text_layer_quality("short text")
+    assert text_layer_quality("short text")  # short real text is text (issue 21)
     assert not text_layer_quality("\ufffd" * 4 + " Balance sheet for the year ended 31 December 2025")
     assert not text_layer_quality("(cid:12)(cid:7) Balance sheet for the year ended 31 December 2025")
     assert not text_layer_quality("\ue000\ue001\ue002 " * 20)
@@ -191,7 +191,7 @@ def test_image_only_pdf_has_no_blocks_and_junk_text_fails() -> None:
 
     assert extract_pdf_blocks(_pdf(_image_only_pixmap))[1] == []
     assert not text_layer_quality("")
-    assert not text_layer_quality("short")
+    assert text_layer_quality("short")
     assert not text_layer_quality("\ufffd" * 10 + "Balance sheet for the year ended 31 December")
     assert not text_layer_quality("\ue000\ue001\ue002 " * 20)
     assert not text_layer_quality("§ ¶ † ‡ ※ " * 20)
@@ -206,3 +206,69 @@ def test_engine_without_a_text_layer_reads_nothing(bad: str | None) -> None:
     assert ok.engine == "pdf-text" and ok.finish_reason == "eos" and ok.blocks == blocks
     assert ok.raw_text == "Total assets 287,778"
     assert other.finish_reason == ("error" if bad else "eos")
+
+
+# ---- issue 21, item 5: the judgement by character classes, and the text itself ----------------
+
+
+def _judged_text(data: bytes) -> list[bool]:
+    return [text_layer_quality(page_text(b)) for b in extract_pdf_blocks(data).values()]
+
+
+def test_short_real_text_is_text() -> None:
+    from airflow_provider_deepocr.testing.fidelity import short_text_cases
+
+    for case in short_text_cases():  # a form's three labels, "Hello", one CJK line
+        assert _judged_text(case.data) == [True], case.name
+        (blocks,) = extract_pdf_blocks(case.data).values()
+        assert page_text(blocks) == case.pages[0].text, case.name  # CJK: no spaces between characters
+
+
+def test_a_table_of_contents_with_dot_leaders_is_text() -> None:
+    from airflow_provider_deepocr.testing.fidelity import toc_case
+
+    case = toc_case()
+    (blocks,) = extract_pdf_blocks(case.data).values()
+    text = page_text(blocks)
+    assert sum(c.isalnum() for c in text) < 0.5 * sum(not c.isspace() for c in text)  # mostly dots
+    assert text_layer_quality(text) and text.split("\n") == case.pages[0].lines
+    spaced = "\n".join(f"{k} Chapter {k} " + ". " * 30 + str(4 * k) for k in range(1, 9))  # spaced leaders
+    assert text_layer_quality(spaced)
+
+
+def test_bullets_that_extract_as_c1_controls_do_not_disqualify_a_page() -> None:
+    items = "\n".join(f"\x95 Item {k} of the list, described in a few words" for k in range(8))
+    share = items.count("\x95") / sum(not c.isspace() for c in items)
+    assert share > 0.02  # over the bad-character limit if they counted as controls
+    assert text_layer_quality(items)
+    assert not text_layer_quality(items.replace("\x95", "\x01"))  # real C0 controls still do
+
+
+def test_hyphenated_line_ends_are_joined() -> None:
+    from airflow_provider_deepocr.testing.fidelity import two_column_case
+
+    case = two_column_case()
+    pages = extract_pdf_blocks(case.data)
+    text = "\n".join(page_text(b) for b in pages.values())
+    broken = [w for w in text.split() if w.endswith("-") and w != "-"]  # "- 1 -" is a footer
+    assert not broken
+    for word in ("internationalisation", "responsibilities", "characteristically", "infrastructure"):
+        assert text.count(word) == sum(p.text.count(word) for p in case.pages)
+
+
+def test_a_scan_with_a_stray_line_of_text_still_goes_to_ocr() -> None:
+    """Without the length floor, a full-page scan stamped with one short line must not count as text."""
+
+    def stamped_scan(page: pymupdf.Page) -> None:
+        image_only(page)
+        page.insert_text((72, 820), "Scanned 2024-03-14", fontsize=8)
+
+    def logo_and_greeting(page: pymupdf.Page) -> None:
+        pix = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 20, 20), False)
+        pix.clear_with(90)
+        page.insert_image(pymupdf.Rect(72, 40, 132, 100), pixmap=pix)
+        page.insert_text((72, 140), "Hello", fontsize=12)
+
+    assert extract_blocks(_pdf(stamped_scan), 1) == []
+    blocks = extract_blocks(_pdf(logo_and_greeting), 1)
+    assert text_layer_quality(page_text(blocks)) and [b["label"] for b in blocks] == ["image", "text"]
