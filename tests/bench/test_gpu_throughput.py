@@ -154,8 +154,8 @@ def test_real_sweeps_a_checkpoint_folder_and_checks_fidelity(tmp_path: Path, tin
     assert missing.returncode == 1 and "no config.json and safetensors" in missing.stderr
 
 
-def test_fidelity_scores_the_parsed_text_against_the_text_layer(bench: ModuleType) -> None:
-    """fidelity_check parses each page's grounded output and scores it with word_f1: the page read
+def test_fidelity_scores_the_models_text_against_the_text_layer(bench: ModuleType) -> None:
+    """fidelity_check strips the grounding tags from each page and scores it with word_f1: the page read
     whole scores 1, a page read half scores between, a page read as nothing 0."""
     from airflow_provider_deepocr.core.engines.base import OcrEngine
     from airflow_provider_deepocr.core.records import OcrResult
