@@ -158,7 +158,9 @@ def _pick_attention(device: str) -> str:
     return "sdpa" if getattr(cls, "_supports_sdpa", False) else "eager"
 
 
-def check_tokenizer(tokenizer: Any, prompt_ids: Sequence[int], model: str) -> list[int]:
+def check_tokenizer(
+    tokenizer: Any, prompt_ids: Sequence[int], model: str, bos_added_elsewhere: bool = False
+) -> list[int]:
     """The checks every engine makes on the tokenizer at load; returns the n-gram whitelist ids.
 
     ``prompt_ids``: a prompt as the engine encodes it (processor or tokenizer, special tokens
@@ -166,11 +168,15 @@ def check_tokenizer(tokenizer: Any, prompt_ids: Sequence[int], model: str) -> li
     answers with nothing (a clean, empty page), so a tokenizer that does not add it is refused
     (:class:`EngineUnavailable`, one line). ``<td>`` and ``</td>`` (:data:`NGRAM_WHITELIST_TOKENS`)
     must each be one token of the vocabulary; if not, one warning names them and the n-gram
-    ban runs without a whitelist. The whitelist ids are logged once.
+    ban runs without a whitelist. The whitelist ids are logged once. ``bos_added_elsewhere``: the
+    caller's processor prepends BOS itself (vLLM's DeepSeek-OCR processors call
+    ``tokenize_with_images(bos=True)``, as the authors do): a tokenizer without it is only a warning.
     """
     bos = getattr(tokenizer, "bos_token_id", None)
     first = int(prompt_ids[0]) if len(prompt_ids) else None
-    if bos is None or first != int(bos):
+    if bos is not None and first != int(bos) and bos_added_elsewhere:
+        log.warning("the tokenizer of %s does not add BOS; its processor adds it explicitly", model)
+    elif bos is None or first != int(bos):
         raise EngineUnavailable(
             f"the tokenizer of {model} does not put BOS first (bos id {bos}, first prompt id {first}): "
             "DeepSeek-OCR answers with nothing without it; use a tokenizer that adds BOS"

@@ -178,7 +178,7 @@ class VllmEngine(OcrEngine):
         from airflow_provider_deepocr.core.engines.deepseek import check_tokenizer
 
         tok = self._llm.get_tokenizer()
-        found = check_tokenizer(tok, tok(self.prompt)["input_ids"], model)
+        found = check_tokenizer(tok, tok(self.prompt)["input_ids"], model, bos_added_elsewhere=True)
         chosen = found if whitelist_token_ids is None else whitelist_token_ids
         self.whitelist = tuple(int(t) for t in chosen)
         log.info("vLLM loaded %s (mode %s) in %.1fs", model, mode, time.perf_counter() - t0)

@@ -544,3 +544,25 @@ def test_new_tokens_are_capped_at_the_context_minus_the_prompt(
     finally:
         engine.max_new_tokens, engine.context = saved
     assert result.output_tokens <= 3 and (result.finish_reason == "length" or result.output_tokens < 3)
+
+
+def test_check_tokenizer_on_built_tokenizers(caplog: pytest.LogCaptureFixture) -> None:
+    """The check the vLLM engine makes too (on vLLM's tokenizer): no BOS refused, unless the
+    engine's processor adds BOS itself (vLLM's), which is a warning; no <td> is a bare ban."""
+    from airflow_provider_deepocr.core.engines.deepseek import check_tokenizer
+    from airflow_provider_deepocr.core.errors import EngineUnavailable
+    from airflow_provider_deepocr.testing.tiny_model import _build_tokenizer
+
+    prompt = PROMPTS["markdown"]
+    good = _build_tokenizer()
+    assert check_tokenizer(good, good(prompt)["input_ids"], "m") == good.convert_tokens_to_ids(
+        ["<td>", "</td>"]
+    )
+    no_bos = _build_tokenizer(bos=False)
+    with pytest.raises(EngineUnavailable, match="does not put BOS first"):
+        check_tokenizer(no_bos, no_bos(prompt)["input_ids"], "m")
+    with caplog.at_level(logging.WARNING):
+        assert check_tokenizer(no_bos, no_bos(prompt)["input_ids"], "m", bos_added_elsewhere=True)
+    assert "adds it explicitly" in caplog.text
+    no_td = _build_tokenizer(table_tokens=False)
+    assert check_tokenizer(no_td, no_td(prompt)["input_ids"], "m") == []
