@@ -413,20 +413,7 @@ class DeepSeekOcr2Engine(OcrEngine):
             self._processor.image_processor = fast_image_processor(
                 self._processor.image_processor, device=pre_device
             )
-        tok = self._processor.tokenizer
-        tok.padding_side = "left"
-        gen = self._model.generation_config
-        eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
-        self.eos_token_ids: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
-        pad = tok.pad_token_id if tok.pad_token_id is not None else gen.pad_token_id
-        if pad is None:
-            pad = next(iter(self.eos_token_ids))
-        self.pad_token_id = int(pad)
-        self._strip_texts = [t for t in (tok.bos_token, tok.eos_token, tok.pad_token) if t]
-        self._ngram_whitelist = check_tokenizer(tok, self._probe_prompt_ids(), self.model)
-        text_cfg = getattr(self._model.config, "text_config", self._model.config)
-        positions = int(getattr(text_cfg, "max_position_embeddings", 0) or MODEL_CONTEXT)
-        self.context = min(MODEL_CONTEXT, positions)
+        self._setup_tokens()
 
         cfg_hash = getattr(self._model.config, "_commit_hash", None)
         self.revision = cfg_hash or revision
@@ -445,6 +432,23 @@ class DeepSeekOcr2Engine(OcrEngine):
             " (auto)" if self.auto_batch else "",
             time.perf_counter() - t0,
         )
+
+    def _setup_tokens(self) -> None:
+        """EOS, pad and the texts decode strips; the load checks (BOS, whitelist); the context."""
+        tok = self._processor.tokenizer
+        tok.padding_side = "left"
+        gen = self._model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
+        self.eos_token_ids: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else gen.pad_token_id
+        if pad is None:
+            pad = next(iter(self.eos_token_ids))
+        self.pad_token_id = int(pad)
+        self._strip_texts = [t for t in (tok.bos_token, tok.eos_token, tok.pad_token) if t]
+        self._ngram_whitelist = check_tokenizer(tok, self._probe_prompt_ids(), self.model)
+        text_cfg = getattr(self._model.config, "text_config", self._model.config)
+        positions = int(getattr(text_cfg, "max_position_embeddings", 0) or MODEL_CONTEXT)
+        self.context = min(MODEL_CONTEXT, positions)
 
     def _probe_prompt_ids(self) -> list[int]:
         """The prompt's ids as the processor makes them for a small blank page (the BOS check)."""
