@@ -80,7 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-new-tokens",
         type=_positive_int,
         default=None,
-        help="generation limit per page (default 4096; 2048 for --prompt figure)",
+        help=(
+            "generation limit per page (default 8192: the model's context, capped per page at "
+            "8192 minus the prompt, about 7000 for a full page; 2048 for --prompt figure)"
+        ),
     )
     run.add_argument(
         "--batch-size",

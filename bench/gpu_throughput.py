@@ -31,6 +31,17 @@ ahead of time into ``bench/pages/`` (ignored by git) with ``--render-pages``.
     OUT=/tmp/out python bench/gpu_throughput.py --cli    # CUDA, full size, ~7 min on an H200
     python bench/gpu_throughput.py --small               # the same code on CPU with the tiny config
     python bench/gpu_throughput.py --ban-only            # only the n-gram ban micro-bench (CUDA, else CPU)
+    OUT=/tmp/out python bench/gpu_throughput.py --real /models/DeepSeek-OCR-2   # real weights
+
+``--real MODEL_DIR`` (a converted checkpoint, ``deepseek-community/DeepSeek-OCR-2``, with its
+config and safetensors in the folder) runs the same sweep on those weights instead of random
+ones, then a fidelity check: the first 5 of the bench's own born-digital A4 pages through the
+engine at its defaults (greedy, n-gram ban on, the token budget up to the context), each page's
+parsed text scored against the page's text layer (PyMuPDF's, or the lines the bench wrote onto it
+where PyMuPDF is absent) with :func:`airflow_provider_deepocr.testing.truth.word_f1`. It prints a
+row per page and ``fidelity_word_f1=`` (the mean) before the last line, so the first GPU session
+with weights gives throughput and correctness in one run. A checkpoint that is not there is a
+one-line error before anything loads.
 """
 
 from __future__ import annotations
@@ -38,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -147,25 +159,87 @@ def write_checkpoint(out: Path, small: bool, device: str) -> dict[str, Any]:
 # -- pages ----------------------------------------------------------------------------------------
 
 
-def render_a4(n: int, dpi: int = 144) -> list[Any]:
-    """``n`` dense A4 pages of numbers and words, rendered with PyMuPDF (PIL RGB images)."""
+def a4_lines(i: int) -> list[str]:
+    """The 60 lines of text written onto A4 page ``i`` (its text layer)."""
+    return [f"{i:03d}-{line:02d} Revenue, net of returns   1,234.{line:02d}  " * 2 for line in range(60)]
+
+
+def render_a4(n: int, dpi: int = 144, with_text: bool = False) -> Any:
+    """``n`` dense A4 pages of numbers and words, rendered with PyMuPDF (PIL RGB images); with
+    ``with_text`` also each page's text layer as PyMuPDF reads it back: ``(images, texts)``."""
     import pymupdf
     from PIL import Image
 
     doc = pymupdf.open()
     for i in range(n):
         page = doc.new_page(width=595, height=842)
-        for line in range(60):
-            page.insert_text(
-                (40, 40 + 12.5 * line),
-                f"{i:03d}-{line:02d} Revenue, net of returns   1,234.{line:02d}  " * 2,
-                fontsize=8,
-            )
-    out = []
+        for line, text in enumerate(a4_lines(i)):
+            page.insert_text((40, 40 + 12.5 * line), text, fontsize=8)
+    out, texts = [], []
     for page in doc:
         pix = page.get_pixmap(dpi=dpi, alpha=False)
         out.append(Image.frombytes("RGB", (pix.width, pix.height), pix.samples))
-    return out
+        texts.append(page.get_text())
+    return (out, texts) if with_text else out
+
+
+FIDELITY_PAGES = 5
+
+
+def words_of(text: str) -> list[str]:
+    """The words :func:`~airflow_provider_deepocr.testing.truth.word_f1` compares."""
+    from airflow_provider_deepocr.testing.truth import words
+
+    return words(text)
+
+
+def fidelity_pages(folder: Path, n: int = FIDELITY_PAGES) -> tuple[list[Any], list[str], str]:
+    """The first ``n`` bench pages, their text layers, and where both came from."""
+    if os.environ.get(NO_PYMUPDF_ENV) != "1":
+        try:
+            images, texts = render_a4(n, with_text=True)
+            return images, texts, "pymupdf text layer"
+        except ImportError:
+            pass
+    images, _ = load_pages(n, folder)
+    return images, ["\n".join(a4_lines(i)) for i in range(n)], "the lines written onto the pages"
+
+
+_GROUNDING = re.compile(r"<\|ref\|>.*?<\|/ref\|>|<\|det\|>.*?<\|/det\|>", re.DOTALL)
+
+
+def model_text(raw: str) -> str:
+    """The model's text without its grounding tags (labels and boxes)."""
+    return _GROUNDING.sub(" ", raw)
+
+
+def fidelity_check(engine: Any, images: Sequence[Any], truths: Sequence[str]) -> dict[str, Any]:
+    """OCR ``images`` with ``engine`` at its settings and score each page's text (grounding tags
+    removed) against its truth with ``word_f1``: per page F1, finish reason, output tokens and the
+    parser's flags (the bench's lines repeat a phrase, which the parser's loop detector may flag:
+    the raw text is scored so that a flag does not hide what the model read); and the mean F1."""
+    from airflow_provider_deepocr.core.parse import parse_page
+    from airflow_provider_deepocr.core.records import PageImage
+    from airflow_provider_deepocr.testing.truth import word_f1
+
+    pages = [PageImage(f"{i:064x}", i + 1, im, 144, im.width, im.height) for i, im in enumerate(images)]
+    t0 = time.perf_counter()
+    results = engine.ocr(pages)
+    seconds = time.perf_counter() - t0
+    rows = []
+    for page, result, truth in zip(pages, results, truths, strict=True):
+        parsed = parse_page(result.raw_text, page.page_no, page.width, page.height, result.finish_reason)
+        rows.append(
+            {
+                "page": page.page_no,
+                "word_f1": word_f1(model_text(result.raw_text), truth),
+                "finish_reason": result.finish_reason,
+                "output_tokens": result.output_tokens,
+                "flags": sorted(parsed.flags),
+            }
+        )
+    mean = sum(r["word_f1"] for r in rows) / len(rows) if rows else None
+    return {"pages": rows, "mean_word_f1": mean, "seconds": seconds}
 
 
 def render_pages_to(folder: Path, n: int = N_DISTINCT_PAGES) -> list[Path]:
@@ -551,6 +625,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--cli", action="store_true", help="also time `deepocr run` on the saved checkpoint")
     ap.add_argument("--attn", default=None, help="attention implementation (default: the engine's pick)")
     ap.add_argument(
+        "--real",
+        type=Path,
+        default=None,
+        metavar="MODEL_DIR",
+        help="sweep real weights from this folder (config + safetensors) and check fidelity on 5 pages",
+    )
+    ap.add_argument(
+        "--fidelity-tokens",
+        type=int,
+        default=None,
+        help="token budget of the fidelity check (default: the engine's, up to the context)",
+    )
+    ap.add_argument(
         "--static-cache",
         action="store_true",
         help="generate with a static KV cache (torch.compile on CUDA); unmeasured, off by default",
@@ -568,7 +655,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not settings or not set(settings) <= {"on", "off"} or min(batches) < 1 or min(lengths) < 3:
         ap.error("--ngram takes on and/or off; batches >= 1; new tokens >= 3")
     ngrams = [v == "on" for v in settings]
-    report: dict[str, Any] = {"small": args.small}
+    if args.real is not None:
+        from airflow_provider_deepocr.core.engines.deepseek import weights_available
+
+        if not weights_available(str(args.real)):
+            sys.exit(f"--real {args.real}: no config.json and safetensors weights there")
+    report: dict[str, Any] = {"small": args.small, "real": str(args.real) if args.real else None}
     images: list[Any] = []
     if not args.ban_only:  # pages first: a missing folder fails before torch loads
         images, report["pages_source"] = load_pages(max(batches), args.pages_dir)
@@ -601,12 +693,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     from airflow_provider_deepocr.core.engines.deepseek import DeepSeekOcr2Engine, auto_batch_size
 
     with tempfile.TemporaryDirectory(prefix="deepocr-bench-") as tmp:
-        ckpt = Path(tmp, "checkpoint")
-        info = write_checkpoint(ckpt, args.small, device)
-        print(
-            f"checkpoint: {info['parameters'] / 1e6:.0f}M parameters, {info['bytes'] / 2**30:.2f} GiB "
-            f"safetensors, written in {info['seconds']:.1f}s"
-        )
+        if args.real is not None:
+            ckpt = args.real
+            size = sum(f.stat().st_size for f in ckpt.glob("*.safetensors"))
+            info = {"parameters": None, "bytes": size, "seconds": 0.0, "real": True}
+            print(f"checkpoint: real weights in {ckpt}, {size / 2**30:.2f} GiB safetensors")
+        else:
+            ckpt = Path(tmp, "checkpoint")
+            info = write_checkpoint(ckpt, args.small, device)
+            print(
+                f"checkpoint: {info['parameters'] / 1e6:.0f}M parameters, {info['bytes'] / 2**30:.2f} GiB "
+                f"safetensors, written in {info['seconds']:.1f}s"
+            )
         t0 = time.perf_counter()
         engine = DeepSeekOcr2Engine(
             str(ckpt),
@@ -635,6 +733,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = run_sweep(engine, clock, images, batches, lengths, ngrams, device, args, started)
         report["rows"] = rows
         engine.close()
+        if args.real is not None:
+            report["fidelity"] = run_fidelity(ckpt, args.pages_dir, device, args.attn, args.fidelity_tokens)
         del engine
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -719,6 +819,35 @@ def run_sweep(
                     f"{row['preprocess_ms_per_page']:9.1f} {row['peak_gib']:8.1f}{note}"
                 )
     return rows
+
+
+def run_fidelity(
+    ckpt: Path, pages_dir: Path, device: str, attn: str | None, max_new_tokens: int | None = None
+) -> dict[str, Any]:
+    """The fidelity check on real weights: a fresh engine at its defaults (``max_new_tokens``
+    None: up to the context), 5 pages, one batch."""
+    from airflow_provider_deepocr.core.engines.deepseek import DeepSeekOcr2Engine
+
+    images, truths, source = fidelity_pages(pages_dir)
+    engine = DeepSeekOcr2Engine(
+        str(ckpt),
+        device=device,
+        batch_size=len(images),
+        attn_implementation=attn,
+        max_new_tokens=max_new_tokens,
+    )
+    try:
+        report = fidelity_check(engine, images, truths)
+    finally:
+        engine.close()
+    report["truth"] = source
+    print(f"fidelity on {len(images)} born-digital pages (truth: {source}), {report['seconds']:.1f}s:")
+    for r in report["pages"]:
+        f1, finish, tokens = r["word_f1"], r["finish_reason"], r["output_tokens"]
+        flags = ", ".join(r["flags"]) or "none"
+        print(f"  page {r['page']}: word F1 {f1:.3f}, {finish}, {tokens} tokens, parser flags: {flags}")
+    print(f"fidelity_word_f1={_fmt(report['mean_word_f1'], '.3f')}")
+    return report
 
 
 def _print_ban_bench(device: str, min_s: float) -> list[dict[str, Any]]:

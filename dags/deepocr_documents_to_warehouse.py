@@ -52,7 +52,7 @@ with DAG(
         "engine": Param(os.environ.get("DEEPOCR_ENGINE", "auto"), enum=["auto", "deepseek", "rapidocr"]),
         "model": Param(os.environ.get("DEEPOCR_MODEL", "deepseek-community/DeepSeek-OCR-2"), type="string"),
         "dpi": Param(144, type="integer", minimum=36, maximum=600),
-        "max_new_tokens": Param(4096, type="integer", minimum=1),
+        "max_new_tokens": Param(8192, type="integer", minimum=1),  # the context, capped minus the prompt
         "batch_size": Param(4, type="integer", minimum=1),
         "text_layer": Param(os.environ.get("DEEPOCR_TEXT_LAYER", "never"), enum=["never", "auto", "only"]),
         "on_validation_failure": Param("quarantine", enum=["quarantine", "fail", "warn"]),

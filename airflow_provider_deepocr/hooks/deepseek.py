@@ -8,7 +8,7 @@ Connection fields:
 - ``extra`` (JSON): ``engine`` (auto | deepseek | rapidocr), ``model`` (hub id or local path),
   ``device`` (auto | cpu | cuda | cuda:N | mps), ``dtype`` (auto | bfloat16 | float16 | float32),
   ``prompt`` (markdown | free | figure | literal prompt), ``max_new_tokens`` (an int, or a
-  mapping by prompt name such as ``{"markdown": 4096, "figure": 2048}``), ``batch_size`` (an int,
+  mapping by prompt name such as ``{"markdown": 8192, "figure": 2048}``), ``batch_size`` (an int,
   or ``"auto"``: on CUDA by free GPU memory, 4 to 128, halved on out-of-memory),
   ``retry_temperatures`` (e.g. ``"0,0.2,0.4"``, the default; ``"none"`` for no retries),
   ``fallback_engine`` (``rapidocr`` or ``none``), ``gpu_hour_cost`` (what an hour of the OCR worker

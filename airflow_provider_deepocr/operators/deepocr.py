@@ -224,8 +224,8 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :param prompt: ``markdown`` (grounded, default), ``free``, ``figure``, or a literal prompt.
     :param dpi: render resolution for PDF pages (default 144).
     :param max_new_tokens: generation limit per page: an int, or a mapping by prompt name
-        (``{"markdown": 4096, "figure": 2048, "default": 4096}``); default 4096 (2048 for
-        ``figure``).
+        (``{"markdown": 8192, "figure": 2048}``); default 8192, the context, capped per page at the
+        context minus the prompt (≈ 7,000 for a full page); 2048 for ``figure``.
     :param batch_size: pages per engine batch, or ``"auto"`` (DeepSeek-OCR-2: on CUDA by the GPU
         memory free after loading, 4 to 128; halved and kept smaller after a CUDA out-of-memory;
         4 on CPU).

@@ -41,8 +41,16 @@ _TRAINING_TEXT = [
 ]
 
 
-def _build_tokenizer() -> Any:
-    """A byte-level BPE trained in code; every byte is in the alphabet so nothing is unknown."""
+TABLE_TOKENS = ["<td>", "</td>"]  # single tokens, as in the real tokenizer (the n-gram ban's whitelist)
+
+
+def _build_tokenizer(bos: bool = True, table_tokens: bool = True) -> Any:
+    """A byte-level BPE trained in code; every byte is in the alphabet so nothing is unknown.
+
+    ``bos``: prepend BOS to every encoding, as the real tokenizer does (False: a broken tokenizer
+    for the engines' load checks). ``table_tokens``: ``<td>``/``</td>`` are single tokens (False:
+    they are spelled in pieces, and no table markup is in the training text).
+    """
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -56,13 +64,16 @@ def _build_tokenizer() -> Any:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_TRAINING_TEXT * 4, trainer=trainer)
-    # BOS is prepended like the real tokenizer does.
-    from tokenizers import processors
+    text = _TRAINING_TEXT if table_tokens else [t for t in _TRAINING_TEXT if "<t" not in t]
+    tok.train_from_iterator(text * 4, trainer=trainer)
+    if table_tokens:
+        tok.add_tokens(TABLE_TOKENS)
+    if bos:  # BOS is prepended like the real tokenizer does
+        from tokenizers import processors
 
-    tok.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
-    )
+        tok.post_processor = processors.TemplateProcessing(
+            single=f"{BOS} $A", pair=f"{BOS} $A {BOS} $B", special_tokens=[(BOS, tok.token_to_id(BOS))]
+        )
     return PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token=BOS,
@@ -124,10 +135,12 @@ def _build_config(vocab_size: int, bos: int, eos: int, pad: int, image: int) -> 
     return config
 
 
-def write_tiny_model(out_dir: str | Path) -> Path:
+def write_tiny_model(out_dir: str | Path, bos: bool = True, table_tokens: bool = True) -> Path:
     """Write a tiny random DeepSeek-OCR-2 checkpoint to ``out_dir`` and return its path.
 
     Seeded and deterministic: the same transformers/torch versions write the same weights.
+    ``bos``/``table_tokens``: see :func:`_build_tokenizer` (False builds a tokenizer that the
+    engines' load checks must catch).
     """
     import torch
     from transformers import (
@@ -140,7 +153,7 @@ def write_tiny_model(out_dir: str | Path) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
 
-    tokenizer = _build_tokenizer()
+    tokenizer = _build_tokenizer(bos=bos, table_tokens=table_tokens)
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in (BOS, EOS, PAD, IMAGE)}
     config = _build_config(len(tokenizer), ids[BOS], ids[EOS], ids[PAD], ids[IMAGE])
 

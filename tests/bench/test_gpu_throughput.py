@@ -123,3 +123,61 @@ def test_budget_estimates_from_the_rows_before(bench: ModuleType) -> None:
     # a larger batch: linear in the batch from the largest smaller one at the same length
     assert bench.estimate_seconds(rows, 64, 256, True) == pytest.approx(16.0)
     assert bench.estimate_seconds(rows, 64, 1024, True) is None
+
+
+def test_real_sweeps_a_checkpoint_folder_and_checks_fidelity(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """--real MODEL_DIR: the sweep on that checkpoint (no random one written), then 5 born-digital
+    pages scored against their PyMuPDF text layer; the fidelity line comes before the last line."""
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["--real", str(tiny_model_dir), "--small", "--batches", "1", "--ngram", "on", "--new-tokens", "4"]
+    proc = _run([*args, "--no-ban-bench", "--fidelity-tokens", "4"], {"OUT": str(out)})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.strip().splitlines()
+    assert LAST_LINE.match(lines[-1]) and re.fullmatch(r"fidelity_word_f1=\d\.\d{3}", lines[-2])
+    assert f"real weights in {tiny_model_dir}" in proc.stdout
+    report = json.loads((out / "gpu_throughput.json").read_text())
+    assert report["real"] == str(tiny_model_dir) and report["checkpoint"]["real"] is True
+    fidelity = report["fidelity"]
+    assert fidelity["truth"] == "pymupdf text layer" and [p["page"] for p in fidelity["pages"]] == [
+        1,
+        2,
+        3,
+        4,
+        5,
+    ]
+    for page in fidelity["pages"]:  # random weights: a score, not a good one
+        assert 0.0 <= page["word_f1"] <= 1.0 and page["output_tokens"] <= 4
+    assert fidelity["mean_word_f1"] == pytest.approx(float(lines[-2].split("=")[1]), abs=1e-3)
+
+    missing = _run(["--real", str(tmp_path / "nothing"), "--small"], {})
+    assert missing.returncode == 1 and "no config.json and safetensors" in missing.stderr
+
+
+def test_fidelity_scores_the_models_text_against_the_text_layer(bench: ModuleType) -> None:
+    """fidelity_check strips the grounding tags from each page and scores it with word_f1: the page read
+    whole scores 1, a page read half scores between, a page read as nothing 0."""
+    from airflow_provider_deepocr.core.engines.base import OcrEngine
+    from airflow_provider_deepocr.core.records import OcrResult
+
+    images, texts = bench.render_a4(3, with_text=True)
+    for i, text in enumerate(texts):  # the text layer holds what the bench wrote
+        assert bench.words_of(text) == bench.words_of("\n".join(bench.a4_lines(i)))
+    lines = [bench.a4_lines(i) for i in range(3)]
+
+    class Reader(OcrEngine):
+        name = "reader"
+
+        def ocr(self, pages, temperature=0.0):  # type: ignore[no-untyped-def]
+            read = ["\n".join(lines[0]), "\n".join(lines[1][:30]), ""]
+            return [
+                OcrResult(
+                    f"<|ref|>text<|/ref|><|det|>[[40, 40, 900, 900]]<|/det|>\n{t}", "eos", "reader", "m"
+                )
+                for t in read
+            ]
+
+    report = bench.fidelity_check(Reader(), images, texts)
+    f1 = [p["word_f1"] for p in report["pages"]]
+    assert f1[0] == pytest.approx(1.0) and 0.5 < f1[1] < 0.9 and f1[2] == 0.0
+    assert report["mean_word_f1"] == pytest.approx(sum(f1) / 3)

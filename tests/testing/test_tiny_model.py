@@ -75,3 +75,23 @@ def test_deterministic_and_cli(
 
     for name in ("model.safetensors", "tokenizer.json", "config.json"):
         assert digest(tmp_path / "again" / name) == digest(tiny_model_dir / name), name
+
+
+def test_the_builder_makes_tokenizers_with_and_without_bos_and_table_tokens() -> None:
+    """The default tokenizer adds BOS and has <td>/</td> as single tokens, like the real one; the
+    variants that the engines' load checks must catch lack one of them."""
+    from airflow_provider_deepocr.testing.tiny_model import BOS, _build_tokenizer
+
+    prompt = "<image>\n<|grounding|>Convert the document to markdown."
+    good, no_bos, no_td = (
+        _build_tokenizer(),
+        _build_tokenizer(bos=False),
+        _build_tokenizer(table_tokens=False),
+    )
+    assert good(prompt)["input_ids"][0] == good.convert_tokens_to_ids(BOS)
+    assert no_bos(prompt)["input_ids"][0] != no_bos.convert_tokens_to_ids(BOS)
+    for tok, single in ((good, True), (no_bos, True), (no_td, False)):
+        for cell in ("<td>", "</td>"):
+            ids = tok.encode(cell, add_special_tokens=False)
+            assert (len(ids) == 1) is single
+            assert tok.decode(ids) == cell  # spelled in pieces, it still reads back

@@ -145,8 +145,9 @@ def get_engine(
     for ``vllm`` ``mode``, ``revision``, ``ngram_size``, ``ngram_window`` and any ``vllm.LLM``
     argument (``gpu_memory_utilization``, ``tensor_parallel_size``, ``max_model_len`` …).
     ``batch_size`` is an int or ``"auto"`` (see :func:`parse_batch_size`); ``max_new_tokens`` an int,
-    a mapping by prompt name (``{"markdown": 4096, "figure": 2048, "default": 4096}``), or None
-    for those defaults.
+    a mapping by prompt name (``{"markdown": 8192, "figure": 2048}``), or None for the defaults
+    (the whole 8,192-token context for a document, capped per page at the context minus the
+    prompt, ≈ 7,000 for a full page; 2048 for ``figure``).
     Raises :class:`ConfigError` for an unknown name, :class:`EngineUnavailable` when the
     engine's extra is not installed.
     """
@@ -284,8 +285,9 @@ class EngineSettings:
     :param prompt: ``markdown`` (grounded, the default), ``free``, ``figure``, or a literal prompt
         containing ``<image>``.
     :param max_new_tokens: generation limit per page. An int, a mapping by prompt name
-        (``{"markdown": 4096, "figure": 2048, "default": 4096}``) or None for
-        :data:`.base.DEFAULT_MAX_NEW_TOKENS` (4096; 2048 for ``figure``); always stored as the
+        (``{"markdown": 8192, "figure": 2048}``) or None for :data:`.base.DEFAULT_MAX_NEW_TOKENS`
+        (8192, the context, which each engine caps at the context minus the page's prompt, ≈ 7,000
+        for a full page; 2048 for ``figure``); always stored as the
         one int that applies to ``prompt``, so "not set" and the default it stands for are equal.
     :param batch_size: pages per engine batch, or ``"auto"`` (see :func:`parse_batch_size`).
     :param retry_temperatures: the retry ladder for pages that loop or stop at the token limit

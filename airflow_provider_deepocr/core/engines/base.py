@@ -16,25 +16,36 @@ PROMPTS: dict[str, str] = {
 }
 """Prompts by name. ``markdown`` is the grounded document prompt (the default)."""
 
-# Token budgets by prompt name: a dense page in grounded markdown runs to a few thousand tokens
-# (the authors' 8,192-token context); a figure description is shorter.
-DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"markdown": 4096, "free": 4096, "figure": 2048}
+MODEL_CONTEXT = 8192
+"""The context of DeepSeek-OCR and -OCR-2 as the authors run them (vLLM ``max_model_len=8192``,
+``max_tokens=8192``): prompt (≈ 1,100 tokens for a full page at 6 tiles) plus output."""
+
+# Token budgets by prompt name. A document page may use the whole context: the engines cap the
+# budget at ``MODEL_CONTEXT`` minus the page's prompt (≈ 7,000 new tokens for a full page, the
+# authors' setting), so the default is "up to the context". A figure description is shorter.
+DEFAULT_MAX_NEW_TOKENS: dict[str, int] = {"markdown": MODEL_CONTEXT, "free": MODEL_CONTEXT, "figure": 2048}
 
 
 def resolve_max_new_tokens(value: int | Mapping[str, int] | None, prompt_name: str | None) -> int:
     """One token budget: an int as is; a mapping's entry for ``prompt_name`` (else its
-    ``"default"``, else 4096); None: :data:`DEFAULT_MAX_NEW_TOKENS`. Raises :class:`ConfigError`
-    below 1."""
+    ``"default"``, else :data:`MODEL_CONTEXT`); None: :data:`DEFAULT_MAX_NEW_TOKENS`. Raises
+    :class:`ConfigError` below 1. Engines cap it per page with :func:`cap_new_tokens`."""
     if value is None:
         value = DEFAULT_MAX_NEW_TOKENS
     if isinstance(value, Mapping):
         table = {str(k): int(v) for k, v in value.items()}
-        n = table.get(prompt_name or "", table.get("default", 4096))
+        n = table.get(prompt_name or "", table.get("default", MODEL_CONTEXT))
     else:
         n = int(value)
     if n < 1:
         raise ConfigError("max_new_tokens must be >= 1")
     return n
+
+
+def cap_new_tokens(max_new_tokens: int, prompt_tokens: int, context: int = MODEL_CONTEXT) -> int:
+    """The new tokens a page may generate: ``max_new_tokens``, at most what the context leaves
+    after the prompt (never below 1)."""
+    return max(1, min(int(max_new_tokens), int(context) - int(prompt_tokens)))
 
 
 class OcrEngine(abc.ABC):

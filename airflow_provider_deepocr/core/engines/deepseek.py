@@ -14,7 +14,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine, resolve_max_new_tokens
+from airflow_provider_deepocr.core.engines.base import (
+    MODEL_CONTEXT,
+    PROMPTS,
+    OcrEngine,
+    cap_new_tokens,
+    resolve_max_new_tokens,
+)
 from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
 
@@ -23,8 +29,9 @@ log = logging.getLogger(__name__)
 DEFAULT_MODEL = "deepseek-community/DeepSeek-OCR-2"
 GPU_EXTRA = "airflow-provider-deepocr[gpu]"
 
-# Tokens whose repetition is legitimate (table markup repeats by nature); exempt from the n-gram ban.
-NGRAM_WHITELIST_TOKENS: tuple[str, ...] = ("<td>", "</td>", "<tr>", "</tr>")
+# Tokens whose repetition is legitimate (table cells repeat by nature); exempt from the n-gram ban.
+# The authors' whitelist: {128821, 128822} = <td>, </td> in their tokenizer (no <tr>/</tr>).
+NGRAM_WHITELIST_TOKENS: tuple[str, ...] = ("<td>", "</td>")
 
 # batch_size="auto": where the batch starts; CUDA out-of-memory halves it (and it stays halved).
 # On CUDA the start depends on the GPU memory free once the weights are loaded (AUTO_BATCH_CUDA).
@@ -116,7 +123,13 @@ def _pick_dtype(dtype: str, device: str) -> Any:
 
     if dtype == "auto":
         if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+            if torch.cuda.is_bf16_supported():
+                return torch.bfloat16
+            log.warning(
+                "this GPU has no bfloat16: dtype auto runs float16, which the authors never ran "
+                "(they run bfloat16 only); pass dtype=float32 for the safe, slower choice"
+            )
+            return torch.float16
         if device.startswith("mps"):
             return torch.float16
         return torch.float32
@@ -143,6 +156,49 @@ def _pick_attention(device: str) -> str:
     ):
         return "flash_attention_2"
     return "sdpa" if getattr(cls, "_supports_sdpa", False) else "eager"
+
+
+def check_tokenizer(
+    tokenizer: Any, prompt_ids: Sequence[int], model: str, bos_added_elsewhere: bool = False
+) -> list[int]:
+    """The checks every engine makes on the tokenizer at load; returns the n-gram whitelist ids.
+
+    ``prompt_ids``: a prompt as the engine encodes it (processor or tokenizer, special tokens
+    added). It must start with BOS: the authors add BOS explicitly, and without it the model
+    answers with nothing (a clean, empty page), so a tokenizer that does not add it is refused
+    (:class:`EngineUnavailable`, one line). ``<td>`` and ``</td>`` (:data:`NGRAM_WHITELIST_TOKENS`)
+    must each be one token of the vocabulary; if not, one warning names them and the n-gram
+    ban runs without a whitelist. The whitelist ids are logged once. ``bos_added_elsewhere``: the
+    caller's processor prepends BOS itself (vLLM's DeepSeek-OCR processors call
+    ``tokenize_with_images(bos=True)``, as the authors do): a tokenizer without it is only a warning.
+    """
+    bos = getattr(tokenizer, "bos_token_id", None)
+    first = int(prompt_ids[0]) if len(prompt_ids) else None
+    if bos is not None and first != int(bos) and bos_added_elsewhere:
+        log.warning("the tokenizer of %s does not add BOS; its processor adds it explicitly", model)
+    elif bos is None or first != int(bos):
+        raise EngineUnavailable(
+            f"the tokenizer of {model} does not put BOS first (bos id {bos}, first prompt id {first}): "
+            "DeepSeek-OCR answers with nothing without it; use a tokenizer that adds BOS"
+        )
+    ids: list[int] = []
+    missing: list[str] = []
+    for token in NGRAM_WHITELIST_TOKENS:
+        encoded = tokenizer.encode(token, add_special_tokens=False)
+        if len(encoded) == 1 and tokenizer.convert_ids_to_tokens(encoded[0]) == token:
+            ids.append(int(encoded[0]))
+        else:
+            missing.append(token)
+    if missing:
+        log.warning(
+            "the tokenizer of %s has no single token for %s: the n-gram ban runs without its whitelist "
+            "(repeated table cells may be banned)",
+            model,
+            ", ".join(missing),
+        )
+        return []
+    log.info("n-gram ban whitelist for %s: %s", model, dict(zip(NGRAM_WHITELIST_TOKENS, ids, strict=True)))
+    return ids
 
 
 def ban_repeated_ngrams(
@@ -278,8 +334,10 @@ class DeepSeekOcr2Engine(OcrEngine):
         gpu_preprocess: bool = True,
         cache_implementation: str | None = None,
     ) -> None:
-        """``max_new_tokens``: an int, or a mapping by prompt name (``{"markdown": 4096,
-        "figure": 2048, "default": 4096}``; None: :data:`.base.DEFAULT_MAX_NEW_TOKENS`).
+        """``max_new_tokens``: an int, or a mapping by prompt name (``{"markdown": 8192,
+        "figure": 2048}``; None: :data:`.base.DEFAULT_MAX_NEW_TOKENS`: the whole context for a
+        document, 2048 for a figure); each batch is capped at the context (8,192, or the model's
+        ``max_position_embeddings`` if smaller) minus its prompt, ≈ 7,000 for a full page.
         ``batch_size``: pages per ``generate()``, or ``"auto"`` (on CUDA by the GPU memory free
         after loading, :func:`auto_batch_size`; 4 on CPU), which halves on CUDA out-of-memory and
         keeps the smaller size. ``attn_implementation``: None picks the fastest the model supports
@@ -355,18 +413,7 @@ class DeepSeekOcr2Engine(OcrEngine):
             self._processor.image_processor = fast_image_processor(
                 self._processor.image_processor, device=pre_device
             )
-        tok = self._processor.tokenizer
-        tok.padding_side = "left"
-        gen = self._model.generation_config
-        eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
-        self.eos_token_ids: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
-        pad = tok.pad_token_id if tok.pad_token_id is not None else gen.pad_token_id
-        if pad is None:
-            pad = next(iter(self.eos_token_ids))
-        self.pad_token_id = int(pad)
-        self._strip_texts = [t for t in (tok.bos_token, tok.eos_token, tok.pad_token) if t]
-        vocab = tok.get_vocab()
-        self._ngram_whitelist = [vocab[t] for t in NGRAM_WHITELIST_TOKENS if t in vocab]
+        self._setup_tokens()
 
         cfg_hash = getattr(self._model.config, "_commit_hash", None)
         self.revision = cfg_hash or revision
@@ -385,6 +432,32 @@ class DeepSeekOcr2Engine(OcrEngine):
             " (auto)" if self.auto_batch else "",
             time.perf_counter() - t0,
         )
+
+    def _setup_tokens(self) -> None:
+        """EOS, pad and the texts decode strips; the load checks (BOS, whitelist); the context."""
+        tok = self._processor.tokenizer
+        tok.padding_side = "left"
+        gen = self._model.generation_config
+        eos = gen.eos_token_id if gen.eos_token_id is not None else tok.eos_token_id
+        self.eos_token_ids: set[int] = set(eos if isinstance(eos, list) else [eos]) - {None}
+        pad = tok.pad_token_id if tok.pad_token_id is not None else gen.pad_token_id
+        if pad is None:
+            pad = next(iter(self.eos_token_ids))
+        self.pad_token_id = int(pad)
+        self._strip_texts = [t for t in (tok.bos_token, tok.eos_token, tok.pad_token) if t]
+        self._ngram_whitelist = check_tokenizer(tok, self._probe_prompt_ids(), self.model)
+        text_cfg = getattr(self._model.config, "text_config", self._model.config)
+        positions = int(getattr(text_cfg, "max_position_embeddings", 0) or MODEL_CONTEXT)
+        self.context = min(MODEL_CONTEXT, positions)
+
+    def _probe_prompt_ids(self) -> list[int]:
+        """The prompt's ids as the processor makes them for a small blank page (the BOS check)."""
+        from PIL import Image
+
+        probe = self._processor(
+            images=[Image.new("RGB", (64, 64), "white")], text=[self.prompt], return_tensors="pt"
+        )
+        return [int(t) for t in probe["input_ids"][0].tolist()]
 
     # -- public -----------------------------------------------------------------------------
 
@@ -533,7 +606,7 @@ class DeepSeekOcr2Engine(OcrEngine):
                 **inputs,
                 **sampling,
                 num_beams=1,
-                max_new_tokens=self.max_new_tokens,
+                max_new_tokens=cap_new_tokens(self.max_new_tokens, prompt_len, self.context),
                 eos_token_id=sorted(self.eos_token_ids),
                 pad_token_id=self.pad_token_id,
                 logits_processor=processors,

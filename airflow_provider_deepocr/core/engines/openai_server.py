@@ -12,6 +12,17 @@ The Airflow worker stays CPU-only and waits on the network. For each page:
   special tokens). The authors' n-gram repetition guard goes to vLLM as ``vllm_xargs``;
   ``extra_body`` replaces those extra fields (``{}`` omits them, for servers that reject unknown
   fields);
+- ``max_tokens`` is sent only when set below the context (:data:`.base.MODEL_CONTEXT`); by
+  default it is left out, so the server caps the page at its context minus the prompt (vLLM:
+  ``max_model_len - prompt``, ≈ 7,000 new tokens for a full page, the authors' setting);
+- at start the engine asks the server what it is (``GET /v1/models``, and ``GET /version`` where
+  vLLM serves it) and refuses, with one line, a vLLM known to answer DeepSeek-OCR-2 wrongly
+  (:func:`server_refusal`); a server that does not answer these is used as is;
+- a 200 with zero completion tokens for a page that has ink is a page error, not an empty page
+  (an old vLLM answers DeepSeek-OCR-2 that way, with a normal finish);
+- a 400 that names the whitelist (vLLM before PR #27560 takes ``vllm_xargs`` values as scalars
+  only) makes the engine drop ``whitelist_token_ids`` and send the page again, once, and every
+  later page without it (one warning);
 - at most ``max_concurrency`` requests are in flight (an ``asyncio.Semaphore``; the server's own
   scheduler batches them on the GPU);
 - 429, 5xx, connection errors and timeouts are retried with exponential backoff and full jitter
@@ -36,7 +47,7 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_deepocr.core.engines.base import OcrEngine
+from airflow_provider_deepocr.core.engines.base import MODEL_CONTEXT, OcrEngine
 from airflow_provider_deepocr.core.engines.deepseek import resolve_prompt
 from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
@@ -46,6 +57,49 @@ log = logging.getLogger(__name__)
 RETRY_STATUS = frozenset({408, 409, 425, 429, 500, 502, 503, 504})
 TD_TOKEN_IDS = (128821, 128822)  # <td>, </td> in the DeepSeek-OCR tokenizer (exempt from the n-gram ban)
 IMAGE_FORMATS = ("png", "jpeg")
+
+# vLLM before PR #33642 answered DeepSeek-OCR-2 behind /v1/chat/completions with empty text and a
+# normal finish. The first release taken to carry the fix: 0.16.0 (by the PR's merge date in
+# February 2026, after DeepSeek-OCR-2 support landed in PR #33165 on 2026-02-02; not confirmed
+# against vLLM's release notes, which were not at hand).
+VLLM_FIXED_OCR2_CHAT = (0, 16, 0)
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    """``"0.11.2.dev26+g3d4e7d34b"`` -> ``(0, 11, 2)``; None when it starts with no number."""
+    import re
+
+    found = re.match(r"v?(\d+(?:\.\d+)*)", str(text).strip())
+    return tuple(int(x) for x in found.group(1).split(".")[:3]) if found else None
+
+
+def server_refusal(version: str | None, served: Sequence[str], model: str) -> str | None:
+    """Why a server must not be used (one line), or None.
+
+    ``version``: what ``GET /version`` said (vLLM only; None elsewhere); ``served``: the ids and
+    roots (paths) of ``GET /v1/models``; ``model``: the model name the engine sends. Refused: a
+    vLLM older than :data:`VLLM_FIXED_OCR2_CHAT` serving DeepSeek-OCR-2 (by the served path or the
+    name), which returns empty text through chat completions.
+    """
+    from airflow_provider_deepocr.core.engines.vllm import model_version
+
+    parsed = parse_version(version) if version else None
+    if parsed is None:
+        return None
+    is_v2 = any(model_version(name) == "v2" for name in [model, *served])
+    if is_v2 and parsed < VLLM_FIXED_OCR2_CHAT:
+        fixed = ".".join(map(str, VLLM_FIXED_OCR2_CHAT))
+        return (
+            f"vLLM {version} answers DeepSeek-OCR-2 chat completions with empty text (fixed by vLLM "
+            f"PR #33642, taken as {fixed}); upgrade the server"
+        )
+    return None
+
+
+def has_ink(image: Any) -> bool:
+    """Whether a page shows anything: its grey levels span at least a quarter of the range."""
+    lo, hi = image.convert("L").getextrema()
+    return int(hi) - int(lo) >= 64
 
 
 def encode_image(image: Any, image_format: str = "png") -> str:
@@ -96,7 +150,7 @@ class OpenAIServerEngine(OcrEngine):
         model: str = "deepseek-ocr",
         api_key: str | None = None,
         prompt: str = "markdown",
-        max_new_tokens: int = 4096,
+        max_new_tokens: int = MODEL_CONTEXT,
         max_concurrency: int = 64,
         timeout: float = 300.0,
         retries: int = 5,
@@ -108,7 +162,11 @@ class OpenAIServerEngine(OcrEngine):
         extra_body: dict[str, Any] | None = None,
         batch_size: int = 64,
         image_format: str = "png",
+        check_server: bool = True,
     ) -> None:
+        """``max_new_tokens``: the budget per page; at :data:`.base.MODEL_CONTEXT` or more (the
+        default) no ``max_tokens`` is sent and the server caps the page at its context minus the
+        prompt. ``check_server``: ask the server what it is at start (:meth:`check_server`)."""
         try:
             import httpx  # noqa: F401
         except ImportError as exc:  # pragma: no cover - httpx comes with Airflow
@@ -141,6 +199,37 @@ class OpenAIServerEngine(OcrEngine):
         self.extra_body = dict(extra_body)
         self.completed = 0  # 200 responses received (progress logs, tests)
         self.requests = 0  # HTTP attempts made, retries included
+        self.server_version: str | None = None
+        self.served: list[str] = []
+        self._whitelist_lock = threading.Lock()
+        if check_server:
+            self.check_server()
+
+    def check_server(self) -> None:
+        """``GET /v1/models`` and ``GET /version``; raise :class:`EngineUnavailable` (one line) for
+        a server known to answer wrongly (:func:`server_refusal`). A server that cannot be reached
+        yet is only logged: its pages are retried and fail on their own."""
+        import httpx
+
+        headers = {"Authorization": f"Bearer {self.api_key}"} if self.api_key else {}
+        root = self.server_url.removesuffix("/v1")
+        where = urlsplit(self.server_url).netloc
+        try:
+            with httpx.Client(timeout=min(self.timeout, 10.0), headers=headers) as client:
+                models = client.get(f"{self.server_url}/models")
+                if models.status_code == 200:
+                    for item in models.json().get("data") or []:
+                        self.served += [str(item[k]) for k in ("id", "root") if item.get(k)]
+                version = client.get(f"{root}/version")
+                if version.status_code == 200:
+                    self.server_version = str(version.json().get("version") or "") or None
+        except (httpx.TransportError, httpx.TimeoutException, ValueError, AttributeError) as exc:
+            log.warning("server %s: cannot ask what it is (%s); going on", where, type(exc).__name__)
+            return
+        log.info("server %s: version %s, serving %s", where, self.server_version or "unknown", self.served)
+        reason = server_refusal(self.server_version, self.served, self.model)
+        if reason:
+            raise EngineUnavailable(f"server {where}: {reason}")
 
     def describe(self) -> dict[str, object]:
         return {
@@ -221,6 +310,7 @@ class OpenAIServerEngine(OcrEngine):
         return results
 
     def _body(self, url: str, temperature: float) -> dict[str, Any]:
+        tokens = {"max_tokens": self.max_new_tokens} if self.max_new_tokens < MODEL_CONTEXT else {}
         return {
             "model": self.model,
             "messages": [
@@ -232,7 +322,7 @@ class OpenAIServerEngine(OcrEngine):
                     ],
                 }
             ],
-            "max_tokens": self.max_new_tokens,
+            **tokens,
             "temperature": float(temperature),
             "skip_special_tokens": False,
             **self.extra_body,
@@ -263,13 +353,12 @@ class OpenAIServerEngine(OcrEngine):
             for attempt in range(self.retries + 1):
                 status: int | str
                 retry_after = None
-                self.requests += 1
                 try:
-                    resp = await client.post(f"{self.server_url}/chat/completions", json=body)
+                    resp = await self._post(client, body)
                     status = resp.status_code
                     if status == 200:
                         try:
-                            return self._result(resp.json(), time.perf_counter() - t0)
+                            return self._result(resp.json(), time.perf_counter() - t0, page)
                         except (ValueError, KeyError, IndexError, TypeError) as exc:
                             log.warning("page %s/%s: malformed response (%s)", *pid, type(exc).__name__)
                             return self.error_result()
@@ -289,13 +378,47 @@ class OpenAIServerEngine(OcrEngine):
             log.warning("page %s/%s: gave up after %d tries (last: %s)", *pid, self.retries + 1, status)
             return self.error_result()
 
-    def _result(self, data: dict[str, Any], seconds: float) -> OcrResult:
+    async def _post(self, client: Any, body: dict[str, Any]) -> Any:
+        """POST a page; a 400 that names the whitelist drops it (for good) and posts again once."""
+        self.requests += 1
+        resp = await client.post(f"{self.server_url}/chat/completions", json=body)
+        xargs = body.get("vllm_xargs")
+        if resp.status_code != 400 or not isinstance(xargs, dict) or "whitelist_token_ids" not in xargs:
+            return resp
+        if "whitelist" not in resp.text.lower():
+            return resp
+        self._drop_whitelist()
+        body["vllm_xargs"] = {k: v for k, v in xargs.items() if k != "whitelist_token_ids"}
+        self.requests += 1
+        return await client.post(f"{self.server_url}/chat/completions", json=body)
+
+    def _drop_whitelist(self) -> None:
+        with self._whitelist_lock:
+            xargs = self.extra_body.get("vllm_xargs")
+            if not isinstance(xargs, dict) or "whitelist_token_ids" not in xargs:
+                return  # another page got here first
+            self.extra_body["vllm_xargs"] = {k: v for k, v in xargs.items() if k != "whitelist_token_ids"}
+        log.warning(
+            "server %s rejects whitelist_token_ids (HTTP 400; a vLLM before PR #27560): "
+            "the n-gram ban runs without the <td>/</td> whitelist",
+            urlsplit(self.server_url).netloc,
+        )
+
+    def _result(self, data: dict[str, Any], seconds: float, page: PageImage | None = None) -> OcrResult:
         choice = data["choices"][0]
         content = choice["message"]["content"]
         if content is not None and not isinstance(content, str):
             raise TypeError("content is not a string")
         usage = data.get("usage") or {}
         self.completed += 1
+        if usage.get("completion_tokens") == 0 and page is not None and has_ink(page.image):
+            log.warning(
+                "page %s/%s: the server generated no tokens for a page with ink (an empty answer is "
+                "what an old vLLM gives DeepSeek-OCR-2): counted as an error",
+                page.doc_id[:12],
+                page.page_no,
+            )
+            return self.error_result()
         return OcrResult(
             raw_text=content or "",
             finish_reason="length" if choice.get("finish_reason") == "length" else "eos",

@@ -41,7 +41,8 @@ _BAND = 64  # rows per normalisation band (a tile band of 3 x 64 x 768 floats st
 
 
 class FastDeepseekOcr2ImageProcessor:
-    """Drop-in for ``DeepseekOcr2ImageProcessorPil`` (unknown attributes delegate to the stock object).
+    """Drop-in for ``DeepseekOcr2ImageProcessorPil`` or the torchvision ``DeepseekOcr2ImageProcessor``
+    (unknown attributes delegate to the stock object).
 
     ``device``: where the resizing and normalisation run and the tensors are returned (``"cpu"``, the
     default, or ``"cuda"``/``"cuda:N"``). ``threads``: parallel PIL strips on CPU (default: the
@@ -85,7 +86,7 @@ class FastDeepseekOcr2ImageProcessor:
         from PIL import Image
 
         s = self._stock
-        bicubic = int(getattr(s, "resample", _BICUBIC)) == Image.Resampling.BICUBIC
+        bicubic = _is_bicubic(getattr(s, "resample", _BICUBIC))
         if not (s.do_resize and s.do_convert_rgb and bicubic):
             return False
         if len(s.background_color) != 3 or len(self._affine) != 3:
@@ -322,6 +323,14 @@ class FastDeepseekOcr2ImageProcessor:
             return
         for c, (scale, bias) in enumerate(self._affine):
             dst.select(channel_dim, c).mul_(scale).add_(bias)
+
+
+def _is_bicubic(resample: Any) -> bool:
+    """PIL's ``BICUBIC`` (an int or enum), or torchvision's ``InterpolationMode.BICUBIC``."""
+    try:
+        return int(resample) == _BICUBIC
+    except (TypeError, ValueError):
+        return str(getattr(resample, "value", resample)).lower() == "bicubic"
 
 
 def _strips(extent: int, tile: int, want: int) -> list[tuple[int, int]]:
@@ -659,10 +668,20 @@ def _cpus() -> int:
         return os.cpu_count() or 1
 
 
+STOCK_CLASSES = ("DeepseekOcr2ImageProcessorPil", "DeepseekOcr2ImageProcessor")
+"""The stock image processors the fast one wraps: transformers picks the torchvision one
+(``DeepseekOcr2ImageProcessor``) where torchvision is installed, else the PIL one. Both make
+the same views (same plan, tile order, padding, normalisation); they differ only in the resampling
+kernel (torchvision's antialiased bicubic vs PIL's, about one grey level apart). The fast path
+reproduces PIL's resampling, the authors' (their ``image_process.py`` resizes with PIL), whichever
+class was picked, so the tensors never depend on whether torchvision happens to be installed."""
+
+
 def fast_image_processor(stock: Any, device: str = "cpu", threads: int | None = None) -> Any:
-    """The fast wrapper for a stock DeepSeek-OCR-2 PIL image processor; anything else unchanged."""
+    """The fast wrapper for a stock DeepSeek-OCR-2 image processor (either of
+    :data:`STOCK_CLASSES`); anything else unchanged."""
     if isinstance(stock, FastDeepseekOcr2ImageProcessor):
         return stock
-    if type(stock).__name__ != "DeepseekOcr2ImageProcessorPil":
+    if type(stock).__name__ not in STOCK_CLASSES:
         return stock
     return FastDeepseekOcr2ImageProcessor(stock, device=device, threads=threads)

@@ -1,15 +1,25 @@
 """DeepSeek-OCR (v1) and DeepSeek-OCR-2 in-process through vLLM (extra ``[vllm]``, GPU only).
 
 v1 has no native transformers classes; vLLM (>= 0.11.1) runs it as ``DeepseekOCRForCausalLM``.
-The authors' settings are applied: prefix caching off, ``mm_processor_cache_gb=0``, their n-gram
-repetition logits processor (``NGramPerReqLogitsProcessor``, ngram 30 / window 90 with the
-``<td>``/``</td>`` ids whitelisted), temperature 0, ``skip_special_tokens=False`` (the grounding
-tags are special tokens). vLLM is imported only when this engine is built.
+The authors' settings are applied: prefix caching off, ``mm_processor_cache_gb=0``,
+``max_model_len=8192``, their n-gram repetition logits processor (``NGramPerReqLogitsProcessor``,
+ngram 30 / window 90 with the ``<td>``/``</td>`` ids whitelisted, looked up in the tokenizer at
+load), temperature 0, ``skip_special_tokens=False`` (the grounding tags are special tokens), and
+by default no ``max_tokens`` cap below the context (vLLM stops at ``max_model_len`` minus the
+prompt, ≈ 7,000 new tokens for a full page). vLLM is imported only when this engine is built.
 
-DeepSeek-OCR-2 runs as ``DeepseekOCR2ForCausalLM`` (vLLM >= 0.16) from the authors' checkpoint
-``deepseek-ai/DeepSeek-OCR-2`` (the converted ``deepseek-community/DeepSeek-OCR-2`` is for the
-transformers engine); its resolution is fixed (mode ``v2``: a 1024 global view plus 768 tiles).
-v1 takes a resolution ``mode`` (:data:`MODES`); the default is Gundam.
+DeepSeek-OCR-2 runs as ``DeepseekOCR2ForCausalLM`` (added by vLLM PR #33165, 2026-02-02) from the
+authors' checkpoint ``deepseek-ai/DeepSeek-OCR-2`` (the converted
+``deepseek-community/DeepSeek-OCR-2`` is for the transformers engine); its resolution is fixed
+(mode ``v2``: a 1024 global view plus 768 tiles).
+
+v1 resolution modes: only Gundam (``gundam``: a 1024 global view plus 640 tiles, the authors'
+document setting and the default). Checked against vLLM's ``deepseek_ocr.py`` at commit 029329a8
+(main, after PR #34085 of 2026-02-12): its processor takes ``base_size``/``image_size``/``crop_mode``
+from ``mm_processor_kwargs``, but the prompt's image-token count
+(``DeepseekOCRProcessingInfo.get_num_image_tokens``) is computed from the fixed Gundam sizes, so
+Tiny/Small/Base/Large would get a placeholder count that does not match their features. Those
+modes (:data:`MODES`, the authors' table) are refused at start with one line.
 
 The pure functions :func:`mode_settings`, :func:`sampling_settings` and :func:`llm_settings`
 are what the engine passes to vLLM; they are importable (and tested) without vLLM.
@@ -46,6 +56,8 @@ MODES: dict[str, dict[str, Any]] = {
     "v2": {"tokens": None},
 }
 V1_MODES = ("tiny", "small", "base", "large", "gundam")
+SUPPORTED_V1_MODES = ("gundam",)  # what vLLM's DeepseekOCRForCausalLM counts tokens for (see above)
+CONTEXT = 8192  # the authors' max_model_len
 
 
 def model_version(model: str) -> str:
@@ -60,11 +72,8 @@ def default_mode(model: str) -> str:
 
 
 def mode_settings(mode: str) -> dict[str, Any]:
-    """``mm_processor_kwargs`` for a resolution mode (``tiny`` … ``gundam`` for v1, ``v2``).
-
-    vLLM >= 0.18 passes ``base_size``/``image_size`` to ``DeepseekOCRProcessor`` and
-    ``crop_mode`` to its call; older releases fix the sizes at Gundam's and honour
-    ``crop_mode`` only.
+    """``mm_processor_kwargs`` for a resolution mode (``tiny`` … ``gundam`` for v1, ``v2``): the
+    authors' table. Which of them vLLM can run is :func:`check_mode`'s answer (Gundam only for v1).
     """
     try:
         m = MODES[mode.lower()]
@@ -73,17 +82,36 @@ def mode_settings(mode: str) -> dict[str, Any]:
     return {k: v for k, v in m.items() if k != "tokens"}
 
 
+def check_mode(model: str, mode: str) -> None:
+    """Raise :class:`ConfigError` (one line) for a mode that does not fit ``model`` or that vLLM
+    does not support (v1: Gundam only, see the module docstring)."""
+    if (mode == "v2") != (model_version(model) == "v2"):
+        raise ConfigError(
+            f"mode {mode!r} does not fit {model!r}: v1 modes are {', '.join(SUPPORTED_V1_MODES)}; "
+            "DeepSeek-OCR-2 takes mode 'v2'"
+        )
+    if mode != "v2" and mode not in SUPPORTED_V1_MODES:
+        raise ConfigError(
+            f"mode {mode!r} is not supported through vLLM (its DeepSeek-OCR image-token count is fixed at "
+            f"Gundam's sizes); use mode 'gundam'"
+        )
+
+
 def sampling_settings(
-    max_new_tokens: int,
+    max_new_tokens: int | None,
     temperature: float = 0.0,
     ngram_size: int = 30,
     ngram_window: int = 90,
     whitelist_token_ids: Sequence[int] = TD_TOKEN_IDS,
 ) -> dict[str, Any]:
-    """Keyword arguments for ``vllm.SamplingParams`` with the authors' repetition guard."""
+    """Keyword arguments for ``vllm.SamplingParams`` with the authors' repetition guard.
+
+    ``max_new_tokens`` None (or at least :data:`CONTEXT`): no cap, vLLM stops at
+    ``max_model_len`` minus the prompt."""
+    cap = None if max_new_tokens is None or int(max_new_tokens) >= CONTEXT else int(max_new_tokens)
     return {
         "temperature": float(temperature),
-        "max_tokens": int(max_new_tokens),
+        "max_tokens": cap,
         "skip_special_tokens": False,
         "extra_args": {
             "ngram_size": int(ngram_size),
@@ -100,6 +128,7 @@ def llm_settings(model: str, revision: str | None = None, **overrides: Any) -> d
         "revision": revision,
         "enable_prefix_caching": False,
         "mm_processor_cache_gb": 0,
+        "max_model_len": CONTEXT,
         "trust_remote_code": False,
         **overrides,
     }
@@ -115,21 +144,19 @@ class VllmEngine(OcrEngine):
         model: str = "deepseek-ai/DeepSeek-OCR",
         prompt: str = "markdown",
         mode: str | None = None,
-        max_new_tokens: int = 8192,
+        max_new_tokens: int = CONTEXT,
         batch_size: int = 64,
         revision: str | None = None,
         ngram_size: int = 30,
         ngram_window: int = 90,
-        whitelist_token_ids: Sequence[int] = TD_TOKEN_IDS,
+        whitelist_token_ids: Sequence[int] | None = None,
         **llm_overrides: Any,
     ) -> None:
+        """``whitelist_token_ids``: the n-gram ban's whitelist (None: the ids of ``<td>``/``</td>``
+        in the model's tokenizer, checked at load with BOS, :func:`.deepseek.check_tokenizer`)."""
         mode = (mode or default_mode(model)).lower()
         mm_kwargs = mode_settings(mode)
-        if (mode == "v2") != (model_version(model) == "v2"):
-            raise ConfigError(
-                f"mode {mode!r} does not fit {model!r}: v1 modes are {', '.join(V1_MODES)}; "
-                "DeepSeek-OCR-2 takes mode 'v2'"
-            )
+        check_mode(model, mode)
         try:
             from vllm import LLM
             from vllm.model_executor.models.deepseek_ocr import NGramPerReqLogitsProcessor
@@ -144,11 +171,16 @@ class VllmEngine(OcrEngine):
         self.max_new_tokens = int(max_new_tokens)
         self.batch_size = int(batch_size)
         self.ngram = (int(ngram_size), int(ngram_window))
-        self.whitelist = tuple(int(t) for t in whitelist_token_ids)
         t0 = time.perf_counter()
         self._llm = LLM(
             **llm_settings(model, revision, logits_processors=[NGramPerReqLogitsProcessor], **llm_overrides)
         )
+        from airflow_provider_deepocr.core.engines.deepseek import check_tokenizer
+
+        tok = self._llm.get_tokenizer()
+        found = check_tokenizer(tok, tok(self.prompt)["input_ids"], model, bos_added_elsewhere=True)
+        chosen = found if whitelist_token_ids is None else whitelist_token_ids
+        self.whitelist = tuple(int(t) for t in chosen)
         log.info("vLLM loaded %s (mode %s) in %.1fs", model, mode, time.perf_counter() - t0)
 
     def describe(self) -> dict[str, object]:

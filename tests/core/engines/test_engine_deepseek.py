@@ -405,3 +405,164 @@ def test_vectorised_ban_no_slower_than_the_python_ban_on_cpu() -> None:
     old = best_ms(lambda: _reference_call(ids, scores, 30, 90, 1100, whitelist))
     print(f"\n[bench] n-gram ban 64 x 4096 on CPU: Python {old:.2f} ms/step, vectorised {new:.2f} ms/step")
     assert new <= old
+
+
+# -- the authors' n-gram ban, written independently from their description ----------------------
+
+
+def _authors_banned(output_ids: list[int], n: int, window: int, whitelist: frozenset[int]) -> set[int]:
+    """DeepSeek-OCR's ``NoRepeatNGramLogitsProcessor`` (deepseek-ai/DeepSeek-OCR-2,
+    ``DeepSeek-OCR2-vllm/process/ngram_norepeat.py``; the same in vLLM's ``deepseek_ocr.py``), from
+    its definition: over the generated ids only, nothing before ``n`` ids; the n-grams starting at
+    ``max(0, len - window)`` .. ``len - n`` whose first ``n - 1`` ids equal the last ``n - 1`` ids
+    ban their last id; whitelisted ids are never banned."""
+    size = len(output_ids)
+    if size < n:
+        return set()
+    prefix = output_ids[size - (n - 1) :]
+    banned = set()
+    for start in range(max(0, size - window), size - n + 1):
+        if output_ids[start : start + n - 1] == prefix:
+            banned.add(output_ids[start + n - 1])
+    return banned - whitelist
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(2, 8),
+    window=st.integers(1, 40),
+    vocab=st.integers(2, 10),
+    data=st.data(),
+)
+@example(n=3, window=3, vocab=5, data=None).via("window = n: one n-gram fits")
+@example(n=4, window=3, vocab=5, data=None).via("window < n: nothing fits")
+def test_the_ban_equals_the_authors_algorithm(n: int, window: int, vocab: int, data) -> None:  # type: ignore[no-untyped-def]
+    """For the parameters the engines use (n >= 2, window >= 1; the engine turns the ban off at
+    0), the project's ban gives exactly the authors' bans, row by row, whitelist included.
+    (n = 1 differs by design: the authors' prefix slice ``ids[-0:]`` is the whole row, so it
+    never bans; the engines never run n = 1.)"""
+    rows = [[0, 1, 2, 0, 1, 2, 0, 1], [0, 0, 0, 0, 0], [], [4]]
+    whitelist = frozenset({1})
+    if data is not None:
+        rows = [data.draw(_token_rows(vocab, data.draw(st.integers(0, 60)))) for _ in range(3)]
+        whitelist = frozenset(data.draw(st.sets(st.integers(0, vocab - 1), max_size=2)))
+    for row in rows:
+        expected = _authors_banned(row, n, window, whitelist)
+        assert NgramRepetitionBan(n, window, 0, sorted(whitelist)).banned(row) == expected
+
+
+@pytest.mark.parametrize(("n", "window"), [(30, 90), (20, 50), (20, 90)])  # ours; the authors' pdf, image
+def test_the_ban_equals_the_authors_on_long_loops_in_a_batch(n: int, window: int) -> None:
+    """The logits processor on a left-padded generate() batch of 600-token rows (loops of
+    period 7 and 31, a table row that repeats <td>, random text): the same -inf as the authors'."""
+    import torch
+
+    gen = torch.Generator().manual_seed(n * window)
+    vocab, td, end_td, prompt_len = 500, 11, 12, 5
+    loop7 = torch.randint(20, vocab, (7,), generator=gen).tolist() * 90
+    loop31 = torch.randint(20, vocab, (31,), generator=gen).tolist() * 20
+    table = [td, 40, end_td, td, 41, end_td] * 100
+    rows = [loop7[:600], loop31[:600], table[:600], torch.randint(0, vocab, (600,), generator=gen).tolist()]
+    prompt = [[2] * prompt_len for _ in rows]
+    whitelist = frozenset({td, end_td})
+    for steps in (n - 1, n, window, 599, 600):
+        ids = torch.tensor([p + r[:steps] for p, r in zip(prompt, rows, strict=True)])
+        scores = torch.randn(len(rows), vocab, generator=gen)
+        got = NgramRepetitionBan(n, window, prompt_len, sorted(whitelist))(ids, scores.clone())
+        for row, generated in enumerate(rows):
+            banned = _authors_banned(generated[:steps], n, window, whitelist)
+            assert {int(t) for t in torch.isneginf(got[row]).nonzero().flatten()} == banned
+    # the loops are caught once the window holds a repeat; the table's <td>/</td> never are
+    assert _authors_banned(loop7[:600], n, window, whitelist) and not (
+        _authors_banned(table[:600], n, window, whitelist) & whitelist
+    )
+
+
+# -- load checks: BOS, the whitelist tokens, dtype ---------------------------------------------
+
+
+def test_a_tokenizer_without_bos_is_refused_at_load(tmp_path: Path) -> None:
+    from airflow_provider_deepocr.core.errors import EngineUnavailable
+    from airflow_provider_deepocr.testing.tiny_model import write_tiny_model
+
+    model = write_tiny_model(tmp_path / "no-bos", bos=False)
+    with pytest.raises(EngineUnavailable) as caught:
+        DeepSeekOcr2Engine(str(model), max_new_tokens=2)
+    assert "does not put BOS first" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_whitelist_ids_come_from_the_tokenizer_and_a_missing_td_is_one_warning(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from airflow_provider_deepocr.testing.tiny_model import write_tiny_model
+
+    with caplog.at_level(logging.INFO, logger="airflow_provider_deepocr.core.engines.deepseek"):
+        good = DeepSeekOcr2Engine(str(tiny_model_dir), max_new_tokens=2)
+    tok = good._processor.tokenizer
+    assert good._ngram_whitelist == [tok.convert_tokens_to_ids("<td>"), tok.convert_tokens_to_ids("</td>")]
+    assert "<tr>" not in tok.get_vocab() or tok.convert_tokens_to_ids("<tr>") not in good._ngram_whitelist
+    assert sum("whitelist" in r.getMessage() for r in caplog.records) == 1  # logged once
+    caplog.clear()
+
+    model = write_tiny_model(tmp_path / "no-td", table_tokens=False)
+    with caplog.at_level(logging.WARNING, logger="airflow_provider_deepocr.core.engines.deepseek"):
+        bare = DeepSeekOcr2Engine(str(model), max_new_tokens=2)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "<td>, </td>" in warnings[0] and "without its whitelist" in warnings[0]
+    assert bare._ngram_whitelist == []
+
+
+def test_auto_dtype_without_bf16_warns_and_float32_is_honoured(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import torch
+
+    from airflow_provider_deepocr.core.engines.deepseek import _pick_dtype
+
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with caplog.at_level(logging.WARNING):
+        assert _pick_dtype("auto", "cuda") is torch.float16
+        assert _pick_dtype("float32", "cuda") is torch.float32
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 1 and "float16" in warnings[0] and "authors" in warnings[0]
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert _pick_dtype("auto", "cuda") is torch.bfloat16
+
+
+def test_new_tokens_are_capped_at_the_context_minus_the_prompt(
+    engine: DeepSeekOcr2Engine, pages: list[PageImage], unbatched
+) -> None:  # type: ignore[no-untyped-def]
+    from airflow_provider_deepocr.core.engines.base import DEFAULT_MAX_NEW_TOKENS, cap_new_tokens
+
+    assert DEFAULT_MAX_NEW_TOKENS["markdown"] == 8192 and engine.context == 8192
+    assert cap_new_tokens(8192, 1100) == 7092 and cap_new_tokens(2048, 1100) == 2048
+    assert cap_new_tokens(8192, 9000) == 1
+    saved = engine.max_new_tokens, engine.context
+    try:  # a context 3 tokens past the prompt: 3 new tokens, stopped at the limit
+        engine.max_new_tokens, engine.context = 50, unbatched[0].prompt_tokens + 3
+        (result,) = engine.ocr(pages[:1])
+    finally:
+        engine.max_new_tokens, engine.context = saved
+    assert result.output_tokens <= 3 and (result.finish_reason == "length" or result.output_tokens < 3)
+
+
+def test_check_tokenizer_on_built_tokenizers(caplog: pytest.LogCaptureFixture) -> None:
+    """The check the vLLM engine makes too (on vLLM's tokenizer): no BOS refused, unless the
+    engine's processor adds BOS itself (vLLM's), which is a warning; no <td> is a bare ban."""
+    from airflow_provider_deepocr.core.engines.deepseek import check_tokenizer
+    from airflow_provider_deepocr.core.errors import EngineUnavailable
+    from airflow_provider_deepocr.testing.tiny_model import _build_tokenizer
+
+    prompt = PROMPTS["markdown"]
+    good = _build_tokenizer()
+    assert check_tokenizer(good, good(prompt)["input_ids"], "m") == good.convert_tokens_to_ids(
+        ["<td>", "</td>"]
+    )
+    no_bos = _build_tokenizer(bos=False)
+    with pytest.raises(EngineUnavailable, match="does not put BOS first"):
+        check_tokenizer(no_bos, no_bos(prompt)["input_ids"], "m")
+    with caplog.at_level(logging.WARNING):
+        assert check_tokenizer(no_bos, no_bos(prompt)["input_ids"], "m", bos_added_elsewhere=True)
+    assert "adds it explicitly" in caplog.text
+    no_td = _build_tokenizer(table_tokens=False)
+    assert check_tokenizer(no_td, no_td(prompt)["input_ids"], "m") == []

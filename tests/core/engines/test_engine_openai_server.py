@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import json
+import logging
 import socket
 import threading
 import time
@@ -19,11 +20,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from airflow_provider_deepocr.core.engines import PROMPTS, get_engine
-from airflow_provider_deepocr.core.engines.openai_server import OpenAIServerEngine, normalise_server_url
-from airflow_provider_deepocr.core.errors import ConfigError
+from airflow_provider_deepocr.core.engines.openai_server import (
+    OpenAIServerEngine,
+    has_ink,
+    normalise_server_url,
+    parse_version,
+    server_refusal,
+)
+from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
 from airflow_provider_deepocr.core.records import PageImage
 
 Reply = tuple[int, dict[str, str], bytes]
@@ -40,8 +47,11 @@ def ok(text: str, finish: str = "stop", prompt_tokens: int = 7, completion_token
 class Stub:
     """A scripted OpenAI-ish server. ``answer(n, body) -> (status, headers, bytes)``."""
 
-    def __init__(self, answer: Callable[[int, dict[str, Any]], Reply]) -> None:
+    def __init__(
+        self, answer: Callable[[int, dict[str, Any]], Reply], gets: dict[str, Any] | None = None
+    ) -> None:
         self.answer = answer
+        self.gets = gets or {}  # GET path -> JSON answer (others: 404)
         self.bodies: list[dict[str, Any]] = []
         self.times: list[float] = []
         self.lock = threading.Lock()
@@ -60,6 +70,16 @@ class Stub:
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+                stub.paths.append(f"GET {self.path}")
+                found = self.path in stub.gets
+                payload = json.dumps(stub.gets.get(self.path, {"detail": "Not Found"})).encode()
+                self.send_response(200 if found else 404)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -84,8 +104,8 @@ class Stub:
 def stub() -> Iterator[Callable[[Callable[[int, dict[str, Any]], Reply]], Stub]]:
     made: list[Stub] = []
 
-    def make(answer: Callable[[int, dict[str, Any]], Reply]) -> Stub:
-        made.append(Stub(answer))
+    def make(answer: Callable[[int, dict[str, Any]], Reply], gets: dict[str, Any] | None = None) -> Stub:
+        made.append(Stub(answer, gets))
         return made[-1]
 
     yield make
@@ -175,7 +195,8 @@ def test_request_shape(stub: Any) -> None:
     page = _page(3, 70)
     engine.ocr([page], temperature=0.3)
     (body,) = s.bodies
-    assert s.paths == ["/v1/chat/completions"] and s.auth == ["Bearer sk-test"]
+    assert s.paths == ["GET /v1/models", "GET /version", "/v1/chat/completions"]
+    assert s.auth == ["Bearer sk-test"]
     assert body["model"] == "deepseek-ai/DeepSeek-OCR"
     assert body["max_tokens"] == 123 and body["temperature"] == 0.3
     assert body["skip_special_tokens"] is False
@@ -242,3 +263,81 @@ def test_bad_settings() -> None:
         get_engine("server")  # no server_url
     assert normalise_server_url("https://gpu/v1/") == "https://gpu/v1"
     assert "sk-" not in repr(OpenAIServerEngine("http://x/v1", api_key="sk-secret"))
+
+
+def _vllm(version: str, root: str) -> dict[str, Any]:
+    models = {"object": "list", "data": [{"id": "deepseek-ocr", "root": root, "owned_by": "vllm"}]}
+    return {"/v1/models": models, "/version": {"version": version}}
+
+
+def _inked(no: int) -> PageImage:
+    img = Image.new("RGB", (120, 40), "white")
+    ImageDraw.Draw(img).text((5, 10), "Total 12.50", fill="black")
+    return PageImage("e" * 64, no, img, 144, 120, 40)
+
+
+def test_an_old_vllm_serving_deepseek_ocr2_is_refused_at_start(stub: Any) -> None:
+    s = stub(lambda n, body: ok("x"), gets=_vllm("0.15.1", "/models/DeepSeek-OCR-2"))
+    with pytest.raises(EngineUnavailable) as caught:
+        OpenAIServerEngine(s.url, model="deepseek-ocr")
+    message = str(caught.value)
+    assert "vLLM 0.15.1" in message and "DeepSeek-OCR-2" in message and "#33642" in message
+    assert "\n" not in message and not s.bodies  # one line, and no page was sent
+
+    # a fixed vLLM, or an old one serving v1, is used
+    for version, root in (
+        ("0.16.0", "/models/DeepSeek-OCR-2"),
+        ("0.11.2.dev26+g3d4e7d34b", "/m/DeepSeek-OCR"),
+    ):
+        good = stub(lambda n, body: ok("# Title"), gets=_vllm(version, root))
+        engine = OpenAIServerEngine(good.url)
+        assert engine.server_version == version and root in engine.served
+        assert engine.ocr([_inked(1)])[0].raw_text == "# Title"
+
+
+def test_server_refusal_rules() -> None:
+    assert server_refusal("0.15.1", ["deepseek-ai/DeepSeek-OCR-2"], "x") is not None
+    assert server_refusal("0.15.1", ["x"], "deepseek-ai/DeepSeek-OCR-2") is not None  # by the name sent
+    assert server_refusal("0.15.1", ["deepseek-ai/DeepSeek-OCR"], "deepseek-ocr") is None
+    assert server_refusal("0.16.0", ["deepseek-ai/DeepSeek-OCR-2"], "x") is None
+    assert server_refusal(None, ["deepseek-ai/DeepSeek-OCR-2"], "x") is None  # not vLLM: unknown
+    assert parse_version("v0.11.2rc1") == (0, 11, 2) and parse_version("dev") is None
+
+
+def test_zero_completion_tokens_on_a_page_with_ink_is_an_error(stub: Any) -> None:
+    s = stub(lambda n, body: ok("", completion_tokens=0))
+    blank = PageImage("f" * 64, 2, Image.new("RGB", (120, 40), "white"), 144, 120, 40)
+    inked, empty = OpenAIServerEngine(s.url).ocr([_inked(1), blank])
+    assert inked.finish_reason == "error" and inked.raw_text == ""
+    assert empty.finish_reason == "eos" and empty.raw_text == ""  # a blank page may be empty
+    assert has_ink(_inked(1).image) and not has_ink(blank.image)
+
+
+def test_a_400_on_the_whitelist_falls_back_to_none_once(stub: Any, caplog: pytest.LogCaptureFixture) -> None:
+    def answer(n: int, body: dict[str, Any]) -> Reply:
+        if "whitelist_token_ids" in body.get("vllm_xargs", {}):
+            detail = "vllm_xargs.whitelist_token_ids: Input should be a valid string, int or float"
+            return 400, {}, json.dumps({"error": {"message": detail}}).encode()
+        return ok(f"r{_width(body)}")
+
+    s = stub(answer)
+    engine = OpenAIServerEngine(s.url, max_concurrency=1)
+    with caplog.at_level(logging.WARNING):
+        results = engine.ocr([_page(i, 60 + i) for i in range(3)])
+    assert [r.raw_text for r in results] == ["r60", "r61", "r62"]
+    # the first page was sent twice (with, then without); the later pages once, without
+    assert [("whitelist_token_ids" in b["vllm_xargs"]) for b in s.bodies] == [True, False, False, False]
+    assert all(b["vllm_xargs"]["ngram_size"] == 30 for b in s.bodies)
+    assert sum("whitelist_token_ids" in r.getMessage() for r in caplog.records) == 1
+
+    # any other 400 is still a page error, not retried
+    other = stub(lambda n, body: (400, {}, b'{"error": {"message": "bad image"}}'))
+    (result,) = OpenAIServerEngine(other.url).ocr([_page(1)])
+    assert result.finish_reason == "error" and len(other.bodies) == 1
+
+
+def test_max_tokens_is_left_to_the_server_by_default(stub: Any) -> None:
+    s = stub(lambda n, body: ok("x"))
+    get_engine("server", server_url=s.url).ocr([_page(1)])
+    OpenAIServerEngine(s.url, max_new_tokens=2048).ocr([_page(1)])
+    assert "max_tokens" not in s.bodies[0] and s.bodies[1]["max_tokens"] == 2048

@@ -11,6 +11,7 @@ from airflow_provider_deepocr.core.engines.vllm import (
     MODES,
     TD_TOKEN_IDS,
     VllmEngine,
+    check_mode,
     default_mode,
     llm_settings,
     mode_settings,
@@ -44,10 +45,12 @@ def test_resolution_modes_match_the_published_table() -> None:
 
 def test_the_authors_sampling_and_engine_settings() -> None:
     s = sampling_settings(8192)
-    assert s["temperature"] == 0.0 and s["skip_special_tokens"] is False and s["max_tokens"] == 8192
+    # no cap below the context: vLLM stops at max_model_len (8192) minus the prompt
+    assert s["temperature"] == 0.0 and s["skip_special_tokens"] is False and s["max_tokens"] is None
     assert s["extra_args"] == {"ngram_size": 30, "window_size": 90, "whitelist_token_ids": set(TD_TOKEN_IDS)}
     llm = llm_settings("deepseek-ai/DeepSeek-OCR")
     assert llm["enable_prefix_caching"] is False and llm["mm_processor_cache_gb"] == 0
+    assert llm["max_model_len"] == 8192
     assert llm["trust_remote_code"] is False
 
 
@@ -63,6 +66,17 @@ def test_model_version_picks_the_mode() -> None:
     assert mode_settings("v2") == {}  # DeepSeek-OCR-2: vLLM's processor defaults are the authors'
     assert mode_settings("tiny") == {"base_size": 512, "image_size": 512, "crop_mode": False}
     assert mode_settings("large") == {"base_size": 1280, "image_size": 1280, "crop_mode": False}
+
+
+@pytest.mark.parametrize("mode", ["tiny", "small", "base", "large"])
+def test_v1_modes_vllm_cannot_count_are_refused_at_start_in_one_line(mode: str) -> None:
+    # vLLM's DeepseekOCRProcessingInfo counts image tokens at Gundam's fixed sizes
+    with pytest.raises(ConfigError) as caught:
+        VllmEngine(model="deepseek-ai/DeepSeek-OCR", mode=mode)
+    assert f"mode {mode!r} is not supported through vLLM" in str(caught.value)
+    assert "\n" not in str(caught.value)
+    check_mode("deepseek-ai/DeepSeek-OCR", "gundam")  # supported: no error
+    check_mode("deepseek-ai/DeepSeek-OCR-2", "v2")
 
 
 def test_a_v1_mode_on_a_v2_model_is_a_config_error_before_vllm_is_needed() -> None:

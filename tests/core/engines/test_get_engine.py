@@ -107,7 +107,7 @@ def test_auto_batch_for_engines_with_a_plain_batch() -> None:
     assert rapid.batch_size == engines.RAPID_AUTO_BATCH
     server = get_engine("server", server_url="http://127.0.0.1:9/v1", batch_size="auto", max_new_tokens=None)
     assert server.batch_size == engines.IN_FLIGHT_MIN
-    assert server.max_new_tokens == 4096
+    assert server.max_new_tokens == 8192  # the context; the server caps it minus the prompt
     big = get_engine("server", server_url="http://127.0.0.1:9/v1", batch_size=100, prompt="figure")
     assert (big.batch_size, big.max_new_tokens) == (100, 2048)
     with pytest.raises(ConfigError):
@@ -134,8 +134,8 @@ def test_engine_settings_normalise_loose_values_and_name_what_is_wrong() -> None
     assert (loose.retry_temperatures, loose.fallback_engine, loose.device) == ((0.0, 0.3), "rapidocr", "auto")
     # "not set" equals the default it stands for: one token default, by prompt
     assert EngineSettings(prompt="figure") == EngineSettings(prompt="figure", max_new_tokens=2048)
-    assert EngineSettings().max_new_tokens == 4096
-    assert EngineSettings(prompt="<image>\nDescribe.").max_new_tokens == 4096
+    assert EngineSettings().max_new_tokens == 8192
+    assert EngineSettings(prompt="<image>\nDescribe.").max_new_tokens == 8192
     assert EngineSettings(retry_temperatures="none").retry_temperatures == ()
     for bad, match in (
         ({"engine": "tesseract"}, "unknown engine"),

@@ -45,6 +45,31 @@ def test_the_detector_sees_loops_and_token_limits_only() -> None:
     assert not needs_retry(OcrResult("", "error", "x", "m"))
 
 
+def test_a_page_that_filled_the_context_is_retried_only_if_it_loops() -> None:
+    def full(text: str, prompt: int = 1121) -> OcrResult:  # a full A4 page's prompt, the rest output
+        return OcrResult(text, "length", "x", "m", prompt_tokens=prompt, output_tokens=8192 - prompt)
+
+    assert not needs_retry(full(CLEAN))  # a long page: flagged, not generated again at the same limit
+    assert needs_retry(full(LOOP))  # a loop may break at a higher temperature
+    assert needs_retry(OcrResult(CLEAN, "length", "x", "m", prompt_tokens=1121, output_tokens=2048))
+    inner = Scripted({(1, 0.0): (CLEAN, "length")})
+    inner.ocr = _with_tokens(inner.ocr, 1121, 8192 - 1121)  # type: ignore[method-assign]
+    (result,) = RetryingEngine(inner, temperatures=(0.0, 0.2, 0.4)).ocr([_page(1)])
+    assert inner.calls == [([1], 0.0)] and result.attempts == 1 and result.finish_reason == "length"
+
+
+def _with_tokens(ocr, prompt: int, output: int):  # type: ignore[no-untyped-def]
+    import dataclasses
+
+    def wrapped(pages, temperature=0.0):  # type: ignore[no-untyped-def]
+        return [
+            dataclasses.replace(r, prompt_tokens=prompt, output_tokens=output)
+            for r in ocr(pages, temperature)
+        ]
+
+    return wrapped
+
+
 def test_only_looping_pages_are_retried_at_rising_temperatures() -> None:
     inner = Scripted({(2, 0.0): (LOOP, "eos"), (3, 0.0): (LOOP, "length"), (3, 0.2): (LOOP, "eos")})
     results = RetryingEngine(inner, temperatures=(0.0, 0.2, 0.4)).ocr([_page(1), _page(2), _page(3)])
