@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from airflow_provider_deepocr.core.engines.base import OcrEngine
+from airflow_provider_deepocr.core.engines.base import MODEL_CONTEXT, OcrEngine
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
 
 log = logging.getLogger(__name__)
@@ -35,9 +35,18 @@ def looks_looped(text: str) -> bool:
     return FLAG_REPETITION_LOOP in parse_page(text).flags
 
 
+def filled_context(result: OcrResult, context: int = MODEL_CONTEXT) -> bool:
+    """The page used the model's whole context (prompt + output): a longer generation is impossible."""
+    return (result.prompt_tokens or 0) + (result.output_tokens or 0) >= context
+
+
 def needs_retry(result: OcrResult, loop_check: Callable[[str], bool] | None = None) -> bool:
-    """True for an output that stopped at the token limit or degenerated into a loop."""
+    """True for an output that degenerated into a loop, or stopped at a token limit below the
+    model's context. A page that filled the whole context without looping is a long page: it is
+    flagged (``token_limit``), not generated again at the same limit."""
     if result.finish_reason == "length":
+        if filled_context(result):
+            return (loop_check or looks_looped)(result.raw_text)
         return True
     if result.finish_reason != "eos" or result.blocks is not None:
         return False  # errors are not retried here; structured engines do not loop
