@@ -1,0 +1,408 @@
+"""A document's per-page CPU work in a worker process, with a time limit per page that holds.
+
+MuPDF cannot be interrupted from a Python thread: one damaged page can keep ``get_text`` or a
+render busy for minutes. So the per-page work runs in a child process -- the render
+(:func:`core.render.render_pages`), the PDF text layer (:func:`core.engines.pdf_text.page_blocks`
+on the open page) and any extra page functions (``"module:function"``, called with the open
+``pymupdf.Page`` and the rendered ``PageImage``; e.g. a table finder) -- and when one page runs
+past ``page_timeout_s`` the parent kills the child (SIGKILL), yields
+``PageError(page_timeout)`` for that page and goes on with the next page in a fresh child. A child
+that dies (a crash in a native library, the kernel's OOM killer) costs its page the same way
+(``corrupt``). Opening the document has the same limit (``DocumentError(page_timeout)``).
+
+Use (what the OCR stage calls; one ``PageWork`` per stage, it keeps one child across documents)::
+
+    with PageWork(page_timeout_s=60, dpi=144, limits=RenderLimits(), text_layer=True) as work:
+        opened = work.open(doc, pages=[3, 4])  # DocumentError: typed, as render_pages raises
+        opened.media_type, opened.page_count   # the whole document's count
+        for item in opened:                    # in page order, one per asked page
+            if isinstance(item, errors.PageError): ...  # failure row, the document goes on
+            else: item.page (PageImage), item.blocks (text-layer blocks or None), item.extras
+
+Asking for pages the document does not have (it changed since it was listed) is
+``DocumentError(source_changed)``. The time of a page is counted from when the parent starts
+waiting for it, so a page is never cut before it had ``page_timeout_s`` of the child's time.
+``page_timeout_s=None`` runs the same code in this process, without a limit.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.records import Document, PageImage
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PAGE_TIMEOUT_S = 60.0
+_START_TIMEOUT_S = 120.0  # a fresh child imports PyMuPDF and Pillow before it answers
+
+
+@dataclass
+class PageResult:
+    """One page's work: the rendered page, its PDF text-layer blocks (None: not asked, not a PDF,
+    or unreadable: ``text_error`` says why) and the extra page functions' results by name."""
+
+    page: PageImage
+    blocks: list[dict[str, Any]] | None = None
+    text_error: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0  # the child's time for this page
+
+
+@dataclass(frozen=True)
+class _Job:
+    doc: Document
+    numbers: list[int] | None  # None: every page
+    dpi: int
+    limits: Any
+    text_layer: bool
+    functions: tuple[str, ...]
+
+
+# --------------------------------------------------------------------------------------------
+# The work itself (runs in the child; in this process with page_timeout_s=None)
+
+
+def _resolve(name: str) -> Any:
+    module, _, attr = name.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _text_doc(job: _Job, media_type: str) -> tuple[Any, str | None]:
+    if not job.text_layer or media_type != "application/pdf":
+        return None, None
+    import pymupdf
+
+    try:
+        return pymupdf.open(stream=job.doc.data, filetype="pdf"), None
+    except Exception as exc:
+        return None, f"cannot open for the text layer ({type(exc).__name__})"
+
+
+def _page_extras(job: _Job, tdoc: Any, page: PageImage) -> tuple[Any, str | None, dict[str, Any]]:
+    """Text blocks, text error and extras of one rendered page."""
+    from airflow_provider_deepocr.core.engines.pdf_text import page_blocks
+
+    blocks, text_error, extras = None, None, {}
+    opened = None
+    if tdoc is not None:
+        try:
+            opened = tdoc.load_page(page.page_no - 1)
+            blocks = page_blocks(opened)
+        except Exception as exc:
+            text_error = f"cannot read the text layer ({type(exc).__name__})"
+    for name in job.functions:
+        try:
+            extras[name] = _resolve(name)(opened, page)
+        except Exception as exc:
+            extras[name] = None
+            log.debug("page %d: %s failed (%s)", page.page_no, name, type(exc).__name__)
+    return blocks, text_error, extras
+
+
+def _stream(job: _Job) -> Iterator[tuple[Any, ...]]:
+    """The messages of one job: ``("open", media_type, page_count)`` or ``("doc_error", reason,
+    detail)``; then per page ``("page", PageResult)`` or ``("page_error", reason, detail, page_no)``;
+    then ``("end",)``."""
+    from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
+
+    try:
+        media_type = detect_media_type(job.doc.data)
+        page_count = count_pages(job.doc, job.limits)
+        if job.numbers and max(job.numbers) > page_count:
+            raise errors.DocumentError(
+                errors.SOURCE_CHANGED, f"pages up to {max(job.numbers)} asked, {page_count} in the document"
+            )
+        pages = render_pages(job.doc, dpi=job.dpi, limits=job.limits, pages=job.numbers)
+    except errors.DeepOcrError as exc:
+        yield ("doc_error", exc.reason, exc.detail)
+        return
+    yield ("open", media_type, page_count)
+    tdoc, text_error = _text_doc(job, media_type)
+    try:
+        for item in pages:
+            t0 = time.perf_counter()
+            if isinstance(item, errors.PageError):
+                yield ("page_error", item.reason, item.detail, item.page_no)
+                continue
+            blocks, page_text_error, extras = _page_extras(job, tdoc, item)
+            seconds = time.perf_counter() - t0
+            yield ("page", PageResult(item, blocks, page_text_error or text_error, extras, seconds))
+    finally:
+        if tdoc is not None:
+            tdoc.close()
+    yield ("end",)
+
+
+def _send(conn: Any, msg: tuple[Any, ...]) -> None:
+    """A page goes as its metadata, then its pixels as raw bytes (no pickling of the image)."""
+    if msg[0] != "page":
+        conn.send(msg)
+        return
+    result: PageResult = msg[1]
+    image = result.page.image
+    result.page.image = None
+    conn.send(("page", result, image.mode, image.size))
+    conn.send_bytes(image.tobytes())
+
+
+def _serve(conn: Any) -> None:
+    """The child's loop: one job at a time until ``None`` or the parent goes."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    import airflow_provider_deepocr.core.render as render
+
+    render._pymupdf()  # import PyMuPDF (quiet) before the first job's clock starts
+    conn.send(("ready",))
+    while True:
+        try:
+            job = conn.recv()
+        except EOFError:
+            return
+        if job is None:
+            return
+        try:
+            for msg in _stream(job):
+                _send(conn, msg)
+        except Exception as exc:  # a bug or a library error outside the page handling
+            conn.send(("crash", type(exc).__name__))
+
+
+# --------------------------------------------------------------------------------------------
+# The parent side
+
+
+class _Timeout(Exception):
+    pass
+
+
+class _Died(Exception):
+    pass
+
+
+class _Child:
+    """One child process and its pipe."""
+
+    def __init__(self) -> None:
+        import multiprocessing
+
+        ctx = multiprocessing.get_context("spawn")  # never fork a threaded parent
+        self.conn, child_conn = ctx.Pipe(duplex=True)
+        self.proc = ctx.Process(target=_serve, args=(child_conn,), name="deepocr-pagework", daemon=True)
+        self.proc.start()
+        child_conn.close()
+        if self.recv(_START_TIMEOUT_S)[0] != "ready":
+            raise _Died("no ready message")
+
+    def recv(self, timeout: float) -> tuple[Any, ...]:
+        try:
+            if not self.conn.poll(max(0.0, timeout)):
+                raise _Timeout
+            msg = self.conn.recv()
+            if msg[0] == "page":
+                _, result, mode, size = msg
+                from PIL import Image
+
+                result.page.image = Image.frombytes(mode, size, self.conn.recv_bytes())
+                return ("page", result)
+            return msg
+        except (EOFError, OSError) as exc:
+            raise _Died(type(exc).__name__) from None
+
+    def kill(self) -> str:
+        """Kill the child; returns how it ended (for a message)."""
+        self.proc.kill()
+        self.proc.join(10)
+        self.conn.close()
+        return f"exit code {self.proc.exitcode}"
+
+    def stop(self) -> None:
+        try:
+            self.conn.send(None)
+            self.proc.join(5)
+        except (OSError, ValueError):
+            pass
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join(5)
+        self.conn.close()
+
+
+class PageWork:
+    """Runs documents' per-page work in a child process with a per-page time limit; see the
+    module docstring. Not thread-safe: one caller (the OCR stage's producer) at a time."""
+
+    def __init__(
+        self,
+        page_timeout_s: float | None = DEFAULT_PAGE_TIMEOUT_S,
+        dpi: int | None = None,
+        limits: Any = None,
+        text_layer: bool = False,
+        page_functions: Sequence[str] = (),
+    ) -> None:
+        from airflow_provider_deepocr.core.render import DEFAULT_DPI, RenderLimits
+
+        if page_timeout_s is not None and not page_timeout_s > 0:
+            raise errors.ConfigError(f"page_timeout_s must be > 0 or None, got {page_timeout_s!r}")
+        self.page_timeout_s = page_timeout_s
+        self.dpi = DEFAULT_DPI if dpi is None else dpi
+        self.limits = limits or RenderLimits()
+        self.text_layer = text_layer
+        self.functions = tuple(page_functions)
+        self._child: _Child | None = None
+        self._busy = False  # a job's messages are still coming
+        self.restarts = 0  # children killed (a page over the limit, a crash)
+
+    def __enter__(self) -> PageWork:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None
+
+    def open(self, doc: Document, pages: Sequence[int] | None = None) -> OpenedDocument:
+        """Open ``doc`` (in the child); raises ``DocumentError`` as :func:`render_pages` does,
+        ``source_changed`` for pages it does not have, ``page_timeout`` when opening it takes
+        longer than the limit."""
+        job = _Job(
+            doc,
+            list(pages) if pages is not None else None,
+            self.dpi,
+            self.limits,
+            self.text_layer,
+            self.functions,
+        )
+        if self.page_timeout_s is None:
+            stream = _stream(job)
+            return OpenedDocument(self, job, stream, next(stream))
+        first = self._start(job, doc.doc_id)
+        return OpenedDocument(self, job, None, first)
+
+    def _start(self, job: _Job, doc_id: str) -> tuple[Any, ...]:
+        if self._busy and self._child is not None:  # the last document was left half read
+            self._kill(doc_id)
+        if self._child is None:
+            self._child = _Child()
+        self._child.conn.send(job)
+        self._busy = True
+        try:
+            return self._recv()
+        except _Timeout:
+            self._kill(doc_id)
+            raise errors.DocumentError(
+                errors.PAGE_TIMEOUT, f"opening took over {self.page_timeout_s:g}s"
+            ) from None
+        except _Died as exc:
+            raise errors.DocumentError(errors.CORRUPT, f"the page worker died opening it ({exc})") from None
+
+    def _recv(self) -> tuple[Any, ...]:
+        assert self._child is not None and self.page_timeout_s is not None
+        try:
+            msg = self._child.recv(self.page_timeout_s)
+        except _Died as exc:
+            how = self._kill("")
+            raise _Died(f"{exc}, {how}") from None
+        if msg[0] in ("end", "doc_error", "crash"):
+            self._busy = False
+        return msg
+
+    def _kill(self, doc_id: str) -> str:
+        assert self._child is not None
+        how = self._child.kill()
+        self._child = None
+        self._busy = False
+        self.restarts += 1
+        log.info("page worker for doc=%s replaced (%s)", doc_id[:12], how)
+        return how
+
+
+class OpenedDocument:
+    """An open document: ``media_type``, ``page_count`` and, iterated, its asked pages."""
+
+    def __init__(
+        self, work: PageWork, job: _Job, stream: Iterator[tuple[Any, ...]] | None, first: tuple[Any, ...]
+    ) -> None:
+        if first[0] == "doc_error":
+            raise errors.DocumentError(first[1], first[2])
+        if first[0] != "open":
+            raise errors.DocumentError(errors.INTERNAL_ERROR, f"page worker failed opening it ({first[-1]})")
+        self.work, self.job, self.stream = work, job, stream
+        self.media_type: str = first[1]
+        self.page_count: int = first[2]
+        self.numbers = job.numbers if job.numbers is not None else list(range(1, self.page_count + 1))
+
+    def __iter__(self) -> Iterator[PageResult | errors.PageError]:
+        if self.stream is not None:
+            yield from self._in_process(self.stream)
+            return
+        yield from self._in_child()
+
+    @staticmethod
+    def _in_process(stream: Iterator[tuple[Any, ...]]) -> Iterator[PageResult | errors.PageError]:
+        for msg in stream:
+            if msg[0] == "page":
+                yield msg[1]
+            elif msg[0] == "page_error":
+                yield errors.PageError(msg[1], msg[2], page_no=msg[3])
+
+    def _in_child(self) -> Iterator[PageResult | errors.PageError]:
+        work, doc_id = self.work, self.job.doc.doc_id
+        i = 0
+        while i < len(self.numbers):
+            page_no = self.numbers[i]
+            try:
+                msg = work._recv()
+            except _Timeout:
+                work._kill(doc_id)
+                msg = ("lost", errors.PAGE_TIMEOUT, f"over page_timeout_s={work.page_timeout_s:g}")
+            except _Died as exc:
+                msg = ("lost", errors.CORRUPT, f"the page worker died ({exc})")
+            if msg[0] == "crash":
+                msg = ("lost", errors.INTERNAL_ERROR, f"page worker error ({msg[1]})")
+            if msg[0] == "end":
+                break
+            i += 1
+            if msg[0] == "page":
+                yield msg[1]
+                continue
+            if msg[0] == "page_error":
+                yield errors.PageError(msg[1], msg[2], page_no=msg[3])
+                continue
+            log.warning("doc=%s page=%d: %s", doc_id[:12], page_no, msg[1])
+            yield errors.PageError(msg[1], f"page {page_no}: {msg[2]}", page_no=page_no)
+            if i < len(self.numbers):  # go on with the pages after the lost one, in a fresh child
+                failed = self._resume(self.numbers[i:])
+                if failed is not None:  # the same bytes opened before: every page left fails
+                    for rest in self.numbers[i:]:
+                        yield errors.PageError(failed[0], f"page {rest}: {failed[1]}", page_no=rest)
+                    return
+        if work._busy:  # the job's end marker
+            try:
+                work._recv()
+            except (_Timeout, _Died):
+                if work._child is not None:
+                    work._kill(doc_id)
+
+    def _resume(self, rest: list[int]) -> tuple[str, str] | None:
+        """Start the job again from ``rest``; the reason and detail when it cannot open."""
+        job = _Job(self.job.doc, rest, self.job.dpi, self.job.limits, self.job.text_layer, self.job.functions)
+        try:
+            first = self.work._start(job, self.job.doc.doc_id)
+        except errors.DocumentError as exc:
+            return exc.reason, exc.detail
+        if first[0] == "doc_error":
+            return first[1], first[2]
+        if first[0] != "open":
+            return errors.INTERNAL_ERROR, f"page worker failed reopening it ({first[-1]})"
+        return None
