@@ -75,7 +75,7 @@ def _resolve(name: str) -> Any:
 
 
 def _text_doc(job: _Job, media_type: str) -> tuple[Any, str | None]:
-    if not job.text_layer or media_type != "application/pdf":
+    if not (job.text_layer or job.functions) or media_type != "application/pdf":
         return None, None
     import pymupdf
 
@@ -94,7 +94,7 @@ def _page_extras(job: _Job, tdoc: Any, page: PageImage) -> tuple[Any, str | None
     if tdoc is not None:
         try:
             opened = tdoc.load_page(page.page_no - 1)
-            blocks = page_blocks(opened)
+            blocks = page_blocks(opened) if job.text_layer else None
         except Exception as exc:
             text_error = f"cannot read the text layer ({type(exc).__name__})"
     for name in job.functions:
