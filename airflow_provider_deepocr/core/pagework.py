@@ -188,16 +188,29 @@ class _Died(Exception):
 
 
 class _Child:
-    """One child process and its pipe."""
+    """One child process (``python -m airflow_provider_deepocr.core.pagework``) and its socket.
+
+    A plain subprocess, not ``multiprocessing``: nothing of the caller's ``__main__`` (an Airflow
+    task runner) is imported again, no fork of a threaded parent, and it starts from a daemon
+    process (a Celery worker) too."""
 
     def __init__(self) -> None:
-        import multiprocessing
+        import os
+        import socket
+        import subprocess
+        import sys
+        from multiprocessing.connection import Connection
 
-        ctx = multiprocessing.get_context("spawn")  # never fork a threaded parent
-        self.conn, child_conn = ctx.Pipe(duplex=True)
-        self.proc = ctx.Process(target=_serve, args=(child_conn,), name="deepocr-pagework", daemon=True)
-        self.proc.start()
-        child_conn.close()
+        mine, theirs = socket.socketpair()
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "airflow_provider_deepocr.core.pagework", str(theirs.fileno())],
+            pass_fds=(theirs.fileno(),),
+            stdin=subprocess.DEVNULL,
+            env=env,
+        )
+        theirs.close()
+        self.conn = Connection(mine.detach())
         if self.recv(_START_TIMEOUT_S)[0] != "ready":
             raise _Died("no ready message")
 
@@ -219,19 +232,19 @@ class _Child:
     def kill(self) -> str:
         """Kill the child; returns how it ended (for a message)."""
         self.proc.kill()
-        self.proc.join(10)
+        self.proc.wait(10)
         self.conn.close()
-        return f"exit code {self.proc.exitcode}"
+        return f"exit code {self.proc.returncode}"
 
     def stop(self) -> None:
+        import subprocess
+
         try:
             self.conn.send(None)
-            self.proc.join(5)
-        except (OSError, ValueError):
-            pass
-        if self.proc.is_alive():
+            self.proc.wait(5)
+        except (OSError, ValueError, subprocess.TimeoutExpired):
             self.proc.kill()
-            self.proc.join(5)
+            self.proc.wait(5)
         self.conn.close()
 
 
@@ -406,3 +419,12 @@ class OpenedDocument:
         if first[0] != "open":
             return errors.INTERNAL_ERROR, f"page worker failed reopening it ({first[-1]})"
         return None
+
+
+if __name__ == "__main__":  # the child: python -m airflow_provider_deepocr.core.pagework FD
+    import sys
+    from multiprocessing.connection import Connection
+
+    from airflow_provider_deepocr.core import pagework  # pickles name its classes, not __main__'s
+
+    pagework._serve(Connection(int(sys.argv[1])))
