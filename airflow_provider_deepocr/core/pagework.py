@@ -40,7 +40,8 @@ from airflow_provider_deepocr.core.records import Document, PageImage
 log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_TIMEOUT_S = 60.0
-_START_TIMEOUT_S = 120.0  # a fresh child imports PyMuPDF and Pillow before it answers
+_START_TIMEOUT_S = 120.0
+_SOCKET_BUFFER = 4 * 1024 * 1024  # capped by net.core.[rw]mem_max  # a fresh child imports PyMuPDF and Pillow before it answers
 
 
 @dataclass
@@ -202,6 +203,8 @@ class _Child:
         from multiprocessing.connection import Connection
 
         mine, theirs = socket.socketpair()
+        for sock, option in ((mine, socket.SO_RCVBUF), (theirs, socket.SO_SNDBUF)):
+            sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)  # a page in few hand-offs
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "airflow_provider_deepocr.core.pagework", str(theirs.fileno())],
