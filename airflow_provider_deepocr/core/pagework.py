@@ -2,9 +2,11 @@
 
 MuPDF cannot be interrupted from a Python thread: one damaged page can keep ``get_text`` or a
 render busy for minutes. So the per-page work runs in a child process -- the render
-(:func:`core.render.render_pages`), the PDF text layer (:func:`core.engines.pdf_text.page_blocks`
-on the open page) and any extra page functions (``"module:function"``, called with the open
-``pymupdf.Page`` and the rendered ``PageImage``; e.g. a table finder) -- and when one page runs
+(:func:`core.render.pdf_raw_pages` for a PDF: ``render_pages``' checks and reasons, the pixels
+sent raw and made a PIL image here; :func:`core.render.render_pages` for a raster image), the
+PDF text layer (:func:`core.engines.pdf_text.page_blocks` on the same open page) and any extra
+page functions (``"module:function"``, called as ``f(page, page_no)`` with the open
+``pymupdf.Page``, None for a raster image; e.g. a table finder) -- and when one page runs
 past ``page_timeout_s`` the parent kills the child (SIGKILL), yields
 ``PageError(page_timeout)`` for that page and goes on with the next page in a fresh child. A child
 that dies (a crash in a native library, the kernel's OOM killer) costs its page the same way
@@ -41,7 +43,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PAGE_TIMEOUT_S = 60.0
 _START_TIMEOUT_S = 120.0
-_SOCKET_BUFFER = 4 * 1024 * 1024  # capped by net.core.[rw]mem_max  # a fresh child imports PyMuPDF and Pillow before it answers
+_SOCKET_BUFFER = (
+    4 * 1024 * 1024
+)  # capped by net.core.[rw]mem_max  # a fresh child imports PyMuPDF and Pillow before it answers
 
 
 @dataclass
@@ -75,74 +79,94 @@ def _resolve(name: str) -> Any:
     return getattr(importlib.import_module(module), attr)
 
 
-def _text_doc(job: _Job, media_type: str) -> tuple[Any, str | None]:
-    if not (job.text_layer or job.functions) or media_type != "application/pdf":
-        return None, None
-    import pymupdf
-
-    try:
-        return pymupdf.open(stream=job.doc.data, filetype="pdf"), None
-    except Exception as exc:
-        return None, f"cannot open for the text layer ({type(exc).__name__})"
-
-
-def _page_extras(job: _Job, tdoc: Any, page: PageImage) -> tuple[Any, str | None, dict[str, Any]]:
-    """Text blocks, text error and extras of one rendered page."""
+def _page_extras(job: _Job, page: Any, page_no: int) -> tuple[Any, str | None, dict[str, Any]]:
+    """Text blocks, text error and extras of one page (``page``: the open ``pymupdf.Page``, None
+    for a raster image)."""
     from airflow_provider_deepocr.core.engines.pdf_text import page_blocks
 
     blocks, text_error, extras = None, None, {}
-    opened = None
-    if tdoc is not None:
+    if job.text_layer and page is not None:
         try:
-            opened = tdoc.load_page(page.page_no - 1)
-            blocks = page_blocks(opened) if job.text_layer else None
+            blocks = page_blocks(page)
         except Exception as exc:
             text_error = f"cannot read the text layer ({type(exc).__name__})"
     for name in job.functions:
         try:
-            extras[name] = _resolve(name)(opened, page)
+            extras[name] = _resolve(name)(page, page_no)
         except Exception as exc:
             extras[name] = None
-            log.debug("page %d: %s failed (%s)", page.page_no, name, type(exc).__name__)
+            log.debug("page %d: %s failed (%s)", page_no, name, type(exc).__name__)
     return blocks, text_error, extras
+
+
+def _open(job: _Job) -> tuple[str, int, Iterator[Any]]:
+    """Media type, page count and the page iterator (raw pixels for a PDF) of a job."""
+    from airflow_provider_deepocr.core.render import (
+        PDF,
+        count_pages,
+        detect_media_type,
+        pdf_raw_pages,
+        render_pages,
+    )
+
+    media_type = detect_media_type(job.doc.data)
+    page_count = count_pages(job.doc, job.limits)
+    if job.numbers and max(job.numbers) > page_count:
+        raise errors.DocumentError(
+            errors.SOURCE_CHANGED, f"pages up to {max(job.numbers)} asked, {page_count} in the document"
+        )
+    if media_type == PDF:
+        return (
+            media_type,
+            page_count,
+            pdf_raw_pages(job.doc, dpi=job.dpi, limits=job.limits, pages=job.numbers),
+        )
+    return media_type, page_count, render_pages(job.doc, dpi=job.dpi, limits=job.limits, pages=job.numbers)
 
 
 def _stream(job: _Job) -> Iterator[tuple[Any, ...]]:
     """The messages of one job: ``("open", media_type, page_count)`` or ``("doc_error", reason,
-    detail)``; then per page ``("page", PageResult)`` or ``("page_error", reason, detail, page_no)``;
-    then ``("end",)``."""
-    from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
+    detail)``; then per page ``("raw", PageResult, stride, samples)`` (a PDF page: its image
+    still to be made from the raw RGB samples), ``("page", PageResult)`` (a raster image) or
+    ``("page_error", reason, detail, page_no)``; then ``("end",)``."""
+    from airflow_provider_deepocr.core.render import PDF, RawPage
 
     try:
-        media_type = detect_media_type(job.doc.data)
-        page_count = count_pages(job.doc, job.limits)
-        if job.numbers and max(job.numbers) > page_count:
-            raise errors.DocumentError(
-                errors.SOURCE_CHANGED, f"pages up to {max(job.numbers)} asked, {page_count} in the document"
-            )
-        pages = render_pages(job.doc, dpi=job.dpi, limits=job.limits, pages=job.numbers)
+        media_type, page_count, pages = _open(job)
     except errors.DeepOcrError as exc:
         yield ("doc_error", exc.reason, exc.detail)
         return
     yield ("open", media_type, page_count)
-    tdoc, text_error = _text_doc(job, media_type)
-    try:
-        for item in pages:
-            t0 = time.perf_counter()
-            if isinstance(item, errors.PageError):
-                yield ("page_error", item.reason, item.detail, item.page_no)
-                continue
-            blocks, page_text_error, extras = _page_extras(job, tdoc, item)
-            seconds = time.perf_counter() - t0
-            yield ("page", PageResult(item, blocks, page_text_error or text_error, extras, seconds))
-    finally:
-        if tdoc is not None:
-            tdoc.close()
+    for item in pages:
+        t0 = time.perf_counter()
+        if isinstance(item, errors.PageError):
+            yield ("page_error", item.reason, item.detail, item.page_no)
+        elif isinstance(item, RawPage):
+            blocks, text_error, extras = _page_extras(job, item.page, item.page_no)
+            page = PageImage(
+                job.doc.doc_id, item.page_no, None, item.dpi, item.width, item.height, PDF, flags=item.flags
+            )
+            result = PageResult(page, blocks, text_error, extras, time.perf_counter() - t0)
+            yield ("raw", result, item.stride, item.samples)
+        else:
+            blocks, text_error, extras = _page_extras(job, None, item.page_no)
+            yield ("page", PageResult(item, blocks, text_error, extras, time.perf_counter() - t0))
     yield ("end",)
+
+
+def _image(page: PageImage, stride: int, samples: Any) -> Any:
+    """The PIL image of raw RGB rows (one copy, as ``render_pages`` makes)."""
+    from PIL import Image
+
+    return Image.frombuffer("RGB", (page.width, page.height), samples, "raw", "RGB", stride, 1)
 
 
 def _send(conn: Any, msg: tuple[Any, ...]) -> None:
     """A page goes as its metadata, then its pixels as raw bytes (no pickling of the image)."""
+    if msg[0] == "raw":
+        conn.send(msg[:3])
+        conn.send_bytes(msg[3])
+        return
     if msg[0] != "page":
         conn.send(msg)
         return
@@ -214,14 +238,23 @@ class _Child:
         )
         theirs.close()
         self.conn = Connection(mine.detach())
-        if self.recv(_START_TIMEOUT_S)[0] != "ready":
-            raise _Died("no ready message")
+        self.ready = False
+
+    def wait_ready(self) -> None:
+        if not self.ready:
+            if self.recv(_START_TIMEOUT_S)[0] != "ready":
+                raise _Died("no ready message")
+            self.ready = True
 
     def recv(self, timeout: float) -> tuple[Any, ...]:
         try:
             if not self.conn.poll(max(0.0, timeout)):
                 raise _Timeout
             msg = self.conn.recv()
+            if msg[0] == "raw":
+                _, result, stride = msg
+                result.page.image = _image(result.page, stride, self.conn.recv_bytes())
+                return ("page", result)
             if msg[0] == "page":
                 _, result, mode, size = msg
                 from PIL import Image
@@ -282,6 +315,13 @@ class PageWork:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def start(self) -> None:
+        """Start the child now, without waiting for it (it imports PyMuPDF: seconds). Call it
+        before other slow start-up work (loading the model) so the two overlap; otherwise the
+        first :meth:`open` starts it."""
+        if self.page_timeout_s is not None and self._child is None:
+            self._child = _Child()
+
     def close(self) -> None:
         if self._child is not None:
             self._child.stop()
@@ -308,8 +348,15 @@ class PageWork:
     def _start(self, job: _Job, doc_id: str) -> tuple[Any, ...]:
         if self._busy and self._child is not None:  # the last document was left half read
             self._kill(doc_id)
-        if self._child is None:
-            self._child = _Child()
+        try:
+            if self._child is None:
+                self._child = _Child()
+            self._child.wait_ready()
+        except (_Died, _Timeout) as exc:
+            self._kill(doc_id)
+            raise errors.DocumentError(
+                errors.INTERNAL_ERROR, f"the page worker did not start ({exc})"
+            ) from None
         self._child.conn.send(job)
         self._busy = True
         try:
@@ -367,7 +414,10 @@ class OpenedDocument:
     @staticmethod
     def _in_process(stream: Iterator[tuple[Any, ...]]) -> Iterator[PageResult | errors.PageError]:
         for msg in stream:
-            if msg[0] == "page":
+            if msg[0] == "raw":
+                msg[1].page.image = _image(msg[1].page, msg[2], msg[3])
+                yield msg[1]
+            elif msg[0] == "page":
                 yield msg[1]
             elif msg[0] == "page_error":
                 yield errors.PageError(msg[1], msg[2], page_no=msg[3])

@@ -323,6 +323,27 @@ def _page_failure(exc: Exception) -> str:
     return errors.BROKEN_PAGE_TREE if "page tree" in str(exc).lower() else errors.CORRUPT
 
 
+def _pdf_pixmap(
+    pymupdf: Any, page: Any, doc: Document, page_no: int, dpi: int, limits: RenderLimits
+) -> tuple[Any, int, list[str]] | errors.PageError:
+    """The RGB pixmap of one loaded page, the DPI used and the flags; or the page's error."""
+    rect = page.rect
+    w, h = _pdf_pixels(rect.width, rect.height, dpi)
+    if w <= 0 or h <= 0:
+        return _page_error(errors.CORRUPT, page_no, "page has an empty rectangle")
+    used, flags = dpi, []
+    if w * h > limits.max_pixels:
+        too_large = f"{w}x{h} px at {dpi} dpi > max_pixels={limits.max_pixels}"
+        if limits.on_oversize == "fail":
+            return _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large)
+        used = _fit_dpi(rect.width, rect.height, dpi, limits.max_pixels)
+        if used < 1:
+            return _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large + ", even at 1 dpi")
+        flags = [FLAG_DOWNSCALED]
+        log.info("doc=%s page=%d: %s; rendering at %d dpi", doc.doc_id[:12], page_no, too_large, used)
+    return page.get_pixmap(dpi=used, alpha=False, colorspace=pymupdf.csRGB), used, flags
+
+
 def _pdf_pages(
     pdf: Any,
     doc: Document,
@@ -339,30 +360,11 @@ def _pdf_pages(
             t0 = time.perf_counter()
             try:
                 page = pdf.load_page(page_no - 1)
-                rect = page.rect
-                w, h = _pdf_pixels(rect.width, rect.height, dpi)
-                if w <= 0 or h <= 0:
-                    yield _page_error(errors.CORRUPT, page_no, "page has an empty rectangle")
+                rendered = _pdf_pixmap(pymupdf, page, doc, page_no, dpi, limits)
+                if isinstance(rendered, errors.PageError):
+                    yield rendered
                     continue
-                used, flags = dpi, []
-                if w * h > limits.max_pixels:
-                    too_large = f"{w}x{h} px at {dpi} dpi > max_pixels={limits.max_pixels}"
-                    if limits.on_oversize == "fail":
-                        yield _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large)
-                        continue
-                    used = _fit_dpi(rect.width, rect.height, dpi, limits.max_pixels)
-                    if used < 1:
-                        yield _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large + ", even at 1 dpi")
-                        continue
-                    flags = [FLAG_DOWNSCALED]
-                    log.info(
-                        "doc=%s page=%d: %s; rendering at %d dpi",
-                        doc.doc_id[:12],
-                        page_no,
-                        too_large,
-                        used,
-                    )
-                pix = page.get_pixmap(dpi=used, alpha=False, colorspace=pymupdf.csRGB)
+                pix, used, flags = rendered
                 # No PNG round trip: wrap the raw samples (a bytes copy the image keeps alive).
                 image = Image.frombuffer(
                     "RGB", (pix.width, pix.height), pix.samples, "raw", "RGB", pix.stride, 1
@@ -396,6 +398,67 @@ def _pdf_pages(
                 text_layer=text,
                 flags=flags,
             )
+    finally:
+        pdf.close()
+
+
+@dataclass
+class RawPage:
+    """A rendered PDF page before it becomes a PIL image (for :mod:`core.pagework`, which sends
+    the pixels to another process): ``samples`` is a view of the pixmap's RGB rows (``stride``
+    bytes each) and ``page`` the open ``pymupdf.Page``, both valid until the next item."""
+
+    page_no: int
+    width: int
+    height: int
+    stride: int
+    samples: Any
+    dpi: int
+    flags: list[str]
+    page: Any
+
+
+def pdf_raw_pages(
+    doc: Document,
+    dpi: int = DEFAULT_DPI,
+    limits: RenderLimits | None = None,
+    pages: Iterable[int] | None = None,
+) -> Iterator[RawPage | errors.PageError]:
+    """:func:`render_pages` of a PDF, the same checks and reasons, yielding :class:`RawPage` s
+    (no copy of the pixels, no PIL image) in place of ``PageImage`` s."""
+    limits = limits or RenderLimits()
+    if _supported_media_type(doc, limits) != PDF:
+        raise errors.ConfigError("pdf_raw_pages renders PDFs only")
+    with _typed("open"):
+        pdf = _open_pdf(doc, limits)
+        try:
+            numbers = _page_numbers(pages, _pdf_page_count(pdf))
+        except BaseException:
+            pdf.close()
+            raise
+    return _raw_pages(pdf, doc, numbers, dpi, limits)
+
+
+def _raw_pages(
+    pdf: Any, doc: Document, numbers: list[int], dpi: int, limits: RenderLimits
+) -> Iterator[RawPage | errors.PageError]:
+    pymupdf = _pymupdf()
+    try:
+        for page_no in numbers:
+            try:
+                page = pdf.load_page(page_no - 1)
+                rendered = _pdf_pixmap(pymupdf, page, doc, page_no, dpi, limits)
+            except Exception as exc:
+                rendered = _page_error(
+                    _page_failure(exc), page_no, f"cannot render page ({type(exc).__name__})"
+                )
+            finally:
+                pymupdf.TOOLS.reset_mupdf_warnings()
+            if isinstance(rendered, errors.PageError):
+                yield rendered
+                continue
+            pix, used, flags = rendered
+            yield RawPage(page_no, pix.width, pix.height, pix.stride, pix.samples_mv, used, flags, page)
     finally:
         pdf.close()
 

@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.engines.pdf_text import extract_pdf_blocks
 from airflow_provider_deepocr.core.pagework import PageResult, PageWork
-from airflow_provider_deepocr.core.records import Document, DocumentRef, PageImage
+from airflow_provider_deepocr.core.records import Document, DocumentRef
 from airflow_provider_deepocr.testing import fuzz
 
 
@@ -18,14 +18,14 @@ def _doc(data: bytes, name: str = "doc.pdf") -> Document:
     return Document.from_bytes(DocumentRef(uri=f"mem://{name}"), data)
 
 
-def words_on_page(page: Any, image: PageImage) -> int:
+def words_on_page(page: Any, page_no: int) -> int:
     """A page function (run in the child): the number of words of the PDF page."""
     return len(page.get_text("words"))
 
 
-def die_on_page_two(page: Any, image: PageImage) -> None:
+def die_on_page_two(page: Any, page_no: int) -> None:
     """A page function that kills its process on page 2 (a native crash stands in)."""
-    if image.page_no == 2:
+    if page_no == 2:
         os._exit(3)
 
 
