@@ -85,6 +85,7 @@ class _Child:
         theirs.close()
         self.conn = Connection(mine.detach())
         self.ready = False
+        self.buffer = bytearray()
 
     def wait_ready(self) -> None:
         if not self.ready:
@@ -99,7 +100,11 @@ class _Child:
             msg = self.conn.recv()
             if msg[0] == "raw":
                 _, result, stride = msg
-                result.page.image = _image(result.page, stride, self.conn.recv_bytes())
+                size = stride * result.page.height
+                if len(self.buffer) < size:  # one buffer, reused: no fresh pages to fault in
+                    self.buffer = bytearray(size)
+                n = self.conn.recv_bytes_into(self.buffer)
+                result.page.image = _image(result.page, stride, memoryview(self.buffer)[:n])
                 return ("page", result)
             if msg[0] == "page":
                 _, result, mode, size = msg
