@@ -49,6 +49,7 @@ page numbers, counts, sizes, exception class names and reason codes.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import math
@@ -284,7 +285,7 @@ def _open_pdf(doc: Document, limits: RenderLimits) -> Any:
         if pdf.needs_pass:
             raise errors.DocumentError(errors.ENCRYPTED, "PDF needs a password")
         repaired = bool(getattr(pdf, "is_repaired", False))
-        n = pdf.page_count
+        n = _pdf_page_count(pdf)
         if truncated and (repaired or n == 0):
             raise errors.DocumentError(
                 errors.TRUNCATED_FILE, f"PDF ends before its %%EOF marker (repaired, {n} pages found)"
@@ -293,10 +294,54 @@ def _open_pdf(doc: Document, limits: RenderLimits) -> Any:
             raise errors.DocumentError(errors.CORRUPT, "PDF has no pages")
         if n > limits.max_pages:
             raise errors.DocumentError(errors.TOO_MANY_PAGES, f"{n} pages > max_pages={limits.max_pages}")
-    except BaseException:
+    except errors.DeepOcrError:
         pdf.close()
         raise
+    except Exception as exc:  # MuPDF failing on a property of a damaged file
+        pdf.close()
+        raise errors.DocumentError(errors.CORRUPT, f"cannot read PDF ({type(exc).__name__})") from None
+    finally:
+        pymupdf.TOOLS.reset_mupdf_warnings()
     return pdf
+
+
+def _pdf_page_count(pdf: Any) -> int:
+    """The page count of an open PDF; ``broken_page_tree`` when MuPDF refuses it (a page tree
+    whose ``/Count`` is absurd, e.g. 9999999999 in a one-page file: ``Invalid number of pages``)."""
+    try:
+        return int(pdf.page_count)
+    except Exception as exc:
+        raise errors.DocumentError(
+            errors.BROKEN_PAGE_TREE, f"cannot count the pages ({type(exc).__name__})"
+        ) from None
+
+
+def _page_failure(exc: Exception) -> str:
+    """The reason code of a page MuPDF cannot load or render: ``broken_page_tree`` when the
+    page tree is at fault (a loop, a /Count larger than its kids), else ``corrupt``. Only the
+    exception's message is read, never put anywhere."""
+    return errors.BROKEN_PAGE_TREE if "page tree" in str(exc).lower() else errors.CORRUPT
+
+
+def _pdf_pixmap(
+    pymupdf: Any, page: Any, doc: Document, page_no: int, dpi: int, limits: RenderLimits
+) -> tuple[Any, int, list[str]] | errors.PageError:
+    """The RGB pixmap of one loaded page, the DPI used and the flags; or the page's error."""
+    rect = page.rect
+    w, h = _pdf_pixels(rect.width, rect.height, dpi)
+    if w <= 0 or h <= 0:
+        return _page_error(errors.CORRUPT, page_no, "page has an empty rectangle")
+    used, flags = dpi, []
+    if w * h > limits.max_pixels:
+        too_large = f"{w}x{h} px at {dpi} dpi > max_pixels={limits.max_pixels}"
+        if limits.on_oversize == "fail":
+            return _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large)
+        used = _fit_dpi(rect.width, rect.height, dpi, limits.max_pixels)
+        if used < 1:
+            return _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large + ", even at 1 dpi")
+        flags = [FLAG_DOWNSCALED]
+        log.info("doc=%s page=%d: %s; rendering at %d dpi", doc.doc_id[:12], page_no, too_large, used)
+    return page.get_pixmap(dpi=used, alpha=False, colorspace=pymupdf.csRGB), used, flags
 
 
 def _pdf_pages(
@@ -315,30 +360,11 @@ def _pdf_pages(
             t0 = time.perf_counter()
             try:
                 page = pdf.load_page(page_no - 1)
-                rect = page.rect
-                w, h = _pdf_pixels(rect.width, rect.height, dpi)
-                if w <= 0 or h <= 0:
-                    yield _page_error(errors.CORRUPT, page_no, "page has an empty rectangle")
+                rendered = _pdf_pixmap(pymupdf, page, doc, page_no, dpi, limits)
+                if isinstance(rendered, errors.PageError):
+                    yield rendered
                     continue
-                used, flags = dpi, []
-                if w * h > limits.max_pixels:
-                    too_large = f"{w}x{h} px at {dpi} dpi > max_pixels={limits.max_pixels}"
-                    if limits.on_oversize == "fail":
-                        yield _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large)
-                        continue
-                    used = _fit_dpi(rect.width, rect.height, dpi, limits.max_pixels)
-                    if used < 1:
-                        yield _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large + ", even at 1 dpi")
-                        continue
-                    flags = [FLAG_DOWNSCALED]
-                    log.info(
-                        "doc=%s page=%d: %s; rendering at %d dpi",
-                        doc.doc_id[:12],
-                        page_no,
-                        too_large,
-                        used,
-                    )
-                pix = page.get_pixmap(dpi=used, alpha=False, colorspace=pymupdf.csRGB)
+                pix, used, flags = rendered
                 # No PNG round trip: wrap the raw samples (a bytes copy the image keeps alive).
                 image = Image.frombuffer(
                     "RGB", (pix.width, pix.height), pix.samples, "raw", "RGB", pix.stride, 1
@@ -349,7 +375,7 @@ def _pdf_pages(
                     if text is not None and not text.strip():
                         text = None
             except Exception as exc:
-                yield _page_error(errors.CORRUPT, page_no, f"cannot render page ({type(exc).__name__})")
+                yield _page_error(_page_failure(exc), page_no, f"cannot render page ({type(exc).__name__})")
                 continue
             finally:
                 pymupdf.TOOLS.reset_mupdf_warnings()
@@ -372,6 +398,67 @@ def _pdf_pages(
                 text_layer=text,
                 flags=flags,
             )
+    finally:
+        pdf.close()
+
+
+@dataclass
+class RawPage:
+    """A rendered PDF page before it becomes a PIL image (for :mod:`core.pagework`, which sends
+    the pixels to another process): ``samples`` is a view of the pixmap's RGB rows (``stride``
+    bytes each) and ``page`` the open ``pymupdf.Page``, both valid until the next item."""
+
+    page_no: int
+    width: int
+    height: int
+    stride: int
+    samples: Any
+    dpi: int
+    flags: list[str]
+    page: Any
+
+
+def pdf_raw_pages(
+    doc: Document,
+    dpi: int = DEFAULT_DPI,
+    limits: RenderLimits | None = None,
+    pages: Iterable[int] | None = None,
+) -> Iterator[RawPage | errors.PageError]:
+    """:func:`render_pages` of a PDF, the same checks and reasons, yielding :class:`RawPage` s
+    (no copy of the pixels, no PIL image) in place of ``PageImage`` s."""
+    limits = limits or RenderLimits()
+    if _supported_media_type(doc, limits) != PDF:
+        raise errors.ConfigError("pdf_raw_pages renders PDFs only")
+    with _typed("open"):
+        pdf = _open_pdf(doc, limits)
+        try:
+            numbers = _page_numbers(pages, _pdf_page_count(pdf))
+        except BaseException:
+            pdf.close()
+            raise
+    return _raw_pages(pdf, doc, numbers, dpi, limits)
+
+
+def _raw_pages(
+    pdf: Any, doc: Document, numbers: list[int], dpi: int, limits: RenderLimits
+) -> Iterator[RawPage | errors.PageError]:
+    pymupdf = _pymupdf()
+    try:
+        for page_no in numbers:
+            try:
+                page = pdf.load_page(page_no - 1)
+                rendered = _pdf_pixmap(pymupdf, page, doc, page_no, dpi, limits)
+            except Exception as exc:
+                rendered = _page_error(
+                    _page_failure(exc), page_no, f"cannot render page ({type(exc).__name__})"
+                )
+            finally:
+                pymupdf.TOOLS.reset_mupdf_warnings()
+            if isinstance(rendered, errors.PageError):
+                yield rendered
+                continue
+            pix, used, flags = rendered
+            yield RawPage(page_no, pix.width, pix.height, pix.stride, pix.samples_mv, used, flags, page)
     finally:
         pdf.close()
 
@@ -468,7 +555,10 @@ def _image_pages(
 ) -> Iterator[PageImage | errors.PageError]:
     from PIL import Image, ImageOps
 
-    animated = media_type != TIFF and int(getattr(img, "n_frames", 1) or 1) > 1
+    try:  # a GIF/WEBP counts its frames by reading them all: a damaged one can fail here
+        animated = media_type != TIFF and int(getattr(img, "n_frames", 1) or 1) > 1
+    except Exception:
+        animated = False
     bomb = _bomb_limit(limits)
     try:
         for page_no in numbers:
@@ -546,6 +636,19 @@ def _page_error(reason: str, page_no: int, detail: str) -> errors.PageError:
     return errors.PageError(reason, f"page {page_no}: {detail}", page_no=page_no)
 
 
+@contextlib.contextmanager
+def _typed(action: str) -> Iterator[None]:
+    """Any exception but our own typed ones becomes ``DocumentError(corrupt)``: no library error
+    on a document's bytes escapes as an unhandled exception (``MemoryError`` included: a
+    header that asks for more than there is)."""
+    try:
+        yield
+    except errors.DeepOcrError:
+        raise
+    except Exception as exc:
+        raise errors.DocumentError(errors.CORRUPT, f"cannot {action} ({type(exc).__name__})") from None
+
+
 def _page_numbers(pages: Iterable[int] | None, n: int) -> list[int]:
     if pages is None:
         return list(range(1, n + 1))
@@ -563,15 +666,16 @@ def count_pages(doc: Document, limits: RenderLimits | None = None) -> int:
     """
     limits = limits or RenderLimits()
     media_type = _supported_media_type(doc, limits)
-    if media_type == PDF:
-        pdf = _open_pdf(doc, limits)
-        try:
-            return int(pdf.page_count)
-        finally:
-            pdf.close()
-    img, n = _open_image(doc, media_type, limits)
-    img.close()
-    return n
+    with _typed("count pages"):
+        if media_type == PDF:
+            pdf = _open_pdf(doc, limits)
+            try:
+                return _pdf_page_count(pdf)
+            finally:
+                pdf.close()
+        img, n = _open_image(doc, media_type, limits)
+        img.close()
+        return n
 
 
 def render_pages(
@@ -599,20 +703,21 @@ def render_pages(
     if not isinstance(dpi, int) or not 1 <= dpi <= MAX_DPI:
         raise errors.ConfigError(f"dpi must be an integer in 1..{MAX_DPI}, got {dpi!r}")
     media_type = _supported_media_type(doc, limits)
-    if media_type == PDF:
-        pdf = _open_pdf(doc, limits)
+    with _typed("open"):
+        if media_type == PDF:
+            pdf = _open_pdf(doc, limits)
+            try:
+                numbers = _page_numbers(pages, _pdf_page_count(pdf))
+            except BaseException:
+                pdf.close()
+                raise
+            log.debug("rendering doc=%s pdf pages=%d dpi=%d", doc.doc_id[:12], len(numbers), dpi)
+            return _pdf_pages(pdf, doc, numbers, dpi, limits, with_text_layer)
+        img, n = _open_image(doc, media_type, limits)
         try:
-            numbers = _page_numbers(pages, pdf.page_count)
+            numbers = _page_numbers(pages, n)
         except BaseException:
-            pdf.close()
+            img.close()
             raise
-        log.debug("rendering doc=%s pdf pages=%d dpi=%d", doc.doc_id[:12], len(numbers), dpi)
-        return _pdf_pages(pdf, doc, numbers, dpi, limits, with_text_layer)
-    img, n = _open_image(doc, media_type, limits)
-    try:
-        numbers = _page_numbers(pages, n)
-    except BaseException:
-        img.close()
-        raise
-    log.debug("rendering doc=%s %s frames=%d", doc.doc_id[:12], media_type, len(numbers))
-    return _image_pages(img, n, doc, media_type, numbers, limits)
+        log.debug("rendering doc=%s %s frames=%d", doc.doc_id[:12], media_type, len(numbers))
+        return _image_pages(img, n, doc, media_type, numbers, limits)

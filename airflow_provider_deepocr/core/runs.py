@@ -43,10 +43,13 @@ class OcrStats:
 
     @property
     def cost(self) -> float | None:
-        """The GPU time this stage held (model load included), at ``gpu_hour_cost`` per hour."""
+        """``(engine_seconds + model_load_seconds) / 3600 * gpu_hour_cost``: the engine's time and
+        the model load, in hours, at ``gpu_hour_cost`` per hour (None without a price). Both
+        figures are in the ``deepocr_runs`` row beside the cost, so the row checks itself."""
         if self.gpu_hour_cost is None:
             return None
-        return round((self.wall_seconds + self.model_load_seconds) / 3600.0 * self.gpu_hour_cost, 6)
+        hours = (self.engine_seconds + self.model_load_seconds) / 3600.0
+        return round(hours * self.gpu_hour_cost, 6)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -45,7 +45,18 @@ class TokenAuth:
         return bool(presented) and hmac.compare_digest(str(presented).encode(), self.token.encode())
 
     def csrf(self, user: str) -> str:
-        return hmac.new(self.token.encode(), f"csrf:{user}".encode(), hashlib.sha256).hexdigest()
+        return form_token(self.token, user)
+
+
+def form_token(secret: str, user: str) -> str:
+    """The form token of ``user``: an HMAC of the user under the app's secret, so a token served
+    to one reviewer is refused for another (and cannot be made without the secret)."""
+    return hmac.new(secret.encode(), f"csrf:{user}".encode(), hashlib.sha256).hexdigest()
+
+
+def form_token_ok(secret: str, user: str, presented: str) -> bool:
+    """Whether ``presented`` is ``user``'s form token; compared in constant time."""
+    return hmac.compare_digest(presented.encode(), form_token(secret, user).encode())
 
 
 class ReviewSettings:
@@ -126,7 +137,7 @@ def create_app(
     secret = auth.token if auth is not None else (csrf_secret or secrets.token_urlsafe(32))
 
     def csrf_of(user: str) -> str:
-        return hmac.new(secret.encode(), f"csrf:{user}".encode(), hashlib.sha256).hexdigest()
+        return form_token(secret, user)
 
     if auth is not None:
 
@@ -288,7 +299,7 @@ def create_app(
         engine: str = Form(""),
     ) -> Response:
         check_doc(doc_id)
-        if not hmac.compare_digest(csrf.encode(), csrf_of(user).encode()):
+        if not form_token_ok(secret, user, csrf):
             raise HTTPException(status_code=403, detail="the form token is missing or wrong")
         try:
             await run_in_threadpool(

@@ -8,6 +8,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from fastapi import Request
 from fastapi.testclient import TestClient
 
 from airflow_provider_deepocr.core import errors
@@ -234,3 +235,47 @@ def test_an_approved_document_stays_loaded_when_a_later_run_fails_it_again(quara
     assert _loaded(quarantined, doc) == approved  # still there, exactly once
     with sqlite3.connect(quarantined.db) as conn:
         assert [r[0] for r in conn.execute("select doc_id from deepocr_documents")] == [doc]
+
+
+def test_a_form_token_is_bound_to_its_reviewer(quarantined: Quarantined) -> None:
+    """Two reviewers of one app (the Airflow mode: the user comes from a dependency): the form
+    token served to ann is refused when bob posts it; bob's own token is taken."""
+    from airflow_provider_deepocr.review.app import form_token, form_token_ok
+
+    def user_from_header(request: Request) -> str:  # stands in for Airflow's user resolution
+        # (Request is imported at module level: FastAPI resolves the annotation there)
+        return request.headers["x-test-user"]
+
+    app = create_app(
+        ReviewSettings(quarantined.url, str(quarantined.work)),
+        user_dependency=user_from_header,
+        csrf_secret="one-secret-for-every-worker",
+    )
+    client = TestClient(app)
+    doc = _docs(quarantined)[0]
+
+    def served(user: str) -> str:
+        m = re.search(
+            r'name="csrf" value="([0-9a-f]+)"', client.get(f"/doc/{doc}", headers={"x-test-user": user}).text
+        )
+        assert m is not None
+        return m.group(1)
+
+    ann, bob = served("ann"), served("bob")
+    assert ann != bob and ann == served("ann")
+    form = {"decision": "reject", "note": "blurred"}
+    r = client.post(f"/doc/{doc}/decide", data={**form, "csrf": ann}, headers={"x-test-user": "bob"})
+    assert r.status_code == 403 and Warehouse(quarantined.url).reviews() == []
+    r = client.post(
+        f"/doc/{doc}/decide",
+        data={**form, "csrf": bob},
+        headers={"x-test-user": "bob"},
+        follow_redirects=False,
+    )
+    assert r.status_code == 303
+    assert [(x["decision"], x["reviewer"]) for x in Warehouse(quarantined.url).reviews()] == [
+        ("reject", "bob")
+    ]
+    # the token is the secret's HMAC of the user: another secret makes another token
+    assert form_token_ok("one-secret-for-every-worker", "ann", ann)
+    assert not form_token_ok("another-secret", "ann", ann) and form_token("another-secret", "ann") != ann

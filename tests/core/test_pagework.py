@@ -1,0 +1,96 @@
+"""core.pagework: the child-process page work, against the in-process path and real failures."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pytest
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.engines.pdf_text import extract_pdf_blocks
+from airflow_provider_deepocr.core.pagework import PageResult, PageWork
+from airflow_provider_deepocr.core.records import Document, DocumentRef
+from airflow_provider_deepocr.testing import fuzz
+
+
+def _doc(data: bytes, name: str = "doc.pdf") -> Document:
+    return Document.from_bytes(DocumentRef(uri=f"mem://{name}"), data)
+
+
+def words_on_page(page: Any, page_no: int) -> int:
+    """A page function (run in the child): the number of words of the PDF page."""
+    return len(page.get_text("words"))
+
+
+def die_on_page_two(page: Any, page_no: int) -> None:
+    """A page function that kills its process on page 2 (a native crash stands in)."""
+    if page_no == 2:
+        os._exit(3)
+
+
+@pytest.fixture(scope="module")
+def three_pages() -> bytes:
+    return fuzz.text_pdf(3)
+
+
+def test_child_and_in_process_give_the_same_pages_and_the_text_layer_blocks(three_pages: bytes) -> None:
+    doc = _doc(three_pages)
+    expected = extract_pdf_blocks(three_pages)
+    results = {}
+    for timeout in (30.0, None):
+        with PageWork(page_timeout_s=timeout, dpi=100, text_layer=True) as work:
+            opened = work.open(doc)
+            assert (opened.media_type, opened.page_count, opened.numbers) == ("application/pdf", 3, [1, 2, 3])
+            results[timeout] = list(opened)
+    for a, b in zip(results[30.0], results[None], strict=True):
+        assert isinstance(a, PageResult) and isinstance(b, PageResult)
+        assert (a.page.page_no, a.page.dpi, a.page.image.size) == (b.page.page_no, 100, (850, 1100))
+        assert a.page.image.tobytes() == b.page.image.tobytes()  # the same pixels through the pipe
+        assert a.blocks == b.blocks == expected[a.page.page_no]
+    assert "Page 3: invoice 2024-009, total due 1,434.56 EUR" in results[30.0][2].blocks[0]["text"]  # type: ignore[union-attr,index]
+
+
+def test_asked_pages_only_and_pages_the_document_no_longer_has(three_pages: bytes) -> None:
+    with PageWork(page_timeout_s=30) as work:
+        assert [r.page.page_no for r in work.open(_doc(three_pages), pages=[3, 2])] == [3, 2]  # type: ignore[union-attr]
+        with pytest.raises(errors.DocumentError) as info:
+            work.open(_doc(three_pages), pages=[4, 5])  # listed with 5 pages, 3 now
+        assert info.value.reason == errors.SOURCE_CHANGED
+
+
+def test_page_functions_run_in_the_child_with_the_open_page(three_pages: bytes) -> None:
+    name = f"{__name__}:words_on_page"
+    with PageWork(page_timeout_s=30, page_functions=[name]) as work:
+        counts = [r.extras[name] for r in work.open(_doc(three_pages))]  # type: ignore[union-attr]
+    import pymupdf
+
+    with pymupdf.open(stream=three_pages, filetype="pdf") as pdf:
+        assert counts == [len(page.get_text("words")) for page in pdf]
+    assert all(c > 60 for c in counts)
+
+
+def test_a_child_that_dies_costs_its_page_and_the_rest_goes_on(three_pages: bytes) -> None:
+    with PageWork(page_timeout_s=30, page_functions=[f"{__name__}:die_on_page_two"]) as work:
+        items = list(work.open(_doc(three_pages)))
+        assert work.restarts == 1
+    assert isinstance(items[0], PageResult) and isinstance(items[2], PageResult)
+    assert isinstance(items[1], errors.PageError) and (items[1].reason, items[1].page_no) == (
+        errors.CORRUPT,
+        2,
+    )
+    assert items[2].page.page_no == 3
+
+
+def test_a_document_left_half_read_does_not_leak_into_the_next(three_pages: bytes) -> None:
+    with PageWork(page_timeout_s=30) as work:
+        first = iter(work.open(_doc(three_pages)))
+        next(first)  # page 1 read, pages 2 and 3 still coming
+        other = fuzz.text_pdf(1)
+        items = list(work.open(_doc(other, "other.pdf")))
+        assert [(i.page.doc_id, i.page.page_no) for i in items] == [(_doc(other).doc_id, 1)]  # type: ignore[union-attr]
+
+
+def test_the_limit_must_be_positive() -> None:
+    with pytest.raises(errors.ConfigError):
+        PageWork(page_timeout_s=0)
