@@ -5,41 +5,81 @@ Messages carry ids, counts and reasons only: never document text or image conten
 
 from __future__ import annotations
 
-# Reason codes, stable: they are stored in the failures table and counted in summaries.
-ENCRYPTED = "encrypted"
-CORRUPT = "corrupt"
-TRUNCATED_FILE = "truncated_file"
-EMPTY_FILE = "empty_file"
-TOO_MANY_PAGES = "too_many_pages"
-IMAGE_TOO_LARGE = "image_too_large"
-FILE_TOO_LARGE = "file_too_large"
-UNSUPPORTED_TYPE = "unsupported_type"
-READ_ERROR = "read_error"
-OCR_ERROR = "ocr_error"
-REPETITION_LOOP = "repetition_loop"
-TOKEN_LIMIT = "token_limit"
-VALIDATION_FAILED = "validation_failed"
-REJECTED = "rejected"  # a reviewer kept the document out (core.review)
-LOAD_ERROR = "load_error"
-PARSE_ERROR = "parse_error"
-INTERNAL_ERROR = "internal_error"
-NO_TEXT_LAYER = "no_text_layer"
-SOURCE_MISSING = "source_missing"  # listed, then gone before it was read
-SOURCE_CHANGED = "source_changed"  # its content changed between the listing and the OCR of a part
-INCOMPLETE_DOCUMENT = "incomplete_document"  # a split document with a part no shard finished
-# Object storage that cannot be used: the run cannot proceed (exit code 3 from the CLI).
-NO_CREDENTIALS = "no_credentials"
-BAD_CREDENTIALS = "bad_credentials"
-ENDPOINT_UNREACHABLE = "endpoint_unreachable"
-NO_SUCH_BUCKET = "no_such_bucket"
-ACCESS_DENIED = "access_denied"
-THROTTLED = "throttled"
-STORAGE_ERROR = "storage_error"
-# A warehouse that cannot be used: the run cannot proceed (exit code 3 from the CLI).
-WAREHOUSE_UNREACHABLE = "warehouse_unreachable"  # connection refused, unknown host, timed out
-WAREHOUSE_AUTH_FAILED = "warehouse_auth_failed"  # wrong password, no such user
-WAREHOUSE_NO_DATABASE = "warehouse_no_database"  # the database (or SQLite/DuckDB file) is missing
-WAREHOUSE_PERMISSION_DENIED = "warehouse_permission_denied"  # a missing privilege (schema, table)
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """Reason codes, stable: they are stored in the failures table and counted in summaries."""
+
+    ENCRYPTED = "encrypted"
+    CORRUPT = "corrupt"
+    TRUNCATED_FILE = "truncated_file"
+    EMPTY_FILE = "empty_file"
+    TOO_MANY_PAGES = "too_many_pages"
+    IMAGE_TOO_LARGE = "image_too_large"
+    FILE_TOO_LARGE = "file_too_large"
+    UNSUPPORTED_TYPE = "unsupported_type"
+    READ_ERROR = "read_error"
+    OCR_ERROR = "ocr_error"
+    REPETITION_LOOP = "repetition_loop"
+    TOKEN_LIMIT = "token_limit"
+    VALIDATION_FAILED = "validation_failed"
+    REJECTED = "rejected"  # a reviewer kept the document out (core.review)
+    LOAD_ERROR = "load_error"
+    PARSE_ERROR = "parse_error"
+    INTERNAL_ERROR = "internal_error"
+    NO_TEXT_LAYER = "no_text_layer"
+    SOURCE_MISSING = "source_missing"  # listed, then gone before it was read
+    SOURCE_CHANGED = "source_changed"  # its content changed between the listing and the OCR of a part
+    INCOMPLETE_DOCUMENT = "incomplete_document"  # a split document with a part no shard finished
+    # Object storage that cannot be used: the run cannot proceed (exit code 3 from the CLI).
+    NO_CREDENTIALS = "no_credentials"
+    BAD_CREDENTIALS = "bad_credentials"
+    ENDPOINT_UNREACHABLE = "endpoint_unreachable"
+    NO_SUCH_BUCKET = "no_such_bucket"
+    ACCESS_DENIED = "access_denied"
+    THROTTLED = "throttled"
+    STORAGE_ERROR = "storage_error"
+    # A warehouse that cannot be used: the run cannot proceed (exit code 3 from the CLI).
+    WAREHOUSE_UNREACHABLE = "warehouse_unreachable"  # connection refused, unknown host, timed out
+    WAREHOUSE_AUTH_FAILED = "warehouse_auth_failed"  # wrong password, no such user
+    WAREHOUSE_NO_DATABASE = "warehouse_no_database"  # the database (or SQLite/DuckDB file) is missing
+    WAREHOUSE_PERMISSION_DENIED = "warehouse_permission_denied"  # a missing privilege (schema, table)
+
+
+# The codes as module constants (``errors.CORRUPT`` is ``Reason.CORRUPT``).
+ENCRYPTED = Reason.ENCRYPTED
+CORRUPT = Reason.CORRUPT
+TRUNCATED_FILE = Reason.TRUNCATED_FILE
+EMPTY_FILE = Reason.EMPTY_FILE
+TOO_MANY_PAGES = Reason.TOO_MANY_PAGES
+IMAGE_TOO_LARGE = Reason.IMAGE_TOO_LARGE
+FILE_TOO_LARGE = Reason.FILE_TOO_LARGE
+UNSUPPORTED_TYPE = Reason.UNSUPPORTED_TYPE
+READ_ERROR = Reason.READ_ERROR
+OCR_ERROR = Reason.OCR_ERROR
+REPETITION_LOOP = Reason.REPETITION_LOOP
+TOKEN_LIMIT = Reason.TOKEN_LIMIT
+VALIDATION_FAILED = Reason.VALIDATION_FAILED
+REJECTED = Reason.REJECTED
+LOAD_ERROR = Reason.LOAD_ERROR
+PARSE_ERROR = Reason.PARSE_ERROR
+INTERNAL_ERROR = Reason.INTERNAL_ERROR
+NO_TEXT_LAYER = Reason.NO_TEXT_LAYER
+SOURCE_MISSING = Reason.SOURCE_MISSING
+SOURCE_CHANGED = Reason.SOURCE_CHANGED
+INCOMPLETE_DOCUMENT = Reason.INCOMPLETE_DOCUMENT
+NO_CREDENTIALS = Reason.NO_CREDENTIALS
+BAD_CREDENTIALS = Reason.BAD_CREDENTIALS
+ENDPOINT_UNREACHABLE = Reason.ENDPOINT_UNREACHABLE
+NO_SUCH_BUCKET = Reason.NO_SUCH_BUCKET
+ACCESS_DENIED = Reason.ACCESS_DENIED
+THROTTLED = Reason.THROTTLED
+STORAGE_ERROR = Reason.STORAGE_ERROR
+WAREHOUSE_UNREACHABLE = Reason.WAREHOUSE_UNREACHABLE
+WAREHOUSE_AUTH_FAILED = Reason.WAREHOUSE_AUTH_FAILED
+WAREHOUSE_NO_DATABASE = Reason.WAREHOUSE_NO_DATABASE
+WAREHOUSE_PERMISSION_DENIED = Reason.WAREHOUSE_PERMISSION_DENIED
 
 
 class DeepOcrError(Exception):

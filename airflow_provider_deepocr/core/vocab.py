@@ -1,0 +1,70 @@
+"""The words stored in rows and manifests, as string enums: a misspelt member is an error (at import,
+and for the type checker), a member is still its plain string (``Status.OK == "ok"``, JSON and SQL
+see ``"ok"``), and the README's lists come from here (``python -m airflow_provider_deepocr.core.vocab``).
+
+Failure reasons are :class:`~airflow_provider_deepocr.core.errors.Reason` (beside the typed errors).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Stage(StrEnum):
+    """Where a failure happened: the ``stage`` of a failure row."""
+
+    READ = "read"  # the document could not be read from its store
+    RENDER = "render"  # it could not be opened or rendered into page images
+    ROUTE = "route"  # text-layer routing: text_layer=only and the page has no usable text layer
+    OCR = "ocr"  # the engine failed on the page
+    PARSE = "parse"  # the parser raised on the page's output
+    VALIDATE = "validate"  # the document failed its expectations (quarantined)
+    ASSEMBLE = "assemble"  # a document split across shards could not be put back together
+    LOAD = "load"  # the warehouse refused the document
+    REVIEW = "review"  # a reviewer kept it out
+
+
+class Status(StrEnum):
+    """What the parse stage decided for a document (the ``status`` of a records-manifest entry)."""
+
+    OK = "ok"  # parsed and valid: it loads
+    FAILED = "failed"  # no page parsed: only failure rows
+    QUARANTINED = "quarantined"  # failed validation: quarantined unless a reviewer approves it
+    WARNED = "warned"  # failed validation with on_failure=warn: it loads
+
+    @property
+    def loads(self) -> bool:
+        return self in (Status.OK, Status.WARNED)
+
+
+class OnValidationFailure(StrEnum):
+    """What the parse stage does with a document that fails validation."""
+
+    QUARANTINE = "quarantine"
+    FAIL = "fail"
+    WARN = "warn"
+
+
+class PageFlag(StrEnum):
+    """Flags on a page row (and, the parser's, on block rows): what to look at before trusting it."""
+
+    REPETITION_LOOP = "repetition_loop"  # the model repeated itself; the loop is cut
+    TRUNCATED = "truncated"  # generation stopped at the token limit
+    UNCLOSED_DET = "unclosed_det"  # a grounding tag without its box
+    BAD_BBOX = "bad_bbox"  # a box outside the page or inverted
+    NO_BOX = "no_box"  # text without a grounding box
+    EMPTY_PAGE = "empty_page"  # nothing recognised on the page
+    DOWNSCALED = "downscaled"  # rendered below the requested DPI to fit max_pixels
+    FIRST_FRAME_ONLY = "first_frame_only"  # an animated image: its first frame only
+
+
+def markdown_list(vocabulary: type[StrEnum]) -> str:
+    """The members as a README list: ```value``` one a line."""
+    return "\n".join(f"- `{member.value}`" for member in vocabulary)
+
+
+if __name__ == "__main__":  # pragma: no cover - prints the README's lists
+    from airflow_provider_deepocr.core.errors import Reason
+
+    for vocab in (Reason, Stage, Status, PageFlag, OnValidationFailure):
+        print(f"{vocab.__name__}:\n{markdown_list(vocab)}\n")
