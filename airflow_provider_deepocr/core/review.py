@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentResult
+from airflow_provider_deepocr.core.vocab import Stage
 from airflow_provider_deepocr.core.work_layout import WorkLayout
 
 if TYPE_CHECKING:
@@ -244,7 +245,7 @@ def decide(
     if decision == APPROVE and item.status != "loaded":
         wh.load_document(result, run_id)
     elif decision == REJECT:
-        wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage="review")
+        wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage=Stage.REVIEW)
     row = {
         "review_id": uuid.uuid4().hex,
         "doc_id": doc_id,

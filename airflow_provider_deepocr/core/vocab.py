@@ -1,6 +1,7 @@
 """The words stored in rows and manifests, as string enums: a misspelt member is an error (at import,
 and for the type checker), a member is still its plain string (``Status.OK == "ok"``, JSON and SQL
-see ``"ok"``), and the README's lists come from here (``python -m airflow_provider_deepocr.core.vocab``).
+see ``"ok"``), and the README's lists come from here (``python -m airflow_provider_deepocr.core.vocab``
+prints them; a test keeps the README equal to it).
 
 Failure reasons are :class:`~airflow_provider_deepocr.core.errors.Reason` (beside the typed errors).
 """
@@ -48,23 +49,30 @@ class OnValidationFailure(StrEnum):
 class PageFlag(StrEnum):
     """Flags on a page row (and, the parser's, on block rows): what to look at before trusting it."""
 
-    REPETITION_LOOP = "repetition_loop"  # the model repeated itself; the loop is cut
-    TRUNCATED = "truncated"  # generation stopped at the token limit
-    UNCLOSED_DET = "unclosed_det"  # a grounding tag without its box
-    BAD_BBOX = "bad_bbox"  # a box outside the page or inverted
-    NO_BOX = "no_box"  # text without a grounding box
-    EMPTY_PAGE = "empty_page"  # nothing recognised on the page
-    DOWNSCALED = "downscaled"  # rendered below the requested DPI to fit max_pixels
-    FIRST_FRAME_ONLY = "first_frame_only"  # an animated image: its first frame only
+    REPETITION_LOOP = "repetition_loop"  # the output degenerated into repetition; the loop is cut off
+    TRUNCATED = "truncated"  # the output stopped at the token limit
+    UNCLOSED_DET = "unclosed_det"  # a <|det|> coordinate list never closed
+    BAD_BBOX = "bad_bbox"  # a box off the 0..999 grid, empty or unparsable (dropped)
+    NO_BOX = "no_box"  # a block without a box
+    EMPTY_PAGE = "empty_page"  # the page has no content at all
+    DOWNSCALED = "downscaled"  # rendered below the asked DPI, or shrunk, to fit max_pixels
+    FIRST_FRAME_ONLY = "first_frame_only"  # an animated image, read as its first frame
 
 
-def markdown_list(vocabulary: type[StrEnum]) -> str:
-    """The members as a README list: ```value``` one a line."""
-    return "\n".join(f"- `{member.value}`" for member in vocabulary)
+def readme_section() -> str:
+    """The README's vocabulary lists (between its ``vocab`` markers), one line per vocabulary."""
+    from airflow_provider_deepocr.core.errors import Reason
+
+    titles = (
+        (Reason, "Failure reasons (`reason` of a failure row)"),
+        (Stage, "Failure stages (`stage` of a failure row)"),
+        (PageFlag, "Page flags (`flags` of page and block rows)"),
+        (Status, "Parse statuses (records manifest)"),
+        (OnValidationFailure, "On validation failure"),
+    )
+    lines = [f"- {title}: " + ", ".join(f"`{m.value}`" for m in vocab) for vocab, title in titles]
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":  # pragma: no cover - prints the README's lists
-    from airflow_provider_deepocr.core.errors import Reason
-
-    for vocab in (Reason, Stage, Status, PageFlag, OnValidationFailure):
-        print(f"{vocab.__name__}:\n{markdown_list(vocab)}\n")
+    print(readme_section())
