@@ -88,9 +88,9 @@ _UNSUPPORTED_DETAIL = {
 ON_OVERSIZE = ("downscale", "fail")
 """What to do with a page over ``max_pixels``: render it smaller (flagged) or fail it."""
 
-FLAG_DOWNSCALED = PageFlag.DOWNSCALED
+FLAG_DOWNSCALED = PageFlag.DOWNSCALED.value
 """Page flag: rendered below the asked DPI (PDF) or shrunk (image) to fit ``max_pixels``."""
-FLAG_FIRST_FRAME_ONLY = PageFlag.FIRST_FRAME_ONLY
+FLAG_FIRST_FRAME_ONLY = PageFlag.FIRST_FRAME_ONLY.value
 """Page flag: an animated (multi-frame, non-TIFF) image was read as its first frame."""
 
 DEFAULT_DPI = 144

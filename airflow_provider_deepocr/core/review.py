@@ -245,7 +245,7 @@ def decide(
     if decision == APPROVE and item.status != "loaded":
         wh.load_document(result, run_id)
     elif decision == REJECT:
-        wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage=Stage.REVIEW)
+        wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage=Stage.REVIEW.value)
     row = {
         "review_id": uuid.uuid4().hex,
         "doc_id": doc_id,

@@ -114,7 +114,7 @@ class _Loader:
         """Record a document that does not load (rejected, quarantined, failed); False: it loads."""
         wh, run_id = self.warehouse, self.run_id
         if decision.get("decision") == REJECT:  # a reviewer kept it out: no run brings it back
-            wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage=Stage.REVIEW)
+            wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage=Stage.REVIEW.value)
             self.failures.append(
                 Failure(result.ref.uri, errors.REJECTED, "", result.doc_id, None, Stage.REVIEW)
             )
