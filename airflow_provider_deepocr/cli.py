@@ -256,7 +256,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core import errors
-    from airflow_provider_deepocr.core.engines import EngineSettings, build_engine
+    from airflow_provider_deepocr.core.engines import SETTING_NAMES, EngineSettings, build_engine
     from airflow_provider_deepocr.core.pipeline import OcrSettings, run_pipeline
     from airflow_provider_deepocr.core.sources import WorkArea, check_source, make_s3_client, storage_for
     from airflow_provider_deepocr.core.warehouse import Warehouse
@@ -265,16 +265,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # model for tens of seconds and hold a GPU, is built last.
     try:
         engine_settings = EngineSettings.from_values(
-            engine=args.engine,
-            model=args.model,
-            device=args.device,
-            dtype=args.dtype,
-            prompt=args.prompt,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            retry_temperatures=args.retry_temperatures,
-            fallback_engine=args.fallback_engine,
-            server_url=args.server_url,
+            **{name: getattr(args, name) for name in SETTING_NAMES if hasattr(args, name)}
         )
         ocr_settings = OcrSettings(
             dpi=args.dpi,

@@ -76,21 +76,6 @@ def _opt_int(value: Any) -> int | None:
     return None if _blank(value) else int(value)
 
 
-def _opt_tokens(value: Any) -> int | dict[str, int] | None:
-    if isinstance(value, dict):
-        return {str(k): int(v) for k, v in value.items()}
-    return _opt_int(value)
-
-
-def _opt_batch(value: Any) -> int | str | None:
-    """``batch_size`` as given (templated values arrive as strings), checked early."""
-    if _blank(value):
-        return None
-    from airflow_provider_deepocr.core.engines import parse_batch_size
-
-    return parse_batch_size(value)
-
-
 class _DeepOcrOperator(BaseOperator):
     """What every stage operator shares: the work area and the AWS connection (template fields of
     every subclass), the stage context a task hands to core, and the result it logs and returns.
@@ -368,19 +353,15 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         return self._done("OCR: %d documents, %d pages, failed %s", result)
 
     def _engine_overrides(self) -> dict[str, Any]:
-        """The engine arguments given to this operator (unset ones come from the connection)."""
-        return dict(
-            engine=self.engine or None,
-            model=self.model or None,
-            device=self.device or None,
-            dtype=self.dtype or None,
-            prompt=self.prompt or None,
-            max_new_tokens=_opt_tokens(self.max_new_tokens),
-            batch_size=_opt_batch(self.batch_size),
-            retry_temperatures=None if _blank(self.retry_temperatures) else self.retry_temperatures,
-            fallback_engine=None if _blank(self.fallback_engine) else self.fallback_engine,
-            options=self.engine_options or None,
-        )
+        """The engine settings given to this operator (same names as the settings; unset or blank
+        ones come from the connection); ``engine_options`` is the settings' ``options``."""
+        from airflow_provider_deepocr.core.engines import SETTING_NAMES
+
+        given = {name: getattr(self, name, None) for name in SETTING_NAMES if name != "options"}
+        return {
+            **{k: None if _blank(v) else v for k, v in given.items()},
+            "options": self.engine_options or None,
+        }
 
 
 class DeepOcrParseValidateOperator(_DeepOcrOperator):

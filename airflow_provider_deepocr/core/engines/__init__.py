@@ -47,6 +47,7 @@ __all__ = [
     "FALLBACK_ENGINES",
     "IN_FLIGHT_MIN",
     "RAPID_AUTO_BATCH",
+    "SETTING_NAMES",
     "PROMPTS",
     "BatchSize",
     "EngineSettings",
@@ -180,6 +181,11 @@ class EngineSettings:
     def cache_key(self) -> str:
         """A string equal for equal settings (the hook caches one engine per key and process)."""
         return json.dumps(asdict(self), sort_keys=True, default=str)
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(EngineSettings))
+"""Every engine setting, spelled once: the CLI's flags (``--max-new-tokens``), the ``deepseek_ocr``
+connection's extra keys and the OCR operator's arguments carry these names."""
 
 
 def build_engine(settings: EngineSettings | None = None) -> OcrEngine:
