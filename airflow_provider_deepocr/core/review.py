@@ -265,5 +265,5 @@ def decide(
             for k in ("review_id", "doc_id", "source_uri", "decision", "engine", "config_fingerprint")
         },
     )
-    log.info("review: %s document %s (review %s)", decision, doc_id[:12], row["review_id"][:8])
+    log.info("review: %s document %s (review %s)", decision, doc_id[:12], str(row["review_id"])[:8])
     return row

@@ -193,13 +193,15 @@ def _vllm(req: EngineRequest) -> OcrEngine:
     _require(("vllm",), VLLM_EXTRA, "the vLLM engine (DeepSeek-OCR v1 / -OCR-2)")
     from airflow_provider_deepocr.core.engines.vllm import VllmEngine
 
+    dtype: dict[str, Any] = {"dtype": req.dtype} if req.dtype != "auto" else {}
+    options: dict[str, Any] = {k: v for k, v in req.options.items() if k not in _NOT_FOR_VLLM}
     return VllmEngine(
         model=req.model or "deepseek-ai/DeepSeek-OCR",
         prompt=req.prompt,
         max_new_tokens=req.tokens,
         batch_size=req.in_flight,
-        **({"dtype": req.dtype} if req.dtype != "auto" else {}),
-        **{k: v for k, v in req.options.items() if k not in _NOT_FOR_VLLM},
+        **dtype,
+        **options,
     )
 
 

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.engines.text_layer import Route, TextLayerRouter
@@ -58,6 +58,32 @@ class _Batch:
 _END = object()
 
 
+def _entry(
+    item: ShardItem,
+    doc_id: str | None,
+    media_type: str,
+    page_count: int,
+    fp: str,
+    ocr_dir: str | None,
+    failures: list[Failure],
+) -> OcrEntry:
+    """A new OCR entry for ``item`` (with its page span when it is a part of a split document)."""
+    if not item.is_part:
+        return OcrEntry(item.ref, doc_id, media_type, page_count, fp, ocr_dir, failures=failures)
+    return OcrEntry(
+        item.ref,
+        doc_id,
+        media_type,
+        page_count,
+        fp,
+        ocr_dir,
+        failures=failures,
+        first=item.first,
+        last=item.last,
+        parts=item.parts,
+    )
+
+
 class BatchedOcr:
     """OCR ``items`` (documents, or parts of them) with ``engine``, under config fingerprint ``fp``."""
 
@@ -92,11 +118,8 @@ class BatchedOcr:
     def _failed(
         self, item: ShardItem, doc_id: str | None, stage: Stage, exc: errors.DeepOcrError, t0: float
     ) -> _DocState:
-        span = {"first": item.first, "last": item.last, "parts": item.parts} if item.is_part else {}
         failures = [failure_of(item.ref, doc_id, None, stage, exc)]
-        return _DocState(
-            OcrEntry(item.ref, doc_id, "", 0, self.fp, None, failures=failures, **span), None, t0
-        )
+        return _DocState(_entry(item, doc_id, "", 0, self.fp, None, failures), None, t0)
 
     def _open(self, item: ShardItem) -> tuple[_DocState, Any]:
         """Read and check one document (or the part of it ``item`` names); returns its state and a
@@ -137,8 +160,7 @@ class BatchedOcr:
         except errors.DeepOcrError as exc:
             log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
             return self._failed(item, doc_id, Stage.RENDER, exc, t0), None
-        span = {"first": item.first, "last": item.last, "parts": item.parts} if item.is_part else {}
-        entry = OcrEntry(ref, doc_id, media_type, page_count, self.fp, ocr_dir, **span)
+        entry = _entry(item, doc_id, media_type, page_count, self.fp, ocr_dir, [])
         if not item.pages:
             self.progress.total += page_count
         state = _DocState(entry, summary_uri, t0)
@@ -160,7 +182,8 @@ class BatchedOcr:
         ref = entry.ref
         for page in pages:
             if isinstance(page, errors.DeepOcrError):  # one page that could not be rendered
-                entry.failures.append(failure_of(ref, entry.doc_id, page.page_no, Stage.RENDER, page))
+                page_no = cast(errors.PageError, page).page_no
+                entry.failures.append(failure_of(ref, entry.doc_id, page_no, Stage.RENDER, page))
                 continue
             assert entry.ocr_dir is not None
             if self.ctx.work.exists(WorkLayout.page(entry.ocr_dir, page.page_no)):

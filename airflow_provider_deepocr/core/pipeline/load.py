@@ -216,15 +216,15 @@ def load_manifest(
     orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
     if orphan:
         warehouse.record_failures(orphan, ctx.run_id, "")
-    result = LoadResult(
+    outcome = LoadResult(
         manifest_uri=manifest_uri,
         documents=loader.docs,
         pages=loader.pages,
         failed=count_failures(loader.failures),
         skipped=loader.skipped,
     )
-    _record_run(ctx, warehouse, manifest_uri, len(entries), result, started, dag_id)
-    return result
+    _record_run(ctx, warehouse, manifest_uri, len(entries), outcome, started, dag_id)
+    return outcome
 
 
 def stage_load(

@@ -159,7 +159,8 @@ def parse_manifest(
     failed_validation = 0
     for entry in entries:
         result = build_records(entry, ctx.work)
-        status, rows = Status.OK if result.pages else Status.FAILED, []
+        status = Status.OK if result.pages else Status.FAILED
+        rows: list[dict[str, Any]] = []
         if validate and result.pages:
             status, rows = _validate(result, entry, suites, on_failure)
             failed_validation += status != Status.OK
