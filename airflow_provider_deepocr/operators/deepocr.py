@@ -189,13 +189,7 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
 
         shard_pages = None if _blank(self.shard_pages) else check_shard_pages(self.shard_pages)
         s3 = self._s3_client() if self.source_uri.startswith("s3://") else None
-        warehouse, fingerprint = None, None
-        if self.skip_unchanged and not _blank(self.warehouse_conn_id):
-            warehouse = self._warehouse(self.warehouse_conn_id, self.schema, self.table_prefix)
-            warehouse.create()
-            fingerprint = warehouse.last_fingerprint(_dag_id(context))
-            if fingerprint is None:
-                self.log.info("no earlier OCR run of this DAG in the warehouse: nothing to skip")
+        warehouse, fingerprint = self._loaded_under(context)
         result = list_source(
             self._stage_context(context, s3_client=s3),
             self.source_uri,
@@ -216,6 +210,18 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
         if context.get("ti") is not None:
             context["ti"].xcom_push(key="summary", value=summary)
         return result.shards if shard_pages is not None else [result.manifest_uri]
+
+    def _loaded_under(self, context: Any) -> tuple[Any, str | None]:
+        """With ``skip_unchanged``: the warehouse and the config fingerprint of this DAG's latest OCR
+        run (what the unchanged documents were loaded under); else ``(None, None)``."""
+        if not self.skip_unchanged or _blank(self.warehouse_conn_id):
+            return None, None
+        warehouse = self._warehouse(self.warehouse_conn_id, self.schema, self.table_prefix)
+        warehouse.create()
+        fingerprint = warehouse.last_fingerprint(_dag_id(context))
+        if fingerprint is None:
+            self.log.info("no earlier OCR run of this DAG in the warehouse: nothing to skip")
+        return warehouse, fingerprint
 
 
 class DeepOcrOcrOperator(_DeepOcrOperator):
