@@ -56,11 +56,14 @@ browser:
 
 test: $(STAMP) services browser
 	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
 
+# mypy's settings (files: core/) are in pyproject.toml.
 lint: $(STAMP)
 	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
 	$(BIN)/ruff format --check airflow_provider_deepocr tests dags bench
+	$(BIN)/python -m mypy
 
 demo: $(STAMP)
 	@rm -rf $(DEMO) && mkdir -p $(DEMO)/airflow

@@ -55,6 +55,31 @@ def _expectation(value: str) -> tuple[str, str]:
     return table, path
 
 
+def _warehouse_flags() -> argparse.ArgumentParser:
+    """The warehouse flags of every subcommand that reads or writes one (a parent parser)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    flags.add_argument("--warehouse", required=True, help="SQLAlchemy URL, e.g. sqlite:///deepocr.db")
+    flags.add_argument("--schema", default=None, help="warehouse schema")
+    flags.add_argument("--table-prefix", default="deepocr_", help="warehouse table name prefix")
+    return flags
+
+
+def _work_flags(required: bool) -> argparse.ArgumentParser:
+    """The work-area flags (a parent parser): ``run`` makes one (a default folder), ``review`` and
+    ``report`` read the one a run used (``required``)."""
+    flags = argparse.ArgumentParser(add_help=False)
+    if required:
+        flags.add_argument("--work-dir", required=True, help="the work area the pipeline used")
+    else:
+        flags.add_argument(
+            "--work-dir", default=DEFAULT_WORK_DIR, help="work area: a folder or s3://bucket/prefix"
+        )
+    flags.add_argument(
+        "--s3-endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="S3-compatible endpoint"
+    )
+    return flags
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="deepocr", description="Documents in object storage -> OCR -> warehouse rows."
@@ -62,9 +87,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="run the whole pipeline in this process")
+    warehouse, work_run, work_used = (
+        _warehouse_flags(),
+        _work_flags(required=False),
+        _work_flags(required=True),
+    )
+    run = sub.add_parser("run", parents=[warehouse, work_run], help="run the whole pipeline in this process")
     run.add_argument("source", help="a folder, a file, file://… or s3://bucket/prefix")
-    run.add_argument("--warehouse", required=True, help="SQLAlchemy URL, e.g. sqlite:///deepocr.db")
     run.add_argument(
         "--engine", default="auto", choices=["auto", "deepseek", "rapidocr", "server"], help="OCR engine"
     )
@@ -123,9 +152,6 @@ def build_parser() -> argparse.ArgumentParser:
         "or fail it (image_too_large)",
     )
     run.add_argument("--max-documents", type=_positive_int, default=None, help="process at most N documents")
-    run.add_argument("--work-dir", default=DEFAULT_WORK_DIR, help="work area: a folder or s3://bucket/prefix")
-    run.add_argument("--schema", default=None, help="warehouse schema")
-    run.add_argument("--table-prefix", default="deepocr_", help="warehouse table name prefix")
     run.add_argument(
         "--expectations",
         action="append",
@@ -139,9 +165,6 @@ def build_parser() -> argparse.ArgumentParser:
         default="quarantine",
         choices=["quarantine", "fail", "warn"],
         help="what to do with a document that fails validation",
-    )
-    run.add_argument(
-        "--s3-endpoint-url", default=os.environ.get("AWS_ENDPOINT_URL"), help="S3-compatible endpoint"
     )
     run.add_argument(
         "--skip-unchanged",
@@ -176,35 +199,34 @@ def build_parser() -> argparse.ArgumentParser:
         "--served-model-name", default=None, help="model name in responses and /v1/models (default: --model)"
     )
 
-    show = sub.add_parser("show", help="print what landed in a warehouse")
-    show.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
-    show.add_argument("--schema", default=None)
-    show.add_argument("--table-prefix", default="deepocr_")
+    show = sub.add_parser("show", parents=[warehouse], help="print what landed in a warehouse")
     show.add_argument("--limit", type=_positive_int, default=5, help="rows to show per table")
     show.add_argument(
         "--runs", action="store_true", help="the runs table instead: one row per run and shard, with cost"
     )
 
-    rev = sub.add_parser("review", help="a web page to review quarantined and flagged documents")
-    rev.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
-    rev.add_argument("--work-dir", required=True, help="the work area the pipeline used")
-    rev.add_argument("--schema", default=None)
-    rev.add_argument("--table-prefix", default="deepocr_")
+    rev = sub.add_parser(
+        "review",
+        parents=[warehouse, work_used],
+        help="a web page to review quarantined and flagged documents",
+    )
     rev.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     rev.add_argument("--port", type=_positive_int, default=8765)
     rev.add_argument("--token-file", default=None, help="a file holding the access token (else one is made)")
     rev.add_argument("--reviewer", default=None, help="the name review rows carry (default: the OS user)")
-    rev.add_argument("--s3-endpoint-url", default=None)
 
-    rep = sub.add_parser("report", help="a self-contained HTML report of one run")
+    rep = sub.add_parser(
+        "report", parents=[warehouse, work_used], help="a self-contained HTML report of one run"
+    )
     rep.add_argument("run_id")
-    rep.add_argument("--warehouse", required=True, help="SQLAlchemy URL")
-    rep.add_argument("--work-dir", required=True, help="the work area the pipeline used")
     rep.add_argument("--html", required=True, help="where to write the report")
-    rep.add_argument("--schema", default=None)
-    rep.add_argument("--table-prefix", default="deepocr_")
-    rep.add_argument("--s3-endpoint-url", default=None)
     return p
+
+
+def _cannot_run(message: object) -> int:
+    """The one way a command fails: one line on stderr, exit code 3."""
+    print(f"deepocr: {message}", file=sys.stderr)
+    return EXIT_CANNOT_RUN
 
 
 def _review_settings(args: argparse.Namespace) -> Any:
@@ -228,11 +250,9 @@ def cmd_review(args: argparse.Namespace) -> int:
         try:
             token = Path(args.token_file).read_text().strip()
         except OSError as exc:
-            print(f"deepocr: cannot read --token-file: {type(exc).__name__}", file=sys.stderr)
-            return EXIT_CANNOT_RUN
+            return _cannot_run(f"cannot read --token-file: {type(exc).__name__}")
         if len(token) < 16:
-            print("deepocr: the token in --token-file is shorter than 16 characters", file=sys.stderr)
-            return EXIT_CANNOT_RUN
+            return _cannot_run("the token in --token-file is shorter than 16 characters")
         auth = TokenAuth(token, reviewer)
     else:
         auth = TokenAuth.new(reviewer)
@@ -250,8 +270,7 @@ def cmd_report(args: argparse.Namespace) -> int:
         settings = _review_settings(args)
         text = build_report(settings, args.run_id)
     except errors.DeepOcrError as exc:
-        print(f"deepocr: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(exc)
     Path(args.html).write_text(text, encoding="utf-8")
     print(f"report of run {args.run_id}: {args.html}")
     return EXIT_OK
@@ -259,7 +278,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core import errors
-    from airflow_provider_deepocr.core.engines import EngineSettings, build_engine
+    from airflow_provider_deepocr.core.engines import SETTING_NAMES, EngineSettings, build_engine
     from airflow_provider_deepocr.core.pipeline import OcrSettings, run_pipeline
     from airflow_provider_deepocr.core.sources import WorkArea, check_source, make_s3_client, storage_for
     from airflow_provider_deepocr.core.warehouse import Warehouse
@@ -268,16 +287,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # model for tens of seconds and hold a GPU, is built last.
     try:
         engine_settings = EngineSettings.from_values(
-            engine=args.engine,
-            model=args.model,
-            device=args.device,
-            dtype=args.dtype,
-            prompt=args.prompt,
-            max_new_tokens=args.max_new_tokens,
-            batch_size=args.batch_size,
-            retry_temperatures=args.retry_temperatures,
-            fallback_engine=args.fallback_engine,
-            server_url=args.server_url,
+            **{name: getattr(args, name) for name in SETTING_NAMES if hasattr(args, name)}
         )
         ocr_settings = OcrSettings(
             dpi=args.dpi,
@@ -294,17 +304,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         work = WorkArea(work_dir, storage_for(work_dir, s3_client=s3_client))
         work.check()
     except errors.DeepOcrError as exc:
-        print(f"deepocr: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(exc)
     try:
         warehouse = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix)
         warehouse.create()
     except errors.DeepOcrError as exc:
-        print(f"deepocr: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(exc)
     except Exception as exc:  # SQLAlchemy errors: the warehouse is unreachable or refuses us
-        print(f"deepocr: cannot use warehouse {_mask(args.warehouse)}: {type(exc).__name__}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(f"cannot use warehouse {_mask(args.warehouse)}: {type(exc).__name__}")
     try:
         t0 = time.perf_counter()
         engine = build_engine(engine_settings)
@@ -324,8 +331,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             gpu_hour_cost=args.gpu_hour_cost,
         )
     except errors.DeepOcrError as exc:
-        print(f"deepocr: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(exc)
     if args.json:
         print(json.dumps(summary.to_dict(), sort_keys=True))
     else:
@@ -347,8 +353,7 @@ def cmd_parse(args: argparse.Namespace) -> int:
     try:
         raw = Path(args.raw_file).read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        print(f"deepocr: cannot read {args.raw_file}: {exc.strerror}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(f"cannot read {args.raw_file}: {exc.strerror}")
     pages = parse_document(raw, width=args.width, height=args.height)
     if args.truncated and pages:
         from airflow_provider_deepocr.core.parse import FLAG_TRUNCATED
@@ -389,14 +394,12 @@ def cmd_show(args: argparse.Namespace) -> int:
     try:
         wh.check()
     except errors.DeepOcrError as exc:
-        print(f"deepocr: {exc}", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(exc)
     try:
         return _show(wh, args)
     except sa.exc.SQLAlchemyError as exc:
         url = wh.engine.url.render_as_string(hide_password=True)
-        print(f"deepocr: cannot read the tables of warehouse {url} ({errors.describe(exc)})", file=sys.stderr)
-        return EXIT_CANNOT_RUN
+        return _cannot_run(f"cannot read the tables of warehouse {url} ({errors.describe(exc)})")
 
 
 def _show(wh: Any, args: argparse.Namespace) -> int:

@@ -57,21 +57,22 @@ from operator import attrgetter, eq
 from typing import Any
 
 from airflow_provider_deepocr.core.records import GRID, Block, ParsedPage, Table, TableCell
+from airflow_provider_deepocr.core.vocab import PageFlag
 
 PARSER_VERSION = "1"
 """Bumped whenever the parser's output for the same input changes (part of config fingerprints)."""
 
-FLAG_REPETITION_LOOP = "repetition_loop"
+FLAG_REPETITION_LOOP = PageFlag.REPETITION_LOOP.value
 """The content degenerated into repetition; the good prefix is kept, the loop cut off."""
-FLAG_TRUNCATED = "truncated"
+FLAG_TRUNCATED = PageFlag.TRUNCATED.value
 """The output stopped at the token limit (``finish_reason == "length"``)."""
-FLAG_UNCLOSED_DET = "unclosed_det"
+FLAG_UNCLOSED_DET = PageFlag.UNCLOSED_DET.value
 """A ``<|det|>`` coordinate list never closed (typically the model looped in it until the limit)."""
-FLAG_BAD_BBOX = "bad_bbox"
+FLAG_BAD_BBOX = PageFlag.BAD_BBOX.value
 """A box was off the 0..999 grid, empty (x0 >= x1 or y0 >= y1) or unparsable; it was dropped."""
-FLAG_NO_BOX = "no_box"
+FLAG_NO_BOX = PageFlag.NO_BOX.value
 """A block without a box: text before the first tag, or a ref the model gave no coordinates."""
-FLAG_EMPTY_PAGE = "empty_page"
+FLAG_EMPTY_PAGE = PageFlag.EMPTY_PAGE.value
 """The page has no content at all (zero blocks)."""
 
 FLAG_TABLES_SKIPPED = "tables_skipped"

@@ -267,6 +267,11 @@ class Failure:
     page_no: int | None = None
     stage: str = ""
 
+    def __post_init__(self) -> None:
+        # a vocabulary member (errors.Reason, vocab.Stage) is kept as its plain string: rows,
+        # manifests and content hashes see exactly the string (some drivers map values by class)
+        self.reason, self.stage = str(self.reason), str(self.stage)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -61,6 +61,7 @@ from typing import Any
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import Document, PageImage
+from airflow_provider_deepocr.core.vocab import PageFlag
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +89,9 @@ _UNSUPPORTED_DETAIL = {
 ON_OVERSIZE = ("downscale", "fail")
 """What to do with a page over ``max_pixels``: render it smaller (flagged) or fail it."""
 
-FLAG_DOWNSCALED = "downscaled"
+FLAG_DOWNSCALED = PageFlag.DOWNSCALED.value
 """Page flag: rendered below the asked DPI (PDF) or shrunk (image) to fit ``max_pixels``."""
-FLAG_FIRST_FRAME_ONLY = "first_frame_only"
+FLAG_FIRST_FRAME_ONLY = PageFlag.FIRST_FRAME_ONLY.value
 """Page flag: an animated (multi-frame, non-TIFF) image was read as its first frame."""
 
 DEFAULT_DPI = 144

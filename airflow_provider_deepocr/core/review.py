@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentResult
+from airflow_provider_deepocr.core.vocab import Stage
+from airflow_provider_deepocr.core.work_layout import WorkLayout
 
 if TYPE_CHECKING:
     from airflow_provider_deepocr.core.sources import WorkArea
@@ -172,7 +174,7 @@ def find_item(wh: Warehouse, doc_id: str) -> QueueItem | None:
 
 def records_uri(work: WorkArea, config_fingerprint: str, doc_id: str) -> str:
     """Where the parse stage wrote a document's records (see core.pipeline)."""
-    return work.uri("records", config_fingerprint, f"{doc_id}.json")
+    return WorkLayout(work).records(config_fingerprint, doc_id)
 
 
 def load_result(work: WorkArea, config_fingerprint: str, doc_id: str) -> DocumentResult:
@@ -186,17 +188,17 @@ def load_result(work: WorkArea, config_fingerprint: str, doc_id: str) -> Documen
 
 
 def decision_uri(work: WorkArea, doc_id: str) -> str:
-    return work.uri("reviews", f"{doc_id}.json")
+    return WorkLayout(work).decision(doc_id)
 
 
 def review_decisions(work: WorkArea, doc_ids: Collection[str] | None = None) -> dict[str, dict[str, Any]]:
     """The latest decision file of every reviewed document, by doc id (what the pipeline honours);
     with ``doc_ids``, only those documents' files are read (one listing, no read for the others)."""
     out: dict[str, dict[str, Any]] = {}
-    for ref in work.list("reviews"):
-        name = ref.uri.rsplit("/", 1)[-1]
+    for uri in WorkLayout(work).decisions():
+        name = uri.rsplit("/", 1)[-1]
         if name.endswith(".json") and (doc_ids is None or name[: -len(".json")] in doc_ids):
-            d = work.read_json(ref.uri)
+            d = work.read_json(uri)
             if isinstance(d, dict) and d.get("doc_id"):
                 out[d["doc_id"]] = d
     return out
@@ -243,7 +245,7 @@ def decide(
     if decision == APPROVE and item.status != "loaded":
         wh.load_document(result, run_id)
     elif decision == REJECT:
-        wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage="review")
+        wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage=Stage.REVIEW.value)
     row = {
         "review_id": uuid.uuid4().hex,
         "doc_id": doc_id,
@@ -263,5 +265,5 @@ def decide(
             for k in ("review_id", "doc_id", "source_uri", "decision", "engine", "config_fingerprint")
         },
     )
-    log.info("review: %s document %s (review %s)", decision, doc_id[:12], row["review_id"][:8])
+    log.info("review: %s document %s (review %s)", decision, doc_id[:12], str(row["review_id"])[:8])
     return row

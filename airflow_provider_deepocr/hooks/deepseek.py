@@ -30,18 +30,8 @@ if TYPE_CHECKING:
     from airflow_provider_deepocr.core.engines import EngineSettings
     from airflow_provider_deepocr.core.engines.base import OcrEngine
 
-ENGINE_KEYS = (
-    "engine",
-    "model",
-    "device",
-    "dtype",
-    "prompt",
-    "max_new_tokens",
-    "batch_size",
-    "retry_temperatures",
-    "fallback_engine",
-    "options",  # more engine arguments, e.g. {"revision": "…"}, the sleep engine's {"seconds_per_page": 0.2}
-)
+CONNECTION_SETTINGS = ("server_url", "api_key")
+"""Engine settings that come from the connection's host and password, not its extra."""
 
 
 class DeepSeekOCRHook(BaseHook):
@@ -72,15 +62,16 @@ class DeepSeekOCRHook(BaseHook):
 
     def engine_settings(self, **overrides: Any) -> EngineSettings:
         """The connection's engine settings with the non-None ``overrides`` applied (operator
-        arguments), checked: a bad value is a ``ConfigError`` naming it. Extra keys other than
-        :data:`ENGINE_KEYS` are ignored."""
-        from airflow_provider_deepocr.core.engines import EngineSettings
+        arguments), checked: a bad value is a ``ConfigError`` naming it. Extra keys other than the
+        engine settings (``SETTING_NAMES``, less :data:`CONNECTION_SETTINGS`) are ignored; the extra's
+        ``options`` holds more engine arguments, e.g. ``{"revision": "…"}``."""
+        from airflow_provider_deepocr.core.engines import SETTING_NAMES, EngineSettings
 
         values: dict[str, Any] = {}
         if self.deepseek_ocr_conn_id:
             conn = self.get_connection(self.deepseek_ocr_conn_id)
             extra = conn.extra_dejson or {}
-            values.update({k: extra[k] for k in ENGINE_KEYS if k in extra})
+            values.update({k: extra[k] for k in SETTING_NAMES if k in extra and k not in CONNECTION_SETTINGS})
             if conn.host:
                 values["server_url"] = conn.host
                 if conn.password:

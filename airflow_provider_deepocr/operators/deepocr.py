@@ -76,29 +76,16 @@ def _opt_int(value: Any) -> int | None:
     return None if _blank(value) else int(value)
 
 
-def _opt_tokens(value: Any) -> int | dict[str, int] | None:
-    if isinstance(value, dict):
-        return {str(k): int(v) for k, v in value.items()}
-    return _opt_int(value)
-
-
-def _opt_batch(value: Any) -> int | str | None:
-    """``batch_size`` as given (templated values arrive as strings), checked early."""
-    if _blank(value):
-        return None
-    from airflow_provider_deepocr.core.engines import parse_batch_size
-
-    return parse_batch_size(value)
-
-
 class _DeepOcrOperator(BaseOperator):
-    """Common arguments.
+    """What every stage operator shares: the work area and the AWS connection (template fields of
+    every subclass), the stage context a task hands to core, and the result it logs and returns.
 
     :param work_uri: work area for intermediate artifacts (folder or ``s3://bucket/prefix``), templated.
     :param aws_conn_id: Airflow AWS connection used for ``s3://`` sources and work areas.
     """
 
     ui_color = "#e8f0fe"
+    template_fields: Sequence[str] = ("work_uri",)
 
     def __init__(self, *, work_uri: str = DEFAULT_WORK_URI, aws_conn_id: str | None = None, **kwargs: Any):
         super().__init__(**kwargs)
@@ -109,6 +96,35 @@ class _DeepOcrOperator(BaseOperator):
         from airflow_provider_deepocr.hooks.resources import work_area_for_airflow
 
         return work_area_for_airflow(self.work_uri, self.aws_conn_id)
+
+    def _s3_client(self) -> Any:
+        """The boto3 client of ``aws_conn_id`` (None without one)."""
+        from airflow_provider_deepocr.hooks.resources import s3_client_for
+
+        return s3_client_for(self.aws_conn_id)
+
+    def _stage_context(
+        self, context: Any, work: Any = None, s3_client: Any = None, settings: Any = None
+    ) -> Any:
+        """The core :class:`~airflow_provider_deepocr.core.pipeline.StageContext` of this task."""
+        from airflow_provider_deepocr.core.pipeline import OcrSettings, StageContext
+
+        return StageContext(
+            work or self._work(),
+            _safe_run_id(context),
+            s3_client=s3_client,
+            settings=settings or OcrSettings(),
+        )
+
+    def _warehouse(self, conn_id: str, schema: str | None, table_prefix: str) -> Any:
+        from airflow_provider_deepocr.hooks.resources import warehouse_for_airflow
+
+        return warehouse_for_airflow(conn_id, schema=schema or None, prefix=table_prefix)
+
+    def _done(self, what: str, result: Any) -> dict[str, Any]:
+        """Log a stage's counts (``what`` formats them) and return its result for XCom."""
+        self.log.info(what, result.documents, result.pages, result.failed)
+        return dict(result.to_dict())
 
 
 class DeepOcrListDocumentsOperator(_DeepOcrOperator):
@@ -135,8 +151,8 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
     """
 
     template_fields: Sequence[str] = (
+        *_DeepOcrOperator.template_fields,
         "source_uri",
-        "work_uri",
         "max_documents",
         "shard_pages",
         "warehouse_conn_id",
@@ -167,31 +183,20 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
         self.table_prefix = table_prefix
         self.count_threads = count_threads
 
-    def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_deepocr.core.pipeline import stage_list
+    def execute(self, context: Any) -> list[str]:
+        from airflow_provider_deepocr.core.pipeline import list_source
         from airflow_provider_deepocr.core.shards import check_shard_pages
-        from airflow_provider_deepocr.hooks.resources import s3_client_for, warehouse_for_airflow
 
         shard_pages = None if _blank(self.shard_pages) else check_shard_pages(self.shard_pages)
-        s3 = s3_client_for(self.aws_conn_id) if self.source_uri.startswith("s3://") else None
-        warehouse, fingerprint = None, None
-        if self.skip_unchanged and not _blank(self.warehouse_conn_id):
-            warehouse = warehouse_for_airflow(
-                self.warehouse_conn_id, schema=self.schema or None, prefix=self.table_prefix
-            )
-            warehouse.create()
-            fingerprint = warehouse.last_fingerprint(_dag_id(context))
-            if fingerprint is None:
-                self.log.info("no earlier OCR run of this DAG in the warehouse: nothing to skip")
-        result = stage_list(
+        s3 = self._s3_client() if self.source_uri.startswith("s3://") else None
+        warehouse, fingerprint = self._loaded_under(context)
+        result = list_source(
+            self._stage_context(context, s3_client=s3),
             self.source_uri,
-            self._work(),
-            _safe_run_id(context),
-            s3_client=s3,
             max_documents=_opt_int(self.max_documents),
             shard_pages=shard_pages,
             warehouse=warehouse,
-            fingerprint=fingerprint,
+            live_fingerprint=fingerprint,
             count_threads=self.count_threads,
         )
         self.log.info(
@@ -205,6 +210,18 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
         if context.get("ti") is not None:
             context["ti"].xcom_push(key="summary", value=summary)
         return result.shards if shard_pages is not None else [result.manifest_uri]
+
+    def _loaded_under(self, context: Any) -> tuple[Any, str | None]:
+        """With ``skip_unchanged``: the warehouse and the config fingerprint of this DAG's latest OCR
+        run (what the unchanged documents were loaded under); else ``(None, None)``."""
+        if not self.skip_unchanged or _blank(self.warehouse_conn_id):
+            return None, None
+        warehouse = self._warehouse(self.warehouse_conn_id, self.schema, self.table_prefix)
+        warehouse.create()
+        fingerprint = warehouse.last_fingerprint(_dag_id(context))
+        if fingerprint is None:
+            self.log.info("no earlier OCR run of this DAG in the warehouse: nothing to skip")
+        return warehouse, fingerprint
 
 
 class DeepOcrOcrOperator(_DeepOcrOperator):
@@ -252,8 +269,8 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     """
 
     template_fields: Sequence[str] = (
+        *_DeepOcrOperator.template_fields,
         "manifest",
-        "work_uri",
         "engine",
         "model",
         "device",
@@ -312,9 +329,8 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         import time
 
         from airflow_provider_deepocr.core.errors import ConfigError
-        from airflow_provider_deepocr.core.pipeline import OcrSettings, stage_ocr
+        from airflow_provider_deepocr.core.pipeline import OcrSettings, ocr_manifest
         from airflow_provider_deepocr.hooks.deepseek import DeepSeekOCRHook
-        from airflow_provider_deepocr.hooks.resources import s3_client_for
 
         settings = OcrSettings(
             dpi=int(self.dpi),
@@ -329,33 +345,29 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             raise ConfigError(f"listing manifest not found: {manifest_uri}")
         hook = DeepSeekOCRHook(self.deepseek_ocr_conn_id)
         t0 = time.perf_counter()
-        engine = hook.get_engine(
-            engine=self.engine or None,
-            model=self.model or None,
-            device=self.device or None,
-            dtype=self.dtype or None,
-            prompt=self.prompt or None,
-            max_new_tokens=_opt_tokens(self.max_new_tokens),
-            batch_size=_opt_batch(self.batch_size),
-            retry_temperatures=None if _blank(self.retry_temperatures) else self.retry_temperatures,
-            fallback_engine=None if _blank(self.fallback_engine) else self.fallback_engine,
-            options=self.engine_options or None,
-        )
+        engine = hook.get_engine(**self._engine_overrides())
         load_seconds = time.perf_counter() - t0
         self.log.info("OCR engine %s, model %s, ready in %.1fs", engine.name, engine.model, load_seconds)
-        result = stage_ocr(
+        result = ocr_manifest(
+            self._stage_context(context, work, self._s3_client(), settings),
             manifest_uri,
-            work,
-            _safe_run_id(context),
             engine,
-            s3_client=s3_client_for(self.aws_conn_id),
-            settings=settings,
             task_id=_task_label(context),
             model_load_seconds=load_seconds,
             gpu_hour_cost=hook.gpu_hour_cost(),
         )
-        self.log.info("OCR: %d documents, %d pages, failed %s", result.documents, result.pages, result.failed)
-        return result.to_dict()
+        return self._done("OCR: %d documents, %d pages, failed %s", result)
+
+    def _engine_overrides(self) -> dict[str, Any]:
+        """The engine settings given to this operator (same names as the settings; unset or blank
+        ones come from the connection); ``engine_options`` is the settings' ``options``."""
+        from airflow_provider_deepocr.core.engines import SETTING_NAMES
+
+        given = {name: getattr(self, name, None) for name in SETTING_NAMES if name != "options"}
+        return {
+            **{k: None if _blank(v) else v for k, v in given.items()},
+            "options": self.engine_options or None,
+        }
 
 
 class DeepOcrParseValidateOperator(_DeepOcrOperator):
@@ -372,7 +384,7 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
     :return: ``{"manifest_uri", "documents", "pages", "failed", …}``.
     """
 
-    template_fields: Sequence[str] = ("manifest", "work_uri", "on_validation_failure")
+    template_fields: Sequence[str] = (*_DeepOcrOperator.template_fields, "manifest", "on_validation_failure")
 
     def __init__(
         self,
@@ -392,24 +404,12 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
         self.spanning = spanning
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_deepocr.core.pipeline import stage_assemble, stage_parse_validate
+        from airflow_provider_deepocr.core.pipeline import assemble_spanning, parse_manifest
 
-        work, run_id = self._work(), _safe_run_id(context)
-        if self.spanning:
-            uri = stage_assemble(work.uri("runs", run_id, "spanning.jsonl"), work, run_id).manifest_uri
-        else:
-            uri = _manifest_uri(self.manifest)
-        result = stage_parse_validate(
-            uri,
-            self._work(),
-            _safe_run_id(context),
-            suites=self.expectations,
-            on_failure=self.on_validation_failure,
-        )
-        self.log.info(
-            "parsed %d documents, %d pages, failed %s", result.documents, result.pages, result.failed
-        )
-        return result.to_dict()
+        ctx = self._stage_context(context)
+        uri = assemble_spanning(ctx).manifest_uri if self.spanning else _manifest_uri(self.manifest)
+        result = parse_manifest(ctx, uri, suites=self.expectations, on_failure=self.on_validation_failure)
+        return self._done("parsed %d documents, %d pages, failed %s", result)
 
 
 class DeepOcrLoadOperator(_DeepOcrOperator):
@@ -430,7 +430,13 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
     so DAG parsing loads no provider URI handlers).
     """
 
-    template_fields: Sequence[str] = ("manifest", "work_uri", "warehouse_conn_id", "schema", "table_prefix")
+    template_fields: Sequence[str] = (
+        *_DeepOcrOperator.template_fields,
+        "manifest",
+        "warehouse_conn_id",
+        "schema",
+        "table_prefix",
+    )
 
     def __init__(
         self,
@@ -450,17 +456,12 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
         self.table_prefix = table_prefix
 
     def execute(self, context: Any) -> dict[str, Any]:
-        from airflow_provider_deepocr.core.pipeline import stage_load
-        from airflow_provider_deepocr.hooks.resources import warehouse_for_airflow
+        from airflow_provider_deepocr.core.pipeline import load_manifest
 
-        warehouse = warehouse_for_airflow(
-            self.warehouse_conn_id, schema=self.schema or None, prefix=self.table_prefix
-        )
-        result = stage_load(
+        result = load_manifest(
+            self._stage_context(context),
             _manifest_uri(self.manifest),
-            self._work(),
-            _safe_run_id(context),
-            warehouse,
+            self._warehouse(self.warehouse_conn_id, self.schema, self.table_prefix),
             dag_id=_dag_id(context),
         )
         self.log.info(
@@ -477,7 +478,7 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
                     events[asset].extra = {"documents": result.documents, "pages": result.pages}
                 except (KeyError, TypeError, AttributeError):  # not an Asset outlet
                     pass
-        return result.to_dict()
+        return dict(result.to_dict())
 
 
 def warehouse_asset(warehouse_conn_id: str, schema: str | None, table_prefix: str) -> Any:

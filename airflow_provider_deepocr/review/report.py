@@ -14,16 +14,14 @@ from typing import Any
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentResult
+from airflow_provider_deepocr.core.work_layout import RunLayout
 from airflow_provider_deepocr.review import pages as pg
 
 
 def _records_entries(work: Any, run_id: str) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
-    whole = work.uri("runs", run_id, "records.jsonl")
-    if work.exists(whole):
-        entries.extend(work.read_jsonl(whole))
-    for ref in work.list("runs", run_id, "records"):
-        entries.extend(work.read_jsonl(ref.uri))
+    for uri in RunLayout(work, run_id).records_manifests():
+        entries.extend(work.read_jsonl(uri))
     return entries
 
 

@@ -1,7 +1,8 @@
 """OCR engines. :func:`build_engine` builds one from :class:`EngineSettings`, with its retry
 ladder and fallback (the CLI, the ``deepseek_ocr`` hook and the operators all call it, so the
 same settings always give the same engine and the same config fingerprint); :func:`get_engine`
-builds the bare engine by name. Nothing heavy is imported until then.
+builds the bare engine by name from the registry (:mod:`.registry`, one builder per name).
+Nothing heavy is imported until then.
 
 - ``deepseek``: DeepSeek-OCR-2 on the native transformers classes (extra ``[gpu]``).
 - ``rapidocr``: RapidOCR on onnxruntime, CPU (extra ``[cpu-ocr]``).
@@ -16,53 +17,27 @@ builds the bare engine by name. Nothing heavy is imported until then.
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import logging
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any, Literal
+from typing import Any
 
 from airflow_provider_deepocr.core.engines.base import PROMPTS, OcrEngine, resolve_max_new_tokens
-from airflow_provider_deepocr.core.engines.retry import DEFAULT_LADDER, STRUCTURED_ENGINES, parse_ladder
-from airflow_provider_deepocr.core.errors import ConfigError, EngineUnavailable
-
-log = logging.getLogger(__name__)
-
-ENGINE_NAMES = ("auto", "deepseek", "rapidocr", "server", "vllm", "pdf-text", "sleep")
-DEFAULT_MODEL = "deepseek-community/DeepSeek-OCR-2"
-_ALIASES = {
-    "deepseek-ocr2": "deepseek",
-    "deepseek-ocr-2": "deepseek",
-    "rapid": "rapidocr",
-    "openai-server": "server",
-    "openai": "server",
-}
-
-VLLM_EXTRA = "airflow-provider-deepocr[vllm]"
-_SERVER_KWARGS = frozenset(
-    {
-        "max_concurrency",
-        "timeout",
-        "retries",
-        "backoff",
-        "max_backoff",
-        "ngram_size",
-        "ngram_window",
-        "whitelist_token_ids",
-        "extra_body",
-        "image_format",
-    }
+from airflow_provider_deepocr.core.engines.registry import (
+    ALIASES,
+    DEFAULT_MODEL,
+    ENGINE_NAMES,
+    IN_FLIGHT_MIN,
+    RAPID_AUTO_BATCH,
+    BatchSize,
+    engine_key,
+    get_engine,
+    parse_batch_size,
+    register,
+    weights_available,
 )
-# DeepSeek-OCR-2 (transformers) and RapidOCR options that mean nothing to vLLM
-_NOT_FOR_VLLM = frozenset({"params", "local_files_only", "attn_implementation"})
-
-# Pages per call for engines whose batch is only a hand-off size (the server keeps this many
-# requests in flight; vLLM schedules them itself), and for RapidOCR under batch_size="auto".
-IN_FLIGHT_MIN = 64
-RAPID_AUTO_BATCH = 8
-
-BatchSize = int | Literal["auto"]
+from airflow_provider_deepocr.core.engines.retry import DEFAULT_LADDER, STRUCTURED_ENGINES, parse_ladder
+from airflow_provider_deepocr.core.errors import ConfigError
 
 FALLBACK_ENGINES = ("none", "rapidocr")
 """Engines a page that still loops after the retry ladder can be sent to."""
@@ -70,176 +45,24 @@ FALLBACK_ENGINES = ("none", "rapidocr")
 __all__ = [
     "ENGINE_NAMES",
     "FALLBACK_ENGINES",
+    "IN_FLIGHT_MIN",
+    "RAPID_AUTO_BATCH",
+    "SETTING_NAMES",
     "PROMPTS",
     "BatchSize",
     "EngineSettings",
     "OcrEngine",
+    "DEFAULT_MODEL",
     "build_engine",
     "get_engine",
+    "register",
     "parse_batch_size",
     "weights_available",
 ]
 
 
-def parse_batch_size(value: Any) -> BatchSize:
-    """``batch_size`` from a flag, a connection extra or an operator argument: an int >= 1 or
-    ``"auto"`` (DeepSeek-OCR-2: on CUDA by free GPU memory, 4 to 128, halved on out-of-memory; 4 on
-    CPU). Raises :class:`ConfigError` otherwise."""
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text == "auto":
-            return "auto"
-        try:
-            value = int(text)
-        except ValueError:
-            raise ConfigError(f"batch_size must be an integer >= 1 or 'auto', got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"batch_size must be an integer >= 1 or 'auto', got {value!r}")
-    return value
-
-
-def weights_available(model: str, revision: str | None = None) -> bool:
-    """See :func:`airflow_provider_deepocr.core.engines.deepseek.weights_available`."""
-    from airflow_provider_deepocr.core.engines.deepseek import weights_available as _wa
-
-    return _wa(model, revision)
-
-
-def _require(modules: tuple[str, ...], extra: str, what: str) -> None:
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        raise EngineUnavailable(f"{what} needs {', '.join(missing)}: pip install '{extra}'")
-
-
-def _deepseek(model: str | None, **kwargs: Any) -> OcrEngine:
-    _require(("torch", "transformers"), "airflow-provider-deepocr[gpu]", "DeepSeek-OCR-2")
-    from airflow_provider_deepocr.core.engines.deepseek import DeepSeekOcr2Engine
-
-    return DeepSeekOcr2Engine(model=model or DEFAULT_MODEL, **kwargs)
-
-
-def _rapid(batch_size: BatchSize, **kwargs: Any) -> OcrEngine:
-    _require(("rapidocr", "onnxruntime"), "airflow-provider-deepocr[cpu-ocr]", "RapidOCR")
-    from airflow_provider_deepocr.core.engines.rapid import RapidOcrEngine
-
-    return RapidOcrEngine(batch_size=RAPID_AUTO_BATCH if batch_size == "auto" else batch_size, **kwargs)
-
-
-def get_engine(
-    name: str = "auto",
-    model: str | None = None,
-    device: str = "auto",
-    dtype: str = "auto",
-    max_new_tokens: int | Mapping[str, int] | None = None,
-    prompt: str = "markdown",
-    batch_size: BatchSize | str = 1,
-    **kwargs: Any,
-) -> OcrEngine:
-    """Build an engine by name (one of :data:`ENGINE_NAMES` or an alias).
-
-    Extra ``kwargs`` go to the engine: for ``deepseek`` e.g. ``revision``, ``local_files_only``,
-    ``attn_implementation``, ``ngram_size``, ``ngram_window``; for ``rapidocr`` ``params``;
-    for ``server`` ``server_url`` (required; also selects the server engine under ``auto``),
-    ``api_key``, ``max_concurrency``, ``timeout``, ``retries``, ``backoff``, ``max_backoff``,
-    ``extra_body``, ``image_format``, ``ngram_size``, ``ngram_window``, ``whitelist_token_ids``;
-    for ``vllm`` ``mode``, ``revision``, ``ngram_size``, ``ngram_window`` and any ``vllm.LLM``
-    argument (``gpu_memory_utilization``, ``tensor_parallel_size``, ``max_model_len`` …).
-    ``batch_size`` is an int or ``"auto"`` (see :func:`parse_batch_size`); ``max_new_tokens`` an int,
-    a mapping by prompt name (``{"markdown": 8192, "figure": 2048}``), or None for the defaults
-    (the whole 8,192-token context for a document, capped per page at the context minus the
-    prompt, ≈ 7,000 for a full page; 2048 for ``figure``).
-    Raises :class:`ConfigError` for an unknown name, :class:`EngineUnavailable` when the
-    engine's extra is not installed.
-    """
-    key = _ALIASES.get(name.lower(), name.lower())
-    if key not in ENGINE_NAMES:
-        raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
-    batch = parse_batch_size(batch_size)
-    # engines other than DeepSeek-OCR-2 take one number; a mapping's entry for this prompt
-    tokens = resolve_max_new_tokens(max_new_tokens, prompt if prompt in PROMPTS else None)
-    in_flight = IN_FLIGHT_MIN if batch == "auto" else max(batch, IN_FLIGHT_MIN)
-    server_url = kwargs.pop("server_url", None)
-    api_key = kwargs.pop("api_key", None)
-    if key == "server" or (key == "auto" and server_url):
-        if not server_url:
-            raise ConfigError("the server engine needs server_url (the connection's host)")
-        from airflow_provider_deepocr.core.engines.openai_server import OpenAIServerEngine
-
-        # the pipeline hands the engine batch_size pages at a time: keep enough in flight
-        return OpenAIServerEngine(
-            server_url,
-            model=model or "deepseek-ocr",
-            api_key=api_key,
-            prompt=prompt,
-            max_new_tokens=tokens,
-            batch_size=in_flight,
-            **{k: v for k, v in kwargs.items() if k in _SERVER_KWARGS},
-        )
-    if key == "vllm":
-        _require(("vllm",), VLLM_EXTRA, "the vLLM engine (DeepSeek-OCR v1 / -OCR-2)")
-        from airflow_provider_deepocr.core.engines.vllm import VllmEngine
-
-        return VllmEngine(
-            model=model or "deepseek-ai/DeepSeek-OCR",
-            prompt=prompt,
-            max_new_tokens=tokens,
-            batch_size=in_flight,
-            **({"dtype": dtype} if dtype != "auto" else {}),
-            **{k: v for k, v in kwargs.items() if k not in _NOT_FOR_VLLM},
-        )
-    if key == "pdf-text":
-        from airflow_provider_deepocr.core.engines.pdf_text import PdfTextEngine
-
-        return PdfTextEngine()
-    if key == "sleep":
-        from airflow_provider_deepocr.core.engines.sleep import SleepEngine
-
-        return SleepEngine(
-            float(kwargs.get("seconds_per_page", 0.0)),
-            calls_file=kwargs.get("calls_file"),
-            batch_size=8 if batch == "auto" else batch,
-        )
-    rapid_kwargs = {k: v for k, v in kwargs.items() if k == "params"}
-    if key == "rapidocr":
-        return _rapid(batch, **rapid_kwargs)
-
-    kwargs.pop("params", None)
-    deepseek_kwargs = dict(
-        device=device,
-        dtype=dtype,
-        max_new_tokens=max_new_tokens,
-        prompt=prompt,
-        batch_size=batch,
-        **kwargs,
-    )
-    if key == "deepseek":
-        return _deepseek(model, **deepseek_kwargs)
-
-    # auto
-    target = model or DEFAULT_MODEL
-    if weights_available(target, kwargs.get("revision")):
-        try:
-            _require(("torch", "transformers"), "airflow-provider-deepocr[gpu]", "DeepSeek-OCR-2")
-        except EngineUnavailable as exc:
-            log.info(
-                "DeepSeek-OCR-2 weights found for %s but %s; falling back to RapidOCR on CPU", target, exc
-            )
-        else:
-            return _deepseek(target, **deepseek_kwargs)
-    else:
-        log.info("DeepSeek-OCR-2 weights not found at/for %s; falling back to RapidOCR on CPU", target)
-    return _rapid(batch, **rapid_kwargs)
-
-
 # --------------------------------------------------------------------------------------------
 # The one factory
-
-
-def _engine_key(name: str) -> str:
-    key = _ALIASES.get(name.strip().lower(), name.strip().lower())
-    if key not in ENGINE_NAMES:
-        raise ConfigError(f"unknown engine {name!r}; choose one of {', '.join(ENGINE_NAMES)}")
-    return key
 
 
 def _tokens(value: Any) -> int | Mapping[str, int] | None:
@@ -318,7 +141,7 @@ class EngineSettings:
         def put(name: str, value: Any) -> None:
             object.__setattr__(self, name, value)
 
-        put("engine", _engine_key(str(self.engine)))
+        put("engine", engine_key(str(self.engine)))
         put("model", str(self.model) if self.model else None)
         prompt_name = self.prompt if self.prompt in PROMPTS else None
         put("max_new_tokens", resolve_max_new_tokens(_tokens(self.max_new_tokens), prompt_name))
@@ -329,7 +152,7 @@ class EngineSettings:
             raise ConfigError(f"retry_temperatures: {exc}") from None
         put("retry_temperatures", ladder)
         fallback = str(self.fallback_engine or "none").strip().lower()
-        fallback = _ALIASES.get(fallback, fallback)
+        fallback = ALIASES.get(fallback, fallback)
         if fallback not in FALLBACK_ENGINES:
             raise ConfigError(
                 f"fallback_engine must be one of {', '.join(FALLBACK_ENGINES)}, got {fallback!r}"
@@ -359,6 +182,11 @@ class EngineSettings:
     def cache_key(self) -> str:
         """A string equal for equal settings (the hook caches one engine per key and process)."""
         return json.dumps(asdict(self), sort_keys=True, default=str)
+
+
+SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(EngineSettings))
+"""Every engine setting, spelled once: the CLI's flags (``--max-new-tokens``), the ``deepseek_ocr``
+connection's extra keys and the OCR operator's arguments carry these names."""
 
 
 def build_engine(settings: EngineSettings | None = None) -> OcrEngine:

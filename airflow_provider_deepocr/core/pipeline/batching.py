@@ -1,0 +1,355 @@
+"""The OCR stage's machinery: read -> render -> (prepare) in a producer thread, OCR in the calling
+thread, pages batched across documents.
+
+A folder of one-page receipts fills a GPU batch as well as one long filing does, and a bounded
+queue of ``prefetch`` batches keeps memory flat on a 3,000-page PDF while the next batch is rendered
+and preprocessed during the current generate. Each page's result is written as soon as its batch
+is done, and a document's summary once all its pages are: a retried task skips both.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.engines.text_layer import Route, TextLayerRouter
+from airflow_provider_deepocr.core.pipeline.context import OcrSettings, StageContext
+from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, failure_of
+from airflow_provider_deepocr.core.records import DocumentRef, Failure, PageImage
+from airflow_provider_deepocr.core.runs import Progress
+from airflow_provider_deepocr.core.shards import ShardItem
+from airflow_provider_deepocr.core.vocab import Stage
+from airflow_provider_deepocr.core.work_layout import WorkLayout
+
+if TYPE_CHECKING:
+    from airflow_provider_deepocr.core.engines.base import OcrEngine
+    from airflow_provider_deepocr.core.sources import Storage, WorkArea
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class _DocState:
+    """A document moving through the OCR stage (shared by the producer and the consumer)."""
+
+    entry: OcrEntry
+    summary_uri: str | None
+    t0: float
+    inflight: int = 0  # pages handed to the engine queue and not finished yet
+    rendered_all: bool = False
+    finished: bool = False
+    text_blocks: dict[int, list[dict[str, Any]]] | None = None  # PDF text layer by page, when routed
+
+
+@dataclass
+class _Batch:
+    pages: list[PageImage]
+    states: list[_DocState]
+    prepared: Any = None
+    engine: OcrEngine | None = None  # None: the run's engine; else e.g. the pdf-text engine
+
+
+_END = object()
+
+
+def _entry(
+    item: ShardItem,
+    doc_id: str | None,
+    media_type: str,
+    page_count: int,
+    fp: str,
+    ocr_dir: str | None,
+    failures: list[Failure],
+) -> OcrEntry:
+    """A new OCR entry for ``item`` (with its page span when it is a part of a split document)."""
+    if not item.is_part:
+        return OcrEntry(item.ref, doc_id, media_type, page_count, fp, ocr_dir, failures=failures)
+    return OcrEntry(
+        item.ref,
+        doc_id,
+        media_type,
+        page_count,
+        fp,
+        ocr_dir,
+        failures=failures,
+        first=item.first,
+        last=item.last,
+        parts=item.parts,
+    )
+
+
+class BatchedOcr:
+    """OCR ``items`` (documents, or parts of them) with ``engine``, under config fingerprint ``fp``."""
+
+    def __init__(
+        self, ctx: StageContext, items: Sequence[ShardItem], engine: OcrEngine, fp: str, label: str = ""
+    ) -> None:
+        self.ctx = ctx
+        self.items = items
+        self.engine = engine
+        self.fp = fp
+        self.batch_size = max(1, int(engine.batch_size or 1))
+        self.router = TextLayerRouter(ctx.settings.text_layer)
+        self.states: list[_DocState] = []
+        self.filling = _Batch([], [])  # the producer's batch being filled
+        self.done_docs = 0
+        self.lock = threading.Lock()
+        total = sum(len(it.page_numbers() or ()) or it.pages for it in items)
+        self.progress = Progress(total, label)
+        self.engine_seconds = 0.0
+
+    # -- producer ---------------------------------------------------------------------------
+
+    def _done(self, item: ShardItem, entry: OcrEntry, t0: float) -> tuple[_DocState, None]:
+        """A document (or part) the OCR of an earlier run or try finished."""
+        entry.ref = item.ref  # the same content may be listed under another URI or version
+        log.info("document %s (%s): OCR already done, skipping", item.ref.uri, (entry.doc_id or "")[:12])
+        state = _DocState(entry, None, t0)
+        state.finished = True
+        self.progress.add(len(entry.pages_ok), ocr=False)
+        return state, None
+
+    def _failed(
+        self, item: ShardItem, doc_id: str | None, stage: Stage, exc: errors.DeepOcrError, t0: float
+    ) -> _DocState:
+        failures = [failure_of(item.ref, doc_id, None, stage, exc)]
+        return _DocState(_entry(item, doc_id, "", 0, self.fp, None, failures), None, t0)
+
+    def _open(self, item: ShardItem) -> tuple[_DocState, Any]:
+        """Read and check one document (or the part of it ``item`` names); returns its state and a
+        page iterator (or None)."""
+        from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
+        from airflow_provider_deepocr.core.sources import read_document
+
+        t0 = time.perf_counter()
+        ref, work, settings = item.ref, self.ctx.work, self.ctx.settings
+        try:
+            doc = read_document(ref, self.ctx.storage_of(ref.uri))
+        except errors.DeepOcrError as exc:
+            log.warning("document %s unreadable: %s", ref.uri, exc.reason)
+            return self._failed(item, None, Stage.READ, exc, t0), None
+        doc_id = doc.sha256
+        ocr_dir = self.ctx.layout.ocr_dir(self.fp, doc_id)
+        summary_uri = (
+            WorkLayout.part_summary(ocr_dir, item.first, item.last)
+            if item.is_part
+            else WorkLayout.summary(ocr_dir)
+        )
+        if work.exists(summary_uri):
+            entry = OcrEntry.from_dict(work.read_json(summary_uri))
+            if not item.pages:  # an unsharded listing: the total grows as documents open
+                self.progress.total += entry.page_count
+            return self._done(item, entry, t0)
+        whole = WorkLayout.summary(ocr_dir)
+        if item.is_part and work.exists(whole):  # done whole by an unsharded or other run
+            return self._done(item, OcrEntry.from_dict(work.read_json(whole)).part(item), t0)
+        try:
+            media_type = detect_media_type(doc.data)
+            page_count = count_pages(doc)
+            if item.is_part and (item.last or 0) > page_count:  # changed since it was listed
+                raise errors.DocumentError(
+                    errors.SOURCE_CHANGED, f"{page_count} pages now, {item.pages} when listed"
+                )
+            pages = render_pages(doc, dpi=settings.dpi, limits=settings.limits(), pages=item.page_numbers())
+        except errors.DeepOcrError as exc:
+            log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
+            return self._failed(item, doc_id, Stage.RENDER, exc, t0), None
+        entry = _entry(item, doc_id, media_type, page_count, self.fp, ocr_dir, [])
+        if not item.pages:
+            self.progress.total += page_count
+        state = _DocState(entry, summary_uri, t0)
+        state.text_blocks = self.router.open(doc.data, media_type, doc_id)
+        return state, pages
+
+    def _prepare(self, batch: _Batch) -> _Batch:
+        try:
+            batch.prepared = self.engine.prepare(batch.pages)
+        except Exception:  # the engine retries page by page in ocr_prepared / ocr
+            log.warning("engine %s: preparing a batch of %d pages failed", self.engine.name, len(batch.pages))
+            batch.prepared = None
+        return batch
+
+    def _queue_pages(self, state: _DocState, pages: Iterable[Any], put: Callable[[Any], None]) -> None:
+        """Hand a document's pages to the engine queue: model pages join ``self.filling`` (the
+        batch being filled, across documents; put when full), text-layer pages go alone."""
+        entry = state.entry
+        ref = entry.ref
+        for page in pages:
+            if isinstance(page, errors.DeepOcrError):  # one page that could not be rendered
+                page_no = cast(errors.PageError, page).page_no
+                entry.failures.append(failure_of(ref, entry.doc_id, page_no, Stage.RENDER, page))
+                continue
+            assert entry.ocr_dir is not None
+            if self.ctx.work.exists(WorkLayout.page(entry.ocr_dir, page.page_no)):
+                entry.pages_ok.append(page.page_no)  # finished by an earlier, interrupted try
+                self.progress.add(1, ocr=False)
+                continue
+            route = self.router.route(state.text_blocks, page)
+            if route == Route.NONE:
+                detail = "text_layer=only and the page has no usable text layer"
+                entry.failures.append(
+                    Failure(ref.uri, errors.NO_TEXT_LAYER, detail, entry.doc_id, page.page_no, Stage.ROUTE)
+                )
+                continue
+            with self.lock:
+                state.inflight += 1
+            if route == Route.TEXT:
+                put(_Batch([page], [state], engine=self.router.engine))
+                continue
+            self.filling.pages.append(page)
+            self.filling.states.append(state)
+            if len(self.filling.pages) >= self.batch_size:
+                put(self._prepare(self.filling))
+                self.filling = _Batch([], [])
+
+    def produce(self, put: Callable[[Any], None]) -> None:
+        self.filling = _Batch([], [])
+        for item in self.items:
+            state, pages = self._open(item)
+            with self.lock:
+                self.states.append(state)
+            if pages is not None:
+                entry = state.entry
+                try:
+                    self._queue_pages(state, pages, put)
+                except errors.DeepOcrError as exc:
+                    log.warning(
+                        "document %s (%s) rejected: %s", entry.ref.uri, (entry.doc_id or "")[:12], exc.reason
+                    )
+                    entry.failures.append(failure_of(entry.ref, entry.doc_id, None, Stage.RENDER, exc))
+                except Exception as exc:  # a renderer bug fails this document only
+                    log.exception("document %s: rendering failed", entry.ref.uri)
+                    entry.failures.append(
+                        Failure(
+                            entry.ref.uri,
+                            errors.INTERNAL_ERROR,
+                            type(exc).__name__,
+                            entry.doc_id,
+                            None,
+                            Stage.RENDER,
+                        )
+                    )
+            with self.lock:
+                state.rendered_all = True
+            put(state)  # a marker: this document has no more pages coming
+        if self.filling.pages:
+            put(self._prepare(self.filling))
+
+    # -- consumer ---------------------------------------------------------------------------
+
+    def _run_batch(self, batch: _Batch) -> None:
+        engine = batch.engine or self.engine
+        t0 = time.perf_counter()
+        try:
+            if batch.prepared is not None:
+                results = engine.ocr_prepared(batch.prepared)
+            else:
+                results = engine.ocr(batch.pages)
+            if len(results) != len(batch.pages):
+                raise RuntimeError(f"{len(results)} results for {len(batch.pages)} pages")
+        except Exception as exc:  # an engine bug must not lose the rest of the run
+            log.exception("engine %s failed on a batch of %d pages", engine.name, len(batch.pages))
+            results = [engine.error_result() for _ in batch.pages]
+            detail = type(exc).__name__
+        else:
+            detail = "engine error"
+        self.engine_seconds += time.perf_counter() - t0
+        self.progress.add(len(batch.pages), sum(r.output_tokens or 0 for r in results))
+        for page, state, result in zip(batch.pages, batch.states, results, strict=True):
+            entry = state.entry
+            if result.finish_reason == "error":
+                entry.failures.append(
+                    Failure(entry.ref.uri, errors.OCR_ERROR, detail, entry.doc_id, page.page_no, Stage.OCR)
+                )
+            else:
+                assert entry.ocr_dir is not None
+                meta = result.to_dict()
+                meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
+                meta["page_flags"] = list(page.flags)  # render flags (downscaled, …) for the page row
+                self.ctx.work.write_json(WorkLayout.page(entry.ocr_dir, page.page_no), meta)
+                entry.pages_ok.append(page.page_no)
+            with self.lock:
+                state.inflight -= 1
+        for state in {id(s): s for s in batch.states}.values():
+            self._maybe_finish(state)
+
+    def _maybe_finish(self, state: _DocState) -> None:
+        with self.lock:
+            if state.finished or not state.rendered_all or state.inflight:
+                return
+            state.finished = True
+        entry = state.entry
+        entry.pages_ok.sort()
+        if state.summary_uri is not None and entry.rendered_whole:
+            # only a document that rendered completely is marked done; its failed pages are
+            # retried by the next run, its finished pages are not
+            if not any(f.stage == Stage.OCR for f in entry.failures):
+                self.ctx.work.write_json(state.summary_uri, entry.to_dict())
+        self.done_docs += 1
+        log.info(
+            "OCR %d/%d documents: %s (%s) %d/%d pages by %s in %.2fs, %d failures",
+            self.done_docs,
+            len(self.items),
+            entry.ref.uri,
+            (entry.doc_id or "-")[:12],
+            len(entry.pages_ok),
+            entry.page_count,
+            self.engine.name,
+            time.perf_counter() - state.t0,
+            len(entry.failures),
+        )
+
+    def run(self) -> list[OcrEntry]:
+        prefetch = max(0, int(self.ctx.settings.prefetch))
+        if prefetch == 0:
+            self.produce(self._consume_one)
+        else:
+            q: queue.Queue[Any] = queue.Queue(maxsize=prefetch)
+            failure: list[BaseException] = []
+
+            def producer() -> None:
+                try:
+                    self.produce(q.put)
+                except BaseException as exc:  # surfaced in the calling thread below
+                    failure.append(exc)
+                finally:
+                    q.put(_END)
+
+            thread = threading.Thread(target=producer, name="deepocr-render", daemon=True)
+            thread.start()
+            while (queued := q.get()) is not _END:
+                self._consume_one(queued)
+            thread.join()
+            if failure:
+                raise failure[0]
+        for state in self.states:
+            self._maybe_finish(state)
+        return [s.entry for s in self.states]
+
+    def _consume_one(self, queued: _Batch | _DocState) -> None:
+        if isinstance(queued, _Batch):
+            self._run_batch(queued)
+        else:
+            self._maybe_finish(queued)
+
+
+def ocr_documents(
+    refs: Sequence[DocumentRef | ShardItem],
+    engine: OcrEngine,
+    work: WorkArea,
+    settings: OcrSettings,
+    fp: str,
+    storage: Storage | None = None,
+    s3_client: Any = None,
+) -> list[OcrEntry]:
+    """Read, render and OCR documents (or the parts of them shard items name), outside any run.
+    Never raises for bad input: failures are in the entries."""
+    items = [r if isinstance(r, ShardItem) else ShardItem(r, 0) for r in refs]
+    ctx = StageContext(work, "", storage=storage, s3_client=s3_client, settings=settings)
+    return BatchedOcr(ctx, items, engine, fp).run()

@@ -1,0 +1,243 @@
+"""Stage 4: load every document of a records manifest into the warehouse, exactly once in effect,
+honouring the reviewers' decisions, and write the run's ``runs`` row for the shard."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.pipeline.context import StageContext
+from airflow_provider_deepocr.core.pipeline.manifests import count_failures
+from airflow_provider_deepocr.core.records import DocumentResult, Failure
+from airflow_provider_deepocr.core.review import APPROVE, REJECT, review_decisions
+from airflow_provider_deepocr.core.runs import OcrStats, run_row, utc_now
+from airflow_provider_deepocr.core.vocab import Stage, Status
+from airflow_provider_deepocr.core.work_layout import RunLayout
+
+if TYPE_CHECKING:
+    from airflow_provider_deepocr.core.sources import WorkArea
+    from airflow_provider_deepocr.core.warehouse import Warehouse
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class LoadResult:
+    """What the load did with a records manifest."""
+
+    manifest_uri: str
+    documents: int = 0  # loaded by this stage
+    pages: int = 0  # pages of loaded documents, and of those already loaded (skipped)
+    failed: dict[str, int] = field(default_factory=dict)
+    skipped: int = 0  # already loaded under the same config fingerprint
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _load_detail(exc: BaseException) -> str:
+    """A load error's detail for the failures table: our typed message (ids, SQLSTATE, no row
+    values), or the exception class alone (a driver's message can quote document text)."""
+    if isinstance(exc, errors.DeepOcrError):
+        return exc.detail[:500] or exc.reason
+    return type(exc).__name__
+
+
+class _Loader:
+    """Loads good documents in batches of whole documents; a failed batch is retried one document
+    per transaction. Keeps the counts the stage reports."""
+
+    def __init__(self, ctx: StageContext, warehouse: Warehouse, force: bool) -> None:
+        self.run_id = ctx.run_id
+        self.warehouse = warehouse
+        self.force = force
+        self.docs = 0
+        self.pages = 0
+        self.skipped = 0
+        self.failures: list[Failure] = []
+        self.pending: list[DocumentResult] = []
+        self.validation: dict[str, list[dict[str, Any]]] = {}  # doc id -> its expectation results
+
+    def load_one(self, result: DocumentResult) -> None:
+        try:
+            counts = self.warehouse.load_document(
+                result, self.run_id, force=self.force, validation_rows=self.validation.get(result.doc_id)
+            )
+        except Exception as exc:
+            log.exception("load failed for document %s", result.doc_id[:12])
+            failure = Failure(
+                result.ref.uri, errors.LOAD_ERROR, _load_detail(exc), result.doc_id, None, Stage.LOAD
+            )
+            self.failures.append(failure)
+            try:  # the audit trail says why the document is missing, when the warehouse still answers
+                self.warehouse.record_failures([failure], self.run_id, result.config_fingerprint)
+            except Exception as rec_exc:
+                log.warning(
+                    "could not record the load failure of %s: %s", result.doc_id[:12], type(rec_exc).__name__
+                )
+            return
+        self.failures.extend(result.failures)
+        self.docs += 1
+        self.pages += counts.get("pages", len(result.pages))
+
+    def flush(self) -> None:
+        batch = list(self.pending)
+        self.pending.clear()
+        if not batch:
+            return
+        if len(batch) == 1:
+            self.load_one(batch[0])
+            return
+        try:
+            counts = self.warehouse.load_documents(
+                batch,
+                self.run_id,
+                force=self.force,
+                validation_rows={r.doc_id: self.validation.get(r.doc_id) or [] for r in batch},
+            )
+        except errors.DeepOcrError as exc:
+            log.warning(
+                "a batch of %d documents failed (%s); loading them one by one", len(batch), exc.reason
+            )
+            for result in batch:
+                self.load_one(result)
+            return
+        for result in batch:
+            self.failures.extend(result.failures)
+        self.docs += len(batch)
+        self.pages += sum(len(r.pages) for r in batch)
+        log.info("loaded %d documents (%d block rows) in one transaction", len(batch), counts["blocks"])
+
+    def held_back(self, e: dict[str, Any], result: DocumentResult, decision: dict[str, Any]) -> bool:
+        """Record a document that does not load (rejected, quarantined, failed); False: it loads."""
+        wh, run_id = self.warehouse, self.run_id
+        if decision.get("decision") == REJECT:  # a reviewer kept it out: no run brings it back
+            wh.quarantine(result, errors.REJECTED, "kept out by a reviewer", run_id, stage=Stage.REVIEW.value)
+            self.failures.append(
+                Failure(result.ref.uri, errors.REJECTED, "", result.doc_id, None, Stage.REVIEW)
+            )
+            return True
+        approved = (
+            decision.get("decision") == APPROVE
+            and decision.get("config_fingerprint") == result.config_fingerprint
+        )
+        if e["status"] == Status.QUARANTINED and not approved:
+            reason = next((f for f in result.failures if f.reason == errors.VALIDATION_FAILED), None)
+            detail = reason.detail if reason else ""
+            wh.quarantine(result, errors.VALIDATION_FAILED, detail, run_id, e.get("validation") or None)
+            self.failures.extend(result.failures)
+            return True
+        if e["status"] == Status.FAILED:
+            wh.record_failures(result.failures, run_id, result.config_fingerprint)
+            self.failures.extend(result.failures)
+            return True
+        return False
+
+
+def _record_run(
+    ctx: StageContext,
+    warehouse: Warehouse,
+    manifest_uri: str,
+    documents: int,
+    result: LoadResult,
+    started: str,
+    dag_id: str,
+) -> None:
+    """The ``runs`` row of this run and shard: what was loaded and failed, and what the OCR stage
+    of the shard measured."""
+    shard = RunLayout.shard_of(manifest_uri)
+    stats_uri = ctx.run_layout.stats(shard)
+    stats = OcrStats.from_dict(ctx.work.read_json(stats_uri)) if ctx.work.exists(stats_uri) else None
+    if stats is None and not documents:
+        return  # e.g. the assembly of a run with no split documents: nothing to account for
+    row = run_row(
+        stats,
+        run_id=ctx.run_id,
+        dag_id=dag_id,
+        shard=shard,
+        documents=documents,
+        pages=result.pages,
+        failed=result.failed,
+        started_at=started,
+    )
+    warehouse.record_run(row)
+
+
+def load_manifest(
+    ctx: StageContext,
+    manifest_uri: str,
+    warehouse: Warehouse,
+    force: bool = False,
+    batch_rows: int = 50_000,
+    batch_docs: int = 1_000,
+    dag_id: str = "cli",
+) -> LoadResult:
+    """Load every document of a records manifest, exactly once in effect.
+
+    Good documents are loaded in transactions of whole documents (up to ``batch_rows`` block
+    rows and ``batch_docs`` documents each: one delete, one COPY per table, one commit); if a
+    batch fails it is retried one document per transaction, so a bad document fails alone. A
+    document whose (doc id, config fingerprint) the load ledger already holds is skipped unless
+    ``force`` (the ledger is read once for the whole manifest, before the loads).
+
+    Ends with the ``runs`` row of this run (``dag_id``) and shard.
+    """
+    started = utc_now()
+    warehouse.create()
+    entries = ctx.work.read_jsonl(manifest_uri)
+    ids = [e["doc_id"] for e in entries if e.get("doc_id")]
+    decisions = review_decisions(ctx.work, set(ids))
+    live = {} if force else warehouse.live_fingerprints(ids)
+    loader = _Loader(ctx, warehouse, force)
+    rows = 0
+    for e in entries:
+        if e["records_uri"] is None:
+            loader.failures.extend(Failure.from_dict(f) for f in e["failures"])
+            continue
+        result = DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
+        if loader.held_back(e, result, decisions.get(result.doc_id) or {}):
+            continue
+        if live.get(result.doc_id) == result.config_fingerprint:
+            loader.skipped += 1
+            loader.pages += len(result.pages)
+            loader.failures.extend(result.failures)
+            log.info("document %s already loaded with this config, skipping", result.doc_id[:12])
+            continue
+        loader.validation[result.doc_id] = e.get("validation") or []
+        loader.pending.append(result)
+        rows += sum(len(p.parsed.blocks) for p in result.pages)
+        if rows >= batch_rows or len(loader.pending) >= batch_docs:
+            loader.flush()
+            rows = 0
+    loader.flush()
+    # documents without a content id (unreadable) only have failure rows
+    orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
+    if orphan:
+        warehouse.record_failures(orphan, ctx.run_id, "")
+    outcome = LoadResult(
+        manifest_uri=manifest_uri,
+        documents=loader.docs,
+        pages=loader.pages,
+        failed=count_failures(loader.failures),
+        skipped=loader.skipped,
+    )
+    _record_run(ctx, warehouse, manifest_uri, len(entries), outcome, started, dag_id)
+    return outcome
+
+
+def stage_load(
+    manifest_uri: str,
+    work: WorkArea,
+    run_id: str,
+    warehouse: Warehouse,
+    force: bool = False,
+    batch_rows: int = 50_000,
+    batch_docs: int = 1_000,
+    dag_id: str = "cli",
+) -> LoadResult:
+    """:func:`load_manifest` with the context's parts as arguments."""
+    return load_manifest(
+        StageContext(work, run_id), manifest_uri, warehouse, force, batch_rows, batch_docs, dag_id
+    )

@@ -1,0 +1,93 @@
+"""The entries of the stage manifests (one JSON line per document) and the failure helpers the
+stages share: :class:`OcrEntry` (OCR stage, assembly), :class:`RecordsEntry` (parse stage)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.records import DocumentRef, Failure
+from airflow_provider_deepocr.core.shards import ShardItem
+from airflow_provider_deepocr.core.vocab import Stage, Status
+
+
+@dataclass
+class OcrEntry:
+    """One document after OCR: where its pages are, and what failed."""
+
+    ref: DocumentRef
+    doc_id: str | None
+    media_type: str
+    page_count: int
+    config_fingerprint: str
+    ocr_dir: str | None
+    pages_ok: list[int] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
+    first: int = 1  # a part of a document split across shards: pages first..last, part of parts
+    last: int | None = None
+    parts: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["ref"] = self.ref.to_dict()
+        d["failures"] = [f.to_dict() for f in self.failures]
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> OcrEntry:
+        d = dict(d)
+        d["ref"] = DocumentRef.from_dict(d["ref"])
+        d["failures"] = [Failure.from_dict(f) for f in d["failures"]]
+        return cls(**d)
+
+    @property
+    def rendered_whole(self) -> bool:
+        """No document-level failure: every page was rendered (some may have failed alone)."""
+        return not any(f.page_no is None for f in self.failures)
+
+    def part(self, item: ShardItem) -> OcrEntry:
+        """This finished whole document's summary cut down to the pages of ``item`` (a part)."""
+        pages = set(item.page_numbers() or ())
+        return OcrEntry(
+            item.ref,
+            self.doc_id,
+            self.media_type,
+            self.page_count,
+            self.config_fingerprint,
+            self.ocr_dir,
+            [p for p in self.pages_ok if p in pages],
+            [f for f in self.failures if f.page_no is None or f.page_no in pages],
+            item.first,
+            item.last,
+            item.parts,
+        )
+
+
+@dataclass
+class RecordsEntry:
+    """One document after parse and validation."""
+
+    doc_id: str | None
+    source_uri: str
+    records_uri: str | None
+    status: Status
+    pages: int
+    validation: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[dict[str, Any]] = field(default_factory=list)  # only for documents without an id
+
+
+def count_failures(failures: Iterable[Failure]) -> dict[str, int]:
+    """Failures by reason (plain-string keys, sorted): what a stage result reports."""
+    return dict(sorted(Counter(str(f.reason) for f in failures).items()))
+
+
+def failure_of(
+    ref: DocumentRef, doc_id: str | None, page_no: int | None, stage: Stage, exc: errors.DeepOcrError
+) -> Failure:
+    """The failure row of a typed error."""
+    return Failure(
+        source_uri=ref.uri, reason=exc.reason, detail=exc.detail, doc_id=doc_id, page_no=page_no, stage=stage
+    )
