@@ -31,7 +31,7 @@ class Reason(StrEnum):
     NO_TEXT_LAYER = "no_text_layer"
     SOURCE_MISSING = "source_missing"  # listed, then gone before it was read
     SOURCE_CHANGED = "source_changed"  # its content changed between the listing and the OCR of a part
-    BROKEN_PAGE_TREE = "broken_page_tree"  # the page tree is unusable: an absurd /Count, a loop, a missing page
+    BROKEN_PAGE_TREE = "broken_page_tree"  # an unusable page tree: an absurd /Count, a loop, a lost page
     PAGE_TIMEOUT = "page_timeout"  # one page's render or text extraction ran past page_timeout_s
     INCOMPLETE_DOCUMENT = "incomplete_document"  # a split document with a part no shard finished
     # Object storage that cannot be used: the run cannot proceed (exit code 3 from the CLI).

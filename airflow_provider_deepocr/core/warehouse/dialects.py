@@ -370,15 +370,13 @@ def make_engine(url: str, *, must_exist: bool = False) -> sa.Engine:
     try:
         engine = sa.create_engine(url)
     except Exception as exc:  # bad URL / missing driver: a configuration problem
-        scheme = url.split("://", 1)[0]
-        known = ", ".join(KNOWN_URL_SCHEMES)
         raise errors.ConfigError(
-            f"cannot create an engine for {scheme}:// ({type(exc).__name__}); "
-            f"known databases: {known} (a driver may follow a +, e.g. postgresql+psycopg)"
+            f"cannot create an engine for {url.split('://', 1)[0]}:// ({type(exc).__name__}); known "
+            f"databases: {', '.join(KNOWN_URL_SCHEMES)} (a driver may follow a +, e.g. postgresql+psycopg)"
         ) from exc
-    database = engine.url.database
-    file_db = engine.dialect.name in ("sqlite", "duckdb") and database not in (None, "", ":memory:")
-    if must_exist and file_db and not Path(str(database)).exists():
+    db = engine.url.database
+    file_db = engine.dialect.name in ("sqlite", "duckdb") and db not in (None, "", ":memory:")
+    if must_exist and file_db and not Path(str(db)).exists():
         shown = engine.url.render_as_string(hide_password=True)
         engine.dispose()
         raise errors.WarehouseError(

@@ -50,15 +50,8 @@ COUNTS = ("documents", "pages", "blocks", "cells", "failures", "validation_resul
 
 
 def _log_batch(verb: str, counts: dict[str, int], run_id: str) -> None:
-    log.info(
-        "warehouse: %s %d documents in one transaction, run %s: %d pages, %d blocks (%d unchanged)",
-        verb,
-        counts["documents"],
-        run_id,
-        counts["pages"],
-        counts["blocks"],
-        counts["unchanged"],
-    )
+    msg = "warehouse: %s %d documents in one transaction, run %s: %d pages, %d blocks (%d unchanged)"
+    log.info(msg, verb, counts["documents"], run_id, counts["pages"], counts["blocks"], counts["unchanged"])
 
 
 def _validation_rows_of(
@@ -85,9 +78,8 @@ class Warehouse:
         """``load_method``: ``replace`` (delete the documents' rows, then bulk-insert: COPY on
         PostgreSQL, a DataFrame on DuckDB, executemany elsewhere), ``merge`` (staging tables and
         MERGE, :mod:`~airflow_provider_deepocr.core.warehouse.merge`), or ``auto``: ``merge`` on
-        Snowflake, BigQuery and Redshift, ``replace`` everywhere else. ``must_exist``: a SQLite or
-        DuckDB file that is not there is refused (``warehouse_no_database``), not created: for
-        commands that only read."""
+        Snowflake, BigQuery and Redshift, ``replace`` everywhere else. ``must_exist``: refuse a
+        missing SQLite/DuckDB file (``warehouse_no_database``) instead of creating it."""
         self.prefix = check_identifier(prefix, "prefix")
         self.schema = check_identifier(schema, "schema") if schema is not None else None
         if isinstance(engine_or_url, str):
@@ -193,7 +185,7 @@ class Warehouse:
             else:
                 self.metadata.create_all(conn, checkfirst=True)
             added = add_missing_columns(conn, self._tables.values(), self.db.table_columns)
-            if self.db.indexes:
+            if self.db.indexes:  # an older table gets the indexes it lacks
                 add_missing_indexes(conn, self._tables.values())
         if added:
             log.info("warehouse: added columns %s", ", ".join(added))
