@@ -30,7 +30,9 @@ _MARGIN = 4  # grid units (0.4% of the page) around each box
 _MIN_CONTRAST = 40  # grey levels between paper and ink below which a page counts as blank
 
 
-def result_boxes(result: OcrResult, width: int | None = None, height: int | None = None) -> list[Sequence[int]]:
+def result_boxes(
+    result: OcrResult, width: int | None = None, height: int | None = None
+) -> list[Sequence[int]]:
     """The grid boxes of an engine's blocks: its structured ``blocks``, else the boxes parsed
     from its DeepSeek markup."""
     if result.blocks is not None:
@@ -86,8 +88,26 @@ def coverage_of(image: Any, result: OcrResult) -> tuple[float | None, list[str]]
     """``(coverage, flags)`` for one page the engine read; ``(None, [])`` if it cannot be
     measured (logged by class name only)."""
     try:
-        cov = page_coverage(image, result_boxes(result, getattr(image, "width", None), getattr(image, "height", None)))
+        cov = page_coverage(
+            image, result_boxes(result, getattr(image, "width", None), getattr(image, "height", None))
+        )
     except Exception as exc:
         log.warning("coverage: not measured (%s)", type(exc).__name__)
         return None, []
     return cov, ([FLAG_LOW_COVERAGE] if cov < LOW_COVERAGE else [])
+
+
+def page_meta(page: Any, result: OcrResult, image_page: bool) -> dict[str, Any]:
+    """What the page row gets beside the engine's result: ``rotation`` and ``coverage`` (None for
+    a page read from its text layer) and ``page_flags`` (render and prep flags, the engine's
+    flags, ``low_coverage``)."""
+    flags = [*page.flags, *result.flags]
+    cov = None
+    if image_page and page.image is not None:
+        cov, cov_flags = coverage_of(page.image, result)
+        flags.extend(cov_flags)
+    return {
+        "rotation": int(getattr(page, "rotation", 0) or 0) if image_page else None,
+        "coverage": cov,
+        "page_flags": list(dict.fromkeys(flags)),
+    }

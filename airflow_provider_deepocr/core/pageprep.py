@@ -11,12 +11,13 @@ Orientation (0/90/180/270, the degrees the scan was turned clockwise from uprigh
    Whichever direction yields more line length is the text direction (0/180 or 90/270).
 2. *Which way up*: the page is turned to the horizontal axis and up to :data:`_MAX_CROPS` line
    crops go through RapidOCR's 0/180 text-line classifier (a tiny ONNX model shipped in the
-   ``rapidocr`` package); the mean "180" probability decides. Without rapidocr the page is left
-   as it is and flagged ``orientation_unchecked``.
+   ``rapidocr`` package); the mean "180" probability decides. Without rapidocr a page whose
+   lines run horizontally is kept as it is, and a sideways one is left sideways and flagged
+   ``orientation_unchecked``.
 
 Clean-up: a page whose ink is mostly isolated dots (salt-and-pepper scan noise: over half of its
-connected ink components are <= 4 pixels, and there are many of them) gets a 3x3 median filter,
-flag ``despeckled``. A clean page has few such dots and is left untouched.
+connected ink components are <= 4 pixels, and there are many of them) gets a 3x3 median filter.
+A clean page has few such dots and is left untouched.
 
 A step that raises leaves the page as it was for that step and adds a flag (``orientation_failed``
 or ``cleanup_failed``): the page is still read, never lost.
@@ -34,8 +35,6 @@ from airflow_provider_deepocr.core.records import PageImage
 
 log = logging.getLogger(__name__)
 
-FLAG_DESPECKLED = "despeckled"
-FLAG_ROTATED = "rotated"
 FLAG_ORIENTATION_FAILED = "orientation_failed"
 FLAG_ORIENTATION_UNCHECKED = "orientation_unchecked"
 FLAG_CLEANUP_FAILED = "cleanup_failed"
@@ -55,6 +54,9 @@ class Prepared:
     rotation: int = 0
     """Degrees the scan was turned clockwise from upright (it was turned back before OCR)."""
     flags: list[str] = field(default_factory=list)
+    """Page flags for steps that failed (the page row's flags send it to review)."""
+    applied: list[str] = field(default_factory=list)
+    """Steps applied: ``despeckle``, ``rotate``."""
     seconds: float = 0.0
 
 
@@ -69,7 +71,9 @@ def prepare_page(page: PageImage, orient: bool = True, clean: bool = True) -> Pr
 
         gray = np.asarray(page.image.convert("L"))
     except Exception as exc:
-        log.warning("page prep: doc %s page %s unreadable (%s)", page.doc_id[:12], page.page_no, type(exc).__name__)
+        log.warning(
+            "page prep: doc %s page %s unreadable (%s)", page.doc_id[:12], page.page_no, type(exc).__name__
+        )
         out.flags.append(FLAG_CLEANUP_FAILED)
         return out
     image = page.image
@@ -79,15 +83,25 @@ def prepare_page(page: PageImage, orient: bool = True, clean: bool = True) -> Pr
             if cleaned is not None:
                 gray = cleaned
                 image = _from_gray(cleaned, page.image.mode)
-                out.flags.append(FLAG_DESPECKLED)
+                out.applied.append("despeckle")
         except Exception as exc:
-            log.warning("page prep: clean-up failed on doc %s page %s (%s)", page.doc_id[:12], page.page_no, type(exc).__name__)
+            log.warning(
+                "page prep: clean-up failed on doc %s page %s (%s)",
+                page.doc_id[:12],
+                page.page_no,
+                type(exc).__name__,
+            )
             out.flags.append(FLAG_CLEANUP_FAILED)
     if orient:
         try:
             rotation = detect_orientation(gray)
         except Exception as exc:
-            log.warning("page prep: orientation failed on doc %s page %s (%s)", page.doc_id[:12], page.page_no, type(exc).__name__)
+            log.warning(
+                "page prep: orientation failed on doc %s page %s (%s)",
+                page.doc_id[:12],
+                page.page_no,
+                type(exc).__name__,
+            )
             out.flags.append(FLAG_ORIENTATION_FAILED)
             rotation = 0
         if rotation is None:
@@ -95,11 +109,33 @@ def prepare_page(page: PageImage, orient: bool = True, clean: bool = True) -> Pr
         elif rotation:
             image = turn_upright(image, rotation)
             out.rotation = rotation
-            out.flags.append(FLAG_ROTATED)
-    if image is not page.image:
-        out.page = replace(page, image=image, width=image.width, height=image.height, flags=[*page.flags])
+            out.applied.append("rotate")
+    if image is not page.image or out.flags:
+        out.page = replace(
+            page,
+            image=image,
+            width=image.width,
+            height=image.height,
+            flags=[*page.flags, *out.flags],
+            rotation=out.rotation,
+        )
     out.seconds = time.perf_counter() - t0
     return out
+
+
+def prepare_for_ocr(page: PageImage) -> PageImage:
+    """The page an engine should read: :func:`prepare_page`'s page, its ``rotation`` set and the
+    flags of failed steps added to its ``flags``."""
+    prepared = prepare_page(page)
+    log.debug(
+        "page prep: doc %s page %s rotation %d %s in %.0f ms",
+        page.doc_id[:12],
+        page.page_no,
+        prepared.rotation,
+        ",".join(prepared.applied) or "-",
+        prepared.seconds * 1000,
+    )
+    return prepared.page
 
 
 def _from_gray(gray: Any, mode: str) -> Any:
@@ -182,8 +218,8 @@ def detect_orientation(gray: Any) -> int | None:
     if not lines:
         return 0
     classify = _classifier()
-    if classify is None:
-        return None
+    if classify is None:  # which way up is unknown: a sideways page is flagged, others kept
+        return None if axis == "v" else 0
     if axis == "v":  # turn the lines horizontal (as if the scan were 90) and classify those
         gray = cv2.rotate(gray, cv2.ROTATE_90_COUNTERCLOCKWISE)
         width = small.shape[1]

@@ -40,6 +40,8 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.coverage import page_meta  # issue 21
+from airflow_provider_deepocr.core.pageprep import prepare_for_ocr  # issue 21
 from airflow_provider_deepocr.core.records import (
     DocumentRef,
     DocumentResult,
@@ -525,6 +527,7 @@ class _OcrRun:
                         if route == "text":
                             put(_Batch([item], [state], engine=self.text_engine))
                             continue
+                        item = prepare_for_ocr(item)  # issue 21: orientation + clean-up (core.pageprep)
                         batch.pages.append(item)
                         batch.states.append(state)
                         if len(batch.pages) >= self.batch_size:
@@ -578,7 +581,8 @@ class _OcrRun:
                 assert entry.ocr_dir is not None
                 meta = result.to_dict()
                 meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
-                meta["page_flags"] = list(page.flags)  # render flags (downscaled, …) for the page row
+                # issue 21: rotation, coverage (core.coverage) and render/prep/engine flags for the page row
+                meta.update(page_meta(page, result, image_page=batch.engine is None))
                 self.work.write_json(_page_uri(entry.ocr_dir, page.page_no), meta)
                 entry.pages_ok.append(page.page_no)
             with self.lock:
@@ -781,6 +785,7 @@ def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
         width, height, dpi = meta.pop("width"), meta.pop("height"), meta.pop("dpi")
         meta.pop("page_no")
         render_flags = meta.pop("page_flags", [])
+        rotation, coverage = meta.pop("rotation", None), meta.pop("coverage", None)  # issue 21
         ocr = OcrResult.from_dict(meta)
         try:
             if ocr.blocks is not None:
@@ -816,6 +821,8 @@ def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
                 seconds=ocr.seconds,
                 config_fingerprint=entry.config_fingerprint,
                 parsed=parsed,
+                rotation=rotation,  # issue 21
+                coverage=coverage,  # issue 21
             )
         )
     return result

@@ -176,7 +176,11 @@ class RapidOcrEngine(OcrEngine):
             else:
                 table, box = tables[j - len(keep)]
                 blocks.append(
-                    {"label": "table", "bbox": to_grid(*box, width=width, height=height), "text": table.html()}
+                    {
+                        "label": "table",
+                        "bbox": to_grid(*box, width=width, height=height),
+                        "text": table.html(),
+                    }
                 )
         return blocks
 
@@ -197,7 +201,9 @@ def _lines(res: Any) -> tuple[list[list[float]], list[str], list[float]]:
     return rects, texts, [float(s) for s in scores] if scores is not None else [1.0] * len(texts)
 
 
-def _scan_tables(image: Any, rects: list[list[float]], texts: list[str]) -> tuple[list[tuple[Any, Any]], set[int]]:
+def _scan_tables(
+    image: Any, rects: list[list[float]], texts: list[str]
+) -> tuple[list[tuple[Any, Any]], set[int]]:
     import numpy as np
 
     from airflow_provider_deepocr.core.engines.scan_tables import tables_from_lines

@@ -88,7 +88,9 @@ def find_tables(gray: Any) -> list[ScanTable]:
         cols = _positions(vs.sum(axis=0), bh // 4)
         if len(rows) < 2 or len(cols) < 2:
             continue
-        t = ScanTable((int(x), int(y), int(x + bw), int(y + bh)), [y + r for r in rows], [x + c for c in cols])
+        t = ScanTable(
+            (int(x), int(y), int(x + bw), int(y + bh)), [y + r for r in rows], [x + c for c in cols]
+        )
         t.cells = _cells(t, hs, vs, int(x), int(y))
         tables.append(t)
     return tables
@@ -143,9 +145,7 @@ def tables_from_lines(
     used: set[int] = set()
     out = []
     for t in find_tables(gray):
-        slots = {
-            (r, c): (t.cols[c], t.rows[r], t.cols[c + cs], t.rows[r + rs]) for r, c, rs, cs in t.cells
-        }
+        slots = {(r, c): (t.cols[c], t.rows[r], t.cols[c + cs], t.rows[r + rs]) for r, c, rs, cs in t.cells}
         for i, (rect, text) in enumerate(zip(rects, texts, strict=True)):
             area = max(1.0, (rect[2] - rect[0]) * (rect[3] - rect[1]))
             best = max(slots, key=lambda k: _overlap(rect, slots[k]), default=None)
