@@ -86,11 +86,12 @@ def page_coverage(image: Any, boxes: Iterable[Sequence[float]]) -> float:
 
 def coverage_of(image: Any, result: OcrResult) -> tuple[float | None, list[str]]:
     """``(coverage, flags)`` for one page the engine read; ``(None, [])`` if it cannot be
-    measured (logged by class name only)."""
+    measured: text without any box (an ungrounded prompt), or an error (logged by class name)."""
     try:
-        cov = page_coverage(
-            image, result_boxes(result, getattr(image, "width", None), getattr(image, "height", None))
-        )
+        boxes = result_boxes(result, getattr(image, "width", None), getattr(image, "height", None))
+        if not boxes and result.raw_text.strip():
+            return None, []
+        cov = page_coverage(image, boxes)
     except Exception as exc:
         log.warning("coverage: not measured (%s)", type(exc).__name__)
         return None, []
