@@ -35,6 +35,8 @@ from airflow_provider_deepocr.core.records import PageImage
 
 log = logging.getLogger(__name__)
 
+PREP_VERSION = "1"
+"""Changes when page prep's output changes (part of the config fingerprint)."""
 FLAG_ORIENTATION_FAILED = "orientation_failed"
 FLAG_ORIENTATION_UNCHECKED = "orientation_unchecked"
 FLAG_CLEANUP_FAILED = "cleanup_failed"
@@ -199,7 +201,8 @@ def text_axis(gray: Any) -> tuple[str, list[tuple[int, int, int, int]]]:
         lines = []
         for x, y, w, h, _a in st[1:]:
             long_, short = (w, h) if axis == "h" else (h, w)
-            if long_ >= 3 * short and long_ >= 2 * k and short >= 2:
+            # a text line is about a character thick; thinner blobs are rules (table borders)
+            if long_ >= 3 * short and long_ >= 2 * k and short >= max(2, k // 3):
                 lines.append((int(x), int(y), int(w), int(h)))
         best[axis] = lines
         score[axis] = float(sum(b[2] if axis == "h" else b[3] for b in lines))

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.coverage import page_meta  # issue 21
-from airflow_provider_deepocr.core.pageprep import prepare_for_ocr  # issue 21
+from airflow_provider_deepocr.core.pageprep import PREP_VERSION, prepare_for_ocr  # issue 21
 from airflow_provider_deepocr.core.records import (
     DocumentRef,
     DocumentResult,
@@ -123,6 +123,7 @@ def config_fingerprint(engine: OcrEngine, settings: OcrSettings) -> str:
             "on_oversize": settings.on_oversize,
             "parser": PARSER_VERSION,
             "text_layer": settings.text_layer,
+            "pageprep": PREP_VERSION,  # issue 21: orientation + clean-up change what engines read
         }
     )
 
