@@ -9,9 +9,10 @@ Orientation (0/90/180/270, the degrees the scan was turned clockwise from uprigh
 1. *Axis* without a model: characters are smeared along x and, separately, along y (a closing
    as long as a character); text lines become long thin blobs along the reading direction only.
    Whichever direction yields more line length is the text direction (0/180 or 90/270).
-2. *Which way up*: the page is turned to the horizontal axis and up to :data:`_MAX_CROPS` line
-   crops go through RapidOCR's 0/180 text-line classifier (a tiny ONNX model shipped in the
-   ``rapidocr`` package); the mean "180" probability decides. Without rapidocr a page whose
+2. *Which way up*: the page is turned to the horizontal axis and the longest line crops (4, up
+   to :data:`_MAX_CROPS` when those 4 do not agree clearly) go through RapidOCR's 0/180 text-line
+   classifier (a tiny ONNX model shipped in the ``rapidocr`` package); the mean "180"
+   probability decides. Without rapidocr a page whose
    lines run horizontally is kept as it is, and a sideways one is left sideways and flagged
    ``orientation_unchecked``.
 
@@ -41,8 +42,10 @@ FLAG_ORIENTATION_FAILED = "orientation_failed"
 FLAG_ORIENTATION_UNCHECKED = "orientation_unchecked"
 FLAG_CLEANUP_FAILED = "cleanup_failed"
 
-_WORK_SIDE = 1000  # orientation is decided on a copy no longer than this on its long side
+_WORK_SIDE = 800  # orientation is decided on a copy no longer than this on its long side
 _MAX_CROPS = 12
+_FIRST_CROPS = 4
+_CLEAR = 0.3  # a mean P(180) under 0.2 or over 0.8 settles it
 _SPECKLE_SHARE = 0.5  # share of ink components that are specks
 _SPECKLE_MIN = 300  # and at least this many specks per megapixel
 _SPECK_AREA = 4
@@ -235,7 +238,11 @@ def detect_orientation(gray: Any) -> int | None:
         crop = gray[y0:y1, x0:x1]
         if crop.size:
             crops.append(cv2.cvtColor(crop, cv2.COLOR_GRAY2BGR))
-    flipped = classify(crops) > 0.5 if crops else False
+    # the longest lines first; more only when the first few do not agree clearly
+    p180 = classify(crops[:_FIRST_CROPS]) if crops else 0.0
+    if len(crops) > _FIRST_CROPS and abs(p180 - 0.5) < _CLEAR:
+        p180 = classify(crops)
+    flipped = p180 > 0.5
     if axis == "v":
         return 270 if flipped else 90
     return 180 if flipped else 0
