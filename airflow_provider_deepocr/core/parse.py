@@ -75,7 +75,7 @@ FLAG_NO_BOX = PageFlag.NO_BOX.value
 FLAG_EMPTY_PAGE = PageFlag.EMPTY_PAGE.value
 """The page has no content at all (zero blocks)."""
 
-FLAG_TABLES_SKIPPED = "tables_skipped"
+FLAG_TABLES_SKIPPED = PageFlag.TABLES_SKIPPED.value
 """A text-layer page whose table finder raised: read without tables (its text is all there)."""
 
 PAGE_WIDE_FLAGS = frozenset(

@@ -77,6 +77,7 @@ class PageImage:
     media_type: str = ""
     text_layer: str | None = field(default=None, repr=False)  # PDF text layer, when present
     flags: list[str] = field(default_factory=list)  # render flags: downscaled, first_frame_only
+    rotation: int = 0  # degrees the scan was turned clockwise; page prep turned it back (core.pageprep)
 
 
 @dataclass
@@ -97,6 +98,7 @@ class OcrResult:
     # Engines that produce structure directly (RapidOCR, pdf-text) return blocks in grid
     # coordinates here instead of DeepSeek markup; the parser turns them into Block records.
     blocks: list[dict[str, Any]] | None = field(default=None, repr=False)
+    flags: list[str] = field(default_factory=list)  # page flags from the engine (e.g. table_failed)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -206,6 +208,11 @@ class PageRecord:
     seconds: float
     config_fingerprint: str
     parsed: ParsedPage = field(repr=False)
+    rotation: int | None = None
+    """Degrees (0/90/180/270) the scan was turned clockwise and turned back before OCR; None for a
+    page not prepared (read from its text layer)."""
+    coverage: float | None = None
+    """Share of the page's ink inside its blocks' boxes (core.coverage); None when not computed."""
 
     @property
     def markdown(self) -> str:

@@ -31,7 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.coverage import LOW_COVERAGE
 from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID, DocumentResult
+from airflow_provider_deepocr.core.vocab import PageFlag
 from airflow_provider_deepocr.core.warehouse.rows import block_rows, cell_rows, page_rows
 from airflow_provider_deepocr.core.warehouse.schema import build_metadata
 
@@ -42,7 +44,7 @@ _WAREHOUSE_TABLE = {"pages": "pages", "blocks": "blocks", "cells": "table_cells"
 _ALIASES = {"table_cells": "cells"}
 
 BAD_PAGE_FLAGS = ("repetition_loop", "truncated")
-EMPTY_PAGE_FLAG = "empty_page"
+EMPTY_PAGE_FLAG = PageFlag.EMPTY_PAGE.value
 
 # Result keys that are counts or percentages; everything else GX returns may quote values.
 _SAFE_RESULT_KEYS = (
@@ -175,6 +177,9 @@ def default_specs(result: DocumentResult) -> dict[str, list[dict[str, Any]]]:
             row_condition=f'~flags.str.contains("{EMPTY_PAGE_FLAG}", regex=False)',
             condition_parser="pandas",
         ),
+        # low_coverage: a page whose blocks hold too little of its ink lost lines (core.coverage);
+        # pages without a measured coverage (null: text-layer pages) are not judged
+        _spec("expect_column_values_to_be_between", column="coverage", min_value=LOW_COVERAGE),
     ]
     blocks = [
         *(_spec("expect_column_values_to_not_be_null", column=c) for c in ("doc_id", "page_no", "block_no")),

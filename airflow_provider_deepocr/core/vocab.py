@@ -57,6 +57,12 @@ class PageFlag(StrEnum):
     EMPTY_PAGE = "empty_page"  # the page has no content at all
     DOWNSCALED = "downscaled"  # rendered below the asked DPI, or shrunk, to fit max_pixels
     FIRST_FRAME_ONLY = "first_frame_only"  # an animated image, read as its first frame
+    TABLES_SKIPPED = "tables_skipped"  # a text-layer page whose table finder raised: read without tables
+    TABLE_FAILED = "table_failed"  # a scan whose table recogniser raised: read without tables
+    ORIENTATION_FAILED = "orientation_failed"  # the orientation step raised: read as it was scanned
+    ORIENTATION_UNCHECKED = "orientation_unchecked"  # a sideways page whose 0/180 could not be told
+    CLEANUP_FAILED = "cleanup_failed"  # the despeckle step raised: read uncleaned
+    LOW_COVERAGE = "low_coverage"  # the blocks account for too little of the page's ink
 
 
 def readme_section() -> str:

@@ -118,6 +118,7 @@ RULES = {
         "expect_column_pair_values_a_to_be_greater_than_b(y1,y0)",
     ),
     "no-engine": (_set("pages.0.engine", None), "expect_column_values_to_not_be_null(engine)"),
+    "low-coverage": (_set("pages.1.coverage", 0.4), "expect_column_values_to_be_between(coverage)"),
     "zero-colspan": (
         _set("pages.0.parsed.tables.0.cells.0.colspan", 0),
         "expect_column_values_to_be_between(colspan)",

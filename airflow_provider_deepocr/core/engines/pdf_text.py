@@ -50,6 +50,7 @@ from airflow_provider_deepocr.core.engines.base import OcrEngine
 from airflow_provider_deepocr.core.engines.pdf_lines import join_words, merge_lines
 from airflow_provider_deepocr.core.errors import PageError
 from airflow_provider_deepocr.core.records import GRID, OcrResult, PageImage
+from airflow_provider_deepocr.core.vocab import PageFlag
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +62,10 @@ TITLE_RATIO = 1.3  # a line this much taller than the page's body lines is a tit
 SCAN_IMAGE_SHARE = 0.7  # a page mostly covered by one image with a stray line of text is a scan
 SCAN_MAX_CHARS = 30
 HEADER_BAND = 60  # grid units from the top (bottom) edge where a short line is a running header (footer)
-FLAG_TABLES_SKIPPED = "tables_skipped"
+FLAG_TABLES_SKIPPED = PageFlag.TABLES_SKIPPED.value
+TEXT_READER_VERSION = "2"
+"""Bumped whenever what this engine reads from a page changes (tables, order, judgement): part of
+config fingerprints, so a changed reader reads and loads its documents again."""
 """The page's table finder raised: the page was read without tables (its text is all there)."""
 
 _CID = re.compile(r"\(cid:\d+\)")  # pdfminer-style unmapped glyph markers, from other extractors

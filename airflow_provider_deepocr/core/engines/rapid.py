@@ -1,6 +1,9 @@
 """RapidOCR (PP-OCR models on onnxruntime): the CPU fallback engine.
 
-Returns text lines as blocks with boxes on the 0..999 grid, in reading order. rapidocr is
+Returns text lines as blocks with boxes on the 0..999 grid, in reading order; a ruled table
+(core.engines.scan_tables) becomes one ``table`` block of HTML whose cells hold the lines inside
+it (those lines are not repeated as loose text). If table finding raises, the page is read
+without tables and flagged ``table_failed``. rapidocr is
 imported lazily; its logger is quieted (it must never log recognised text).
 """
 
@@ -14,10 +17,12 @@ from typing import Any
 from airflow_provider_deepocr.core.engines.base import OcrEngine
 from airflow_provider_deepocr.core.errors import EngineUnavailable
 from airflow_provider_deepocr.core.records import GRID, OcrResult, PageImage
+from airflow_provider_deepocr.core.vocab import PageFlag
 
 log = logging.getLogger(__name__)
 
 CPU_OCR_EXTRA = "airflow-provider-deepocr[cpu-ocr]"
+FLAG_TABLE_FAILED = PageFlag.TABLE_FAILED.value
 
 
 def _enum_value(v: Any) -> str:
@@ -68,8 +73,12 @@ class RapidOcrEngine(OcrEngine):
 
     name = "rapidocr"
 
-    def __init__(self, params: dict[str, Any] | None = None, batch_size: int = 1) -> None:
-        """``params``: RapidOCR config overrides, e.g. ``{"Rec.lang_type": "en"}``."""
+    def __init__(
+        self, params: dict[str, Any] | None = None, batch_size: int = 1, tables: bool = True
+    ) -> None:
+        """``params``: RapidOCR config overrides, e.g. ``{"Rec.lang_type": "en"}``; ``tables``:
+        find ruled tables (core.engines.scan_tables) and fill their cells with the lines."""
+        self.tables = tables
         try:
             from rapidocr import RapidOCR
         except ImportError as exc:
@@ -92,11 +101,15 @@ class RapidOcrEngine(OcrEngine):
         self.mode = f"lang-{_enum_value(self._ocr.cfg.Rec.lang_type)}"
         log.info("RapidOCR %s ready in %.1fs", self.model, time.perf_counter() - t0)
 
+    def describe(self) -> dict[str, object]:
+        return {**super().describe(), "tables": "ruled-v1" if self.tables else None}
+
     def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
         return [self._one(p) for p in pages]
 
     def _one(self, page: PageImage) -> OcrResult:
         t0 = time.perf_counter()
+        flags: list[str] = []
         try:
             image = page.image
             if image is None or image.width < 1 or image.height < 1:
@@ -104,7 +117,21 @@ class RapidOcrEngine(OcrEngine):
             if image.mode != "RGB":
                 image = image.convert("RGB")
             res = self._ocr(image)
-            blocks = self._blocks(res, image.width, image.height)
+            rects, texts, scores = _lines(res)
+            tables: list[tuple[Any, Any]] = []
+            used: set[int] = set()
+            if self.tables and rects:
+                try:
+                    tables, used = _scan_tables(image, rects, texts)
+                except Exception as exc:  # the page is read without tables, flagged
+                    log.warning(
+                        "table structure failed on doc %s page %s: %s",
+                        page.doc_id[:12],
+                        page.page_no,
+                        type(exc).__name__,
+                    )
+                    flags.append(FLAG_TABLE_FAILED)
+            blocks = self._blocks(rects, texts, scores, tables, used, image.width, image.height)
         except Exception as exc:
             log.warning(
                 "RapidOCR failed on doc %s page %s: %s", page.doc_id[:12], page.page_no, type(exc).__name__
@@ -119,34 +146,70 @@ class RapidOcrEngine(OcrEngine):
             mode=self.mode,
             seconds=time.perf_counter() - t0,
             blocks=blocks,
+            flags=flags,
         )
 
     @staticmethod
-    def _blocks(res: Any, width: int, height: int) -> list[dict[str, Any]]:
-        boxes = getattr(res, "boxes", None)
-        txts = getattr(res, "txts", None)
-        scores = getattr(res, "scores", None)
-        if boxes is None or txts is None or len(txts) == 0:
-            return []
-        rects: list[list[float]] = []
-        for quad in boxes:
-            xs = [float(p[0]) for p in quad]
-            ys = [float(p[1]) for p in quad]
-            rects.append([min(xs), min(ys), max(xs), max(ys)])
+    def _blocks(
+        rects: list[list[float]],
+        texts: list[str],
+        scores: list[float],
+        tables: Sequence[tuple[Any, Sequence[float]]],
+        used: set[int],
+        width: int,
+        height: int,
+    ) -> list[dict[str, Any]]:
+        """Text lines not inside a table, and one ``table`` block per table, in reading order."""
+        keep = [i for i in range(len(rects)) if i not in used and texts[i]]
+        boxes = [rects[i] for i in keep] + [list(box) for _, box in tables]
         blocks = []
-        for i in reading_order(rects):
-            text = str(txts[i]).strip()
-            if not text:
-                continue
-            blocks.append(
-                {
-                    "label": "text",
-                    "bbox": to_grid(*rects[i], width=width, height=height),
-                    "text": text,
-                    "score": float(scores[i]) if scores is not None else 1.0,
-                }
-            )
+        for j in reading_order(boxes):
+            if j < len(keep):
+                i = keep[j]
+                blocks.append(
+                    {
+                        "label": "text",
+                        "bbox": to_grid(*rects[i], width=width, height=height),
+                        "text": texts[i],
+                        "score": scores[i],
+                    }
+                )
+            else:
+                table, box = tables[j - len(keep)]
+                blocks.append(
+                    {
+                        "label": "table",
+                        "bbox": to_grid(*box, width=width, height=height),
+                        "text": table.html(),
+                    }
+                )
         return blocks
+
+
+def _lines(res: Any) -> tuple[list[list[float]], list[str], list[float]]:
+    """RapidOCR's output as axis-aligned pixel boxes, stripped texts and scores."""
+    boxes = getattr(res, "boxes", None)
+    txts = getattr(res, "txts", None)
+    scores = getattr(res, "scores", None)
+    if boxes is None or txts is None or len(txts) == 0:
+        return [], [], []
+    rects: list[list[float]] = []
+    for quad in boxes:
+        xs = [float(p[0]) for p in quad]
+        ys = [float(p[1]) for p in quad]
+        rects.append([min(xs), min(ys), max(xs), max(ys)])
+    texts = [str(t).strip() for t in txts]
+    return rects, texts, [float(s) for s in scores] if scores is not None else [1.0] * len(texts)
+
+
+def _scan_tables(
+    image: Any, rects: list[list[float]], texts: list[str]
+) -> tuple[list[tuple[Any, Any]], set[int]]:
+    import numpy as np
+
+    from airflow_provider_deepocr.core.engines.scan_tables import tables_from_lines
+
+    return tables_from_lines(np.asarray(image.convert("L")), rects, texts)
 
 
 def _package_version(name: str) -> str:

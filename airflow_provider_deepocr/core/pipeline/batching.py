@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.coverage import page_meta
 from airflow_provider_deepocr.core.engines.text_layer import Route, TextLayerRouter
+from airflow_provider_deepocr.core.pageprep import prepare_for_ocr
 from airflow_provider_deepocr.core.pipeline.context import OcrSettings, StageContext
 from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, failure_of
 from airflow_provider_deepocr.core.records import DocumentRef, Failure, PageImage
@@ -202,6 +204,7 @@ class BatchedOcr:
             if route == Route.TEXT:
                 put(_Batch([page], [state], engine=self.router.engine))
                 continue
+            page = prepare_for_ocr(page)  # orientation and clean-up of an image page (core.pageprep)
             self.filling.pages.append(page)
             self.filling.states.append(state)
             if len(self.filling.pages) >= self.batch_size:
@@ -271,7 +274,8 @@ class BatchedOcr:
                 assert entry.ocr_dir is not None
                 meta = result.to_dict()
                 meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
-                meta["page_flags"] = list(page.flags)  # render flags (downscaled, …) for the page row
+                # rotation, coverage (core.coverage) and render/prep/engine flags for the page row
+                meta.update(page_meta(page, result, image_page=batch.engine is None))
                 self.ctx.work.write_json(WorkLayout.page(entry.ocr_dir, page.page_no), meta)
                 entry.pages_ok.append(page.page_no)
             with self.lock:

@@ -59,7 +59,10 @@ class OcrSettings:
 
 
 def config_fingerprint(engine: OcrEngine, settings: OcrSettings) -> str:
-    """Fingerprint of the engine, its model and prompt, the render settings and the parser version."""
+    """Fingerprint of the engine, its model and prompt, the render settings, the page preparation
+    (orientation, clean-up), the text-layer reader and the parser version."""
+    from airflow_provider_deepocr.core.engines.pdf_text import TEXT_READER_VERSION
+    from airflow_provider_deepocr.core.pageprep import PREP_VERSION
     from airflow_provider_deepocr.core.parse import PARSER_VERSION
 
     return fingerprint(
@@ -70,6 +73,9 @@ def config_fingerprint(engine: OcrEngine, settings: OcrSettings) -> str:
             "on_oversize": settings.on_oversize,
             "parser": PARSER_VERSION,
             "text_layer": settings.text_layer,
+            "pageprep": PREP_VERSION,  # what image pages look like when an engine reads them
+            # what the text layer gives (tables, reading order, judgement); moot when never read
+            "text_reader": TEXT_READER_VERSION if settings.text_layer != "never" else None,
         }
     )
 

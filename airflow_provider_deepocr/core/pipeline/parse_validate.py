@@ -47,6 +47,7 @@ def _page_record(
     width, height, dpi = meta.pop("width"), meta.pop("height"), meta.pop("dpi")
     meta.pop("page_no")
     render_flags = meta.pop("page_flags", [])
+    rotation, coverage = meta.pop("rotation", None), meta.pop("coverage", None)
     ocr = OcrResult.from_dict(meta)
     try:
         if ocr.blocks is not None:
@@ -81,6 +82,8 @@ def _page_record(
         seconds=ocr.seconds,
         config_fingerprint=entry.config_fingerprint,
         parsed=parsed,
+        rotation=rotation,
+        coverage=coverage,
     )
 
 

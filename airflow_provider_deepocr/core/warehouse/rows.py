@@ -45,6 +45,8 @@ PAGE_COLUMNS: tuple[str, ...] = (
     "flags",
     "markdown",
     "config_fingerprint",
+    "rotation",
+    "coverage",
 )
 BLOCK_COLUMNS: tuple[str, ...] = (
     "doc_id",
@@ -137,6 +139,8 @@ def page_tuples(result: DocumentResult) -> list[Row]:
             _flags(p.flags),
             clean_text(p.markdown),
             p.config_fingerprint or result.config_fingerprint,
+            p.rotation,
+            None if p.coverage is None else float(p.coverage),
         )
         for p in result.pages
     ]

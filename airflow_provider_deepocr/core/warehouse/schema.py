@@ -91,6 +91,8 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("flags", sa.Text),
         sa.Column("markdown", sa.Text),
         sa.Column("config_fingerprint", fp),
+        sa.Column("rotation", sa.Integer),  # added columns stay nullable: add_missing_columns
+        sa.Column("coverage", sa.Double),
     )
     sa.Table(
         f"{prefix}blocks",

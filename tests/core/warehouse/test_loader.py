@@ -758,6 +758,23 @@ def test_create_adds_missing_columns_to_an_older_table(wh: Warehouse) -> None:
         assert conn.execute(sa.select(wh.pages.c.output_tokens)).scalar_one() == r.pages[0].output_tokens
 
 
+def test_page_rotation_and_coverage_columns_are_added_and_loaded(wh: Warehouse) -> None:
+    """Issue 21's page columns: an older pages table gains them; a page's values land in them."""
+    wh.create()
+    pages = wh.pages.name
+    with wh.engine.begin() as conn:
+        conn.exec_driver_sql(f"ALTER TABLE {pages} DROP COLUMN rotation")
+        conn.exec_driver_sql(f"ALTER TABLE {pages} DROP COLUMN coverage")
+    assert sorted(wh.create()) == [f"{pages}.coverage", f"{pages}.rotation"]
+    r = make_result(2, 2)
+    r.pages[0].rotation, r.pages[0].coverage = 270, 0.9375
+    wh.load_document(r, "run-1")
+    with wh.engine.connect() as conn:
+        c = wh.pages.c
+        got = conn.execute(sa.select(c.page_no, c.rotation, c.coverage).order_by(c.page_no)).all()
+    assert [tuple(g) for g in got] == [(1, 270, 0.9375), (2, None, None)]
+
+
 def test_row_builders_cover_every_content_column_once() -> None:
     from airflow_provider_deepocr.core import warehouse as W
 
