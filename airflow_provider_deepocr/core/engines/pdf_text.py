@@ -124,12 +124,14 @@ def _box(rect: Any, width: float, height: float) -> list[int]:
     return box
 
 
-def _rules(page: Any) -> tuple[list[tuple[float, ...]], list[tuple[float, ...]]]:
+def _rules(
+    page: Any,
+) -> tuple[list[tuple[float, float, float, float]], list[tuple[float, float, float, float]]]:
     """Vertical and horizontal ruling segments of the page (as displayed) from its vector drawings."""
     import pymupdf
 
-    vertical: list[tuple[float, ...]] = []
-    horizontal: list[tuple[float, ...]] = []
+    vertical: list[tuple[float, float, float, float]] = []
+    horizontal: list[tuple[float, float, float, float]] = []
     for path in page.get_drawings():
         for item in path["items"]:
             if item[0] == "l":

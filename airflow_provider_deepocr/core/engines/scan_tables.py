@@ -143,7 +143,7 @@ def tables_from_lines(
     """Tables of ``gray`` filled with the OCR lines (``rects`` in pixels, ``texts``); returns
     ``[(table, pixel box)]`` and the indices of the lines now inside a table."""
     used: set[int] = set()
-    out = []
+    out: list[tuple[ScanTable, Box]] = []
     for t in find_tables(gray):
         slots = {(r, c): (t.cols[c], t.rows[r], t.cols[c + cs], t.rows[r + rs]) for r, c, rs, cs in t.cells}
         for i, (rect, text) in enumerate(zip(rects, texts, strict=True)):
