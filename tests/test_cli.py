@@ -8,6 +8,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -445,3 +446,21 @@ def test_a_warehouse_that_cannot_be_used_exits_3_before_any_engine_loads(
     assert "hunter2" not in line and "reader-secret" not in line
     show = _cli(["show", "--warehouse", url], dict(os.environ))
     assert show.returncode == 3 and "Traceback" not in show.stderr and "hunter2" not in show.stderr
+
+
+def test_deepseek_without_weights_or_network_exits_3_in_seconds(tmp_path: Path, closed_port: int) -> None:
+    from airflow_provider_deepocr.testing.samples import write_samples
+
+    write_samples(tmp_path / "docs")
+    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{closed_port}", "HF_HOME": str(tmp_path / "hf")}
+    exe = Path(sys.executable).with_name("deepocr")
+    cmd = [str(exe), "run", str(tmp_path / "docs"), "--warehouse", f"sqlite:///{tmp_path / 'wh.db'}"]
+    cmd += ["--work-dir", str(tmp_path / "work"), "--engine", "deepseek"]
+    cmd += ["--model", "deepseek-community/DeepSeek-OCR-2"]
+    t0 = time.monotonic()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=env)
+    elapsed = time.monotonic() - t0
+    assert proc.returncode == 3, proc.stderr[-2000:]
+    assert elapsed < 30
+    assert "hub is unreachable" in proc.stderr and "Traceback" not in proc.stderr
+    print(f"exit {proc.returncode} after {elapsed:.1f}s: {proc.stderr.strip().splitlines()[-1]}")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -78,6 +79,44 @@ def weights_available(model: str, revision: str | None = None) -> bool:
     except Exception:  # invalid repo id and the like: not available
         return False
     return False
+
+
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hugging Face hub (``HF_ENDPOINT``) answers a TCP connection within ``timeout``;
+    False at once under ``HF_HUB_OFFLINE``. A download's own retries take minutes without network."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return False
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def check_weights(model: str, revision: str | None = None) -> None:
+    """Refuse in one line, in seconds, weights that are neither here nor downloadable:
+    :class:`EngineUnavailable` naming what is missing and how to get it."""
+    if weights_available(model, revision):
+        return
+    how = (
+        f"download them where there is network (huggingface-cli download {DEFAULT_MODEL} --local-dir DIR) "
+        "and point --model (engine option model) at DIR"
+    )
+    path = Path(model).expanduser()
+    if path.exists() or _looks_like_path(model):
+        raise EngineUnavailable(
+            f"no DeepSeek-OCR weights at {model} (needs config.json and *.safetensors): {how}"
+        )
+    if not hub_reachable():
+        raise EngineUnavailable(
+            f"DeepSeek-OCR weights {model} are not in the local Hugging Face cache "
+            f"and the hub is unreachable: {how}"
+        )
 
 
 def resolve_prompt(prompt: str) -> str:
@@ -378,7 +417,9 @@ class DeepSeekOcr2Engine(OcrEngine):
         self.device = _pick_device(device)
         self.torch_dtype = _pick_dtype(dtype, self.device)
         if local_files_only is None:
-            # Cached hub weights (or a local dir) load without touching the network.
+            # Cached hub weights (or a local dir) load without touching the network; weights
+            # that are neither here nor downloadable are refused now, not after minutes of retries.
+            check_weights(self.model, revision)
             local_files_only = weights_available(self.model, revision)
 
         common: dict[str, Any] = {"revision": revision, "local_files_only": local_files_only}

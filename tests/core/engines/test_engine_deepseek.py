@@ -566,3 +566,30 @@ def test_check_tokenizer_on_built_tokenizers(caplog: pytest.LogCaptureFixture) -
     assert "adds it explicitly" in caplog.text
     no_td = _build_tokenizer(table_tokens=False)
     assert check_tokenizer(no_td, no_td(prompt)["input_ids"], "m") == []
+
+
+# -- weights that are not here: refused in seconds, in one line ------------------------------
+
+
+def test_missing_weights_are_refused_in_seconds_naming_what_to_do(
+    tmp_path: Path, closed_port: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    from airflow_provider_deepocr.core.errors import EngineUnavailable
+
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port}")  # a hub that does not answer
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))  # an empty cache
+    for model, says in (
+        (str(tmp_path / "no-such-folder"), "no DeepSeek-OCR weights at"),
+        (
+            "deepseek-community/DeepSeek-OCR-2",
+            "not in the local Hugging Face cache and the hub is unreachable",
+        ),
+    ):
+        t0 = time.monotonic()
+        with pytest.raises(EngineUnavailable) as caught:
+            DeepSeekOcr2Engine(model, max_new_tokens=2)
+        assert time.monotonic() - t0 < 10
+        text = str(caught.value)
+        assert says in text and "huggingface-cli download" in text and "--model" in text and "\n" not in text
