@@ -195,7 +195,7 @@ class PageRecord:
     source_version: str | None
     width: int
     height: int
-    dpi: int
+    dpi: int | None  # None: the image had no resolution (flag dpi_unknown)
     engine: str
     model: str
     revision: str | None

@@ -92,6 +92,9 @@ ON_OVERSIZE = ("downscale", "fail")
 FLAG_DOWNSCALED = PageFlag.DOWNSCALED.value
 """Page flag: rendered below the asked DPI (PDF) or shrunk (image) to fit ``max_pixels``."""
 FLAG_FIRST_FRAME_ONLY = PageFlag.FIRST_FRAME_ONLY.value
+FLAG_DPI_UNKNOWN = PageFlag.DPI_UNKNOWN.value
+"""An image without a usable resolution (Pillow says 1 dpi for a TIFF without resolution tags): the
+page row's ``dpi`` is NULL and :data:`_IMAGE_DEFAULT_DPI` stands in for sizes and coordinates."""
 """Page flag: an animated (multi-frame, non-TIFF) image was read as its first frame."""
 
 DEFAULT_DPI = 144
@@ -509,13 +512,22 @@ def _open_image(doc: Document, media_type: str, limits: RenderLimits) -> tuple[A
     return img, n
 
 
-def _image_dpi(img: Any) -> int:
-    dpi = img.info.get("dpi")
+MIN_IMAGE_DPI = 50
+"""Below this an image's resolution is taken as unknown (no scanner or fax writes less)."""
+
+
+def _image_dpi(img: Any, media_type: str) -> tuple[int, bool]:
+    """(the dpi to render and place boxes at, whether it is unknown). Unknown: a TIFF (a scan
+    format, whose resolution tags say how big the paper was) without a believable resolution, or
+    any image stating one no scanner writes (Pillow says 1 dpi for an untagged TIFF). A PNG, GIF,
+    WEBP or BMP that states none is pixels only: the default applies, unflagged."""
     try:
-        value = round(float(dpi[0]))
-    except (TypeError, ValueError, IndexError):
-        return _IMAGE_DEFAULT_DPI
-    return value if 1 <= value <= MAX_DPI * 4 else _IMAGE_DEFAULT_DPI
+        value = round(float(img.info["dpi"][0]))
+    except (KeyError, TypeError, ValueError, IndexError):
+        value = 0
+    if MIN_IMAGE_DPI <= value <= MAX_DPI * 4:
+        return value, False
+    return _IMAGE_DEFAULT_DPI, value != 0 or media_type == TIFF
 
 
 def _to_rgb(img: Any) -> Any:
@@ -572,7 +584,9 @@ def _image_pages(
                         errors.IMAGE_TOO_LARGE, page_no, f"{w}x{h} px exceeds the decompression-bomb limit"
                     )
                     continue
-                dpi = _image_dpi(img)
+                dpi, unknown = _image_dpi(img, media_type)
+                if unknown:
+                    flags.append(FLAG_DPI_UNKNOWN)
                 target = None  # the size to shrink to, in display orientation
                 oriented_w = w
                 if w * h > limits.max_pixels:

@@ -57,6 +57,7 @@ class PageFlag(StrEnum):
     EMPTY_PAGE = "empty_page"  # the page has no content at all
     DOWNSCALED = "downscaled"  # rendered below the asked DPI, or shrunk, to fit max_pixels
     FIRST_FRAME_ONLY = "first_frame_only"  # an animated image, read as its first frame
+    DPI_UNKNOWN = "dpi_unknown"  # an image without a resolution: pages.dpi is NULL, 144 assumed
     TABLES_SKIPPED = "tables_skipped"  # a text-layer page whose table finder raised: read without tables
     TABLE_FAILED = "table_failed"  # a scan whose table recogniser raised: read without tables
     ORIENTATION_FAILED = "orientation_failed"  # the orientation step raised: read as it was scanned

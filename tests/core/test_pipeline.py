@@ -524,3 +524,29 @@ def test_on_oversize_is_part_of_the_config_fingerprint() -> None:
     assert OcrSettings(on_oversize="fail").limits().on_oversize == "fail"
     with pytest.raises(errors.ConfigError, match="on_oversize"):
         OcrSettings(on_oversize="crop")
+
+
+def test_an_image_without_a_resolution_is_stored_at_an_unknown_dpi(
+    tiny_engine: OcrEngine, tmp_path: Path
+) -> None:
+    """A fax TIFF without resolution tags (Pillow says 1 dpi) is rendered at the stated default and
+    its page row says dpi NULL with the flag dpi_unknown; one with tags keeps its own dpi."""
+    from PIL import Image
+
+    inbox = tmp_path / "faxes"
+    inbox.mkdir()
+    (inbox / "untagged.tiff").write_bytes(_tiff(1))
+    buf = io.BytesIO()
+    Image.new("RGB", (300, 140), "white").save(buf, format="TIFF", dpi=(200, 200))
+    (inbox / "tagged.tiff").write_bytes(buf.getvalue())
+    db = tmp_path / "wh.db"
+    run_pipeline(
+        str(inbox), Warehouse(f"sqlite:///{db}"), tiny_engine, _work(tmp_path), on_validation_failure="warn"
+    )
+    with sqlite3.connect(db) as conn:
+        rows = conn.execute(
+            "select d.source_uri, p.dpi, p.flags from deepocr_pages p join deepocr_documents d using (doc_id)"
+        ).fetchall()
+    by_name = {Path(uri).name: (dpi, flags or "") for uri, dpi, flags in rows}
+    assert by_name["untagged.tiff"][0] is None and "dpi_unknown" in by_name["untagged.tiff"][1]
+    assert by_name["tagged.tiff"][0] == 200 and "dpi_unknown" not in by_name["tagged.tiff"][1]

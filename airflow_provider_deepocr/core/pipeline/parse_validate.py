@@ -11,7 +11,7 @@ from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.pipeline.context import StageContext
 from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, RecordsEntry, count_failures
 from airflow_provider_deepocr.core.records import DocumentResult, Failure, OcrResult, PageRecord
-from airflow_provider_deepocr.core.vocab import OnValidationFailure, Stage, Status
+from airflow_provider_deepocr.core.vocab import OnValidationFailure, PageFlag, Stage, Status
 from airflow_provider_deepocr.core.work_layout import Manifest, RunLayout, WorkLayout
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ def _page_record(
     meta.pop("page_no")
     render_flags = meta.pop("page_flags", [])
     rotation, coverage = meta.pop("rotation", None), meta.pop("coverage", None)
+    if PageFlag.DPI_UNKNOWN in render_flags:
+        dpi = None  # rendered at the stated default; the source does not say its resolution
     ocr = OcrResult.from_dict(meta)
     try:
         if ocr.blocks is not None:
