@@ -76,12 +76,12 @@ demo: $(STAMP)
 	  DEEPOCR_WORK_URI=$(DEMO)/work DEEPOCR_OCR_QUEUE=default DEEPOCR_ENGINE=auto
 	@echo "== initialising the Airflow metadata database (log: $(DEMO)/airflow-db-migrate.log)"
 	@$(BIN)/airflow db migrate > $(DEMO)/airflow-db-migrate.log 2>&1
-	@echo "== airflow dags test deepocr_documents_to_warehouse (log: $(DEMO)/dags-test.log)"
+	@echo "== airflow dags test deepocr_documents_to_warehouse (log: $(DEMO)/dags-test.log); per task:"
 	@if ! $(BIN)/airflow dags test deepocr_documents_to_warehouse > $(DEMO)/dags-test.log 2>&1; then \
 	  tail -40 $(DEMO)/dags-test.log; echo "the DAG run failed"; exit 1; fi
 	@grep -E "airflow.task.operators" $(DEMO)/dags-test.log \
 	  | grep -oE "(listed [0-9]+ documents|OCR engine .*|OCR: .*|parsed .*|loaded [0-9]+ documents.*)" \
-	  | sed -E 's/ \[airflow\.task.*//; s/^/   /' || true
+	  | sed -E 's/ \[airflow\.task.*//; s/^listed/list   | listed/; s/^OCR/ocr    | OCR/; s/^parsed/parse  | parsed/; s/^loaded/load   | loaded/; s/^/   /' || true
 	@echo "== what landed"
 	@$(BIN)/deepocr show --warehouse sqlite:///$(DEMO)/warehouse.db
 	@echo "demo finished in $$(( $$(date +%s) - start )) s; warehouse: $(DEMO)/warehouse.db"
