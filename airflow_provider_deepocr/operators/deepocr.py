@@ -121,10 +121,27 @@ class _DeepOcrOperator(BaseOperator):
 
         return warehouse_for_airflow(conn_id, schema=schema or None, prefix=table_prefix)
 
-    def _done(self, what: str, result: Any) -> dict[str, Any]:
-        """Log a stage's counts (``what`` formats them) and return its result for XCom."""
+    def _done(self, what: str, result: Any, **facts: Any) -> dict[str, Any]:
+        """Log a stage's counts (``what`` formats them) and return its result for XCom; the counts
+        (and ``facts``: engine, model) are this task's OpenLineage run facet."""
         self.log.info(what, result.documents, result.pages, result.failed)
-        return dict(result.to_dict())
+        out = dict(result.to_dict())
+        self._lineage = {**(self._lineage or {}), "run": {**out, **facts}}
+        return out
+
+    # -- OpenLineage (operators/lineage.py: names, facets; the classes imported only there) ------
+    _lineage: dict[str, Any] | None = None
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """What this task read and wrote, as OpenLineage datasets with facets (None before execute)."""
+        if not self._lineage:
+            return None
+        from airflow_provider_deepocr.operators.lineage import operator_lineage
+
+        return operator_lineage(**self._lineage)
+
+    def get_openlineage_facets_on_failure(self, task_instance: Any) -> Any:
+        return self.get_openlineage_facets_on_complete(task_instance)
 
 
 class DeepOcrListDocumentsOperator(_DeepOcrOperator):
@@ -207,6 +224,7 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
             result.spanning,
         )
         summary = {**result.to_dict(), "shards": len(result.shards)}
+        self._lineage = {"inputs": [(*_storage_dataset(self.source_uri), {})], "run": summary}
         if context.get("ti") is not None:
             context["ti"].xcom_push(key="summary", value=summary)
         return result.shards if shard_pages is not None else [result.manifest_uri]
@@ -356,7 +374,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             model_load_seconds=load_seconds,
             gpu_hour_cost=hook.gpu_hour_cost(),
         )
-        return self._done("OCR: %d documents, %d pages, failed %s", result)
+        return self._done(
+            "OCR: %d documents, %d pages, failed %s", result, engine=engine.name, model=engine.model
+        )
 
     def _engine_overrides(self) -> dict[str, Any]:
         """The engine settings given to this operator (same names as the settings; unset or blank
@@ -409,6 +429,7 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
         ctx = self._stage_context(context)
         uri = assemble_spanning(ctx).manifest_uri if self.spanning else _manifest_uri(self.manifest)
         result = parse_manifest(ctx, uri, suites=self.expectations, on_failure=self.on_validation_failure)
+        self._lineage = _checked_tables(self.work_uri, ctx.work.read_jsonl(result.manifest_uri))
         return self._done("parsed %d documents, %d pages, failed %s", result)
 
 
@@ -458,12 +479,11 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
     def execute(self, context: Any) -> dict[str, Any]:
         from airflow_provider_deepocr.core.pipeline import load_manifest
 
+        warehouse = self._warehouse(self.warehouse_conn_id, self.schema, self.table_prefix)
         result = load_manifest(
-            self._stage_context(context),
-            _manifest_uri(self.manifest),
-            self._warehouse(self.warehouse_conn_id, self.schema, self.table_prefix),
-            dag_id=_dag_id(context),
+            self._stage_context(context), _manifest_uri(self.manifest), warehouse, dag_id=_dag_id(context)
         )
+        self._lineage = {"outputs": _warehouse_tables(warehouse), "run": dict(result.to_dict())}
         self.log.info(
             "loaded %d documents (%d skipped, already loaded), %d pages, failed %s",
             result.documents,
@@ -479,6 +499,44 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
                 except (KeyError, TypeError, AttributeError):  # not an Asset outlet
                     pass
         return dict(result.to_dict())
+
+
+def _storage_dataset(uri: str) -> tuple[str, str]:
+    from airflow_provider_deepocr.operators.lineage import storage_dataset
+
+    return storage_dataset(uri)
+
+
+def _checked_tables(work_uri: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+    """The parse task's lineage inputs: the record sets it validated (pages, blocks, cells in the work
+    area), each with its expectations' pass/fail over every document as ``dataQualityAssertions``."""
+    from airflow_provider_deepocr.operators.lineage import assertions_facet, storage_dataset
+
+    namespace, root = storage_dataset(work_uri)
+    facets = assertions_facet(row for e in entries for row in e.get("validation") or [])
+    names = {t: f"{root.rstrip('/')}/records/{t}" for t in facets}
+    return {
+        "inputs": [(namespace, names[t], {}) for t in sorted(facets)],
+        "input_facets": {names[t]: {"dataQualityAssertions": f} for t, f in facets.items()},
+    }
+
+
+def _warehouse_tables(warehouse: Any) -> list[tuple[str, str, dict[str, Any]]]:
+    """The load task's lineage outputs: every warehouse table, named by OpenLineage's conventions,
+    with its schema facet."""
+    from airflow_provider_deepocr.core.warehouse.schema import TABLES
+    from airflow_provider_deepocr.operators.lineage import schema_facet, table_dataset
+
+    out = []
+    for name in TABLES:
+        table = warehouse.table(name)
+        out.append(
+            (
+                *table_dataset(warehouse.engine.url, warehouse.schema, table.name),
+                {"schema": schema_facet(table)},
+            )
+        )
+    return out
 
 
 def warehouse_asset(warehouse_conn_id: str, schema: str | None, table_prefix: str) -> Any:

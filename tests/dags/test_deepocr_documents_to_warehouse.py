@@ -33,14 +33,43 @@ def _dags_test(
     )
 
 
+def _check_lineage(events: Path, docs: Path, db: Path, work: Path) -> None:
+    """What each task read and wrote, as OpenLineage saw it: the source folder, every warehouse
+    table with its schema, the expectations as assertions, the run's counts; no document text."""
+    complete = {}
+    for line in events.read_text().splitlines():
+        event = json.loads(line)
+        if event["eventType"] == "COMPLETE":
+            complete[event["job"]["name"].rsplit(".", 1)[-1]] = event
+    listing, load, parse = complete["list_documents"], complete["load"], complete["parse_validate"]
+    assert [(d["namespace"], d["name"]) for d in listing["inputs"]] == [("file", str(docs))]
+    assert listing["run"]["facets"]["deepocr"]["documents"] == 4
+    outputs = {d["name"]: d for d in load["outputs"]}
+    assert {d["namespace"] for d in load["outputs"]} == {f"sqlite://{db}"}
+    assert {"main.deepocr_documents", "main.deepocr_pages", "main.deepocr_blocks"} <= set(outputs)
+    fields = [f["name"] for f in outputs["main.deepocr_blocks"]["facets"]["schema"]["fields"]]
+    assert {"doc_id", "page_no", "block_no", "text", "x0"} <= set(fields)
+    checked = {d["name"]: d["inputFacets"]["dataQualityAssertions"]["assertions"] for d in parse["inputs"]}
+    assert set(checked) >= {f"{work}/records/pages", f"{work}/records/blocks"}
+    kinds = [a for a in checked[f"{work}/records/blocks"] if a.get("column") == "kind"]
+    assert kinds and all(a["success"] for a in kinds)
+    ocr = complete["ocr"]["run"]["facets"]["deepocr"]
+    assert ocr["engine"] == "rapidocr" and ocr["pages"] >= 4 and len(ocr["config_fingerprint"]) == 16
+    assert "Balance Sheet" not in events.read_text()  # names and counts only
+
+
 def test_airflow_dags_test_loads_the_samples_into_sqlite(airflow_env: dict[str, str], tmp_path: Path) -> None:
     from airflow_provider_deepocr.testing.samples import write_samples
 
     docs = tmp_path / "docs"
     write_samples(docs)
     db = tmp_path / "warehouse.db"
-    proc = _dags_test(airflow_env, str(docs), f"sqlite:///{db}", tmp_path / "work")
+    events = tmp_path / "openlineage.jsonl"  # OpenLineage's file transport: one event per line
+    transport = json.dumps({"type": "file", "log_file_path": str(events), "append": True})
+    env = {**airflow_env, "AIRFLOW__OPENLINEAGE__TRANSPORT": transport}
+    proc = _dags_test(env, str(docs), f"sqlite:///{db}", tmp_path / "work")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _check_lineage(events, docs, db, tmp_path / "work")
     with sqlite3.connect(db) as conn:
         docs_n = conn.execute("select count(*) from deepocr_documents").fetchone()[0]
         pages = conn.execute("select count(*), min(engine) from deepocr_pages").fetchone()
