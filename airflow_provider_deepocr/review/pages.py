@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID
@@ -79,8 +79,9 @@ def box_px(block: Block, width: int, height: int) -> tuple[float, float, float, 
     return (x0 * width / GRID, y0 * height / GRID, x1 * width / GRID, y1 * height / GRID)
 
 
-def page_svg(page: PageRecord, image_href: str, text_limit: int = 400) -> str:
-    """The page image with one ``<rect class="box">`` per block that has a box."""
+def page_svg(page: PageRecord, image_href: str, text_limit: int = 400, failing: Collection[int] = ()) -> str:
+    """The page image with one ``<rect class="box">`` per block that has a box (``failing``: the
+    blocks a failed expectation named, drawn dashed)."""
     w, h = max(page.width, 1), max(page.height, 1)
     parts = [
         f'<svg class="page-image" data-page="{page.page_no}" viewBox="0 0 {w} {h}" '
@@ -93,8 +94,9 @@ def page_svg(page: PageRecord, image_href: str, text_limit: int = 400) -> str:
             continue
         x0, y0, x1, y1 = box
         colour = KIND_COLOURS.get(block.kind, "#393b79")
+        cls = f"box kind-{esc(block.kind)}" + (" failing" if block.index in failing else "")
         parts.append(
-            f'<rect class="box kind-{esc(block.kind)}" data-page="{page.page_no}" data-block="{block.index}" '
+            f'<rect class="{cls}" data-page="{page.page_no}" data-block="{block.index}" '
             f'data-kind="{esc(block.kind)}" data-label="{esc(block.label)}" x="{x0:.1f}" y="{y0:.1f}" '
             f'width="{max(x1 - x0, 1):.1f}" height="{max(y1 - y0, 1):.1f}" stroke="{colour}" fill="{colour}">'
             f"<title>{esc(block.text[:text_limit])}</title></rect>"
@@ -138,7 +140,8 @@ def layout(title: str, body: str) -> str:
 
 
 def reasons_html(reasons: Iterable[str]) -> str:
-    return "".join(f'<span class="reason">{esc(r)}</span>' for r in reasons)
+    """One pill per reason, separated by a space (their text never runs together)."""
+    return " ".join(f'<span class="reason">{esc(r)}</span>' for r in reasons)
 
 
 def queue_rows(items: list[QueueItem], base: str) -> str:
