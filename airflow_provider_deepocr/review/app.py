@@ -301,7 +301,7 @@ def create_app(
             raise HTTPException(status_code=400, detail=str(exc)) from None
         except errors.DeepOcrError as exc:
             if exc.reason in (errors.NOTHING_TO_APPROVE, errors.ALREADY_LOADED):
-                why = f"{decision}: {exc}"
+                why = f"{decision}: {exc.detail} ({exc.reason})"
                 html = await run_in_threadpool(document_page, request, doc_id, user, 1, "", why)
                 return HTMLResponse(html, status_code=409)
             raise HTTPException(status_code=409, detail=exc.reason) from None
