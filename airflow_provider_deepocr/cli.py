@@ -241,7 +241,7 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core import errors
-    from airflow_provider_deepocr.review.report import build_report
+    from airflow_provider_deepocr.review.report import build_report, write_report
 
     try:
         settings = _review_settings(args)
@@ -249,7 +249,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     except errors.DeepOcrError as exc:
         print(f"deepocr: {exc}", file=sys.stderr)
         return EXIT_CANNOT_RUN
-    Path(args.html).write_text(text, encoding="utf-8")
+    write_report(args.html, text)
     print(f"report of run {args.run_id}: {args.html}")
     return EXIT_OK
 
