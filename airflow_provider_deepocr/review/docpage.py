@@ -26,13 +26,14 @@ CSS = """
 .tabs a{margin-right:.5em}.tabs a.current{font-weight:bold;text-decoration:none;color:#222}
 .keys{color:#666;font-size:.8em}
 .workspace{display:flex;gap:1em;align-items:flex-start}
-.viewer{flex:1 1 55%;overflow:auto;max-height:82vh;border:1px solid #999;background:#eee}
+.viewer{flex:1 1 58%;overflow:auto;max-height:82vh;border:1px solid #999;background:#eee}
 .viewer svg.page-image{max-width:none;border:0;display:block}
-.textpanel{flex:1 1 45%;max-height:82vh;overflow:auto;font-size:.95em}
+.textpanel{flex:1 1 42%;max-height:82vh;overflow:auto;font-size:.95em}
 .textpanel ol{padding-left:2.2em;margin:0}
 .textpanel li.blk{padding:.25em .4em;margin:.15em 0;border-left:4px solid transparent;cursor:pointer;
   white-space:pre-wrap}
 .textpanel li.blk .kind{font-size:.75em;color:#555;margin-right:.4em}
+.textpanel .btext{display:block}
 .textpanel li.blk.failing{border-left-color:#d62728;background:#fff5f5}
 .textpanel li.blk.hl{background:#fff3bf;outline:2px solid #f08c00}
 svg .box.hl{fill-opacity:.35;stroke-width:4;stroke:#f08c00}
@@ -140,7 +141,7 @@ def text_panel(page: PageRecord, failing: set[tuple[int, int]]) -> str:
         items.append(
             f'<li class="{cls}" id="b{page.page_no}-{b.index}" data-page="{page.page_no}" '
             f'data-block="{b.index}" data-kind="{pg.esc(b.kind)}"><span class="kind">'
-            f"{pg.esc(b.label)}</span>{flags}{body}</li>"
+            f'{pg.esc(b.label)}</span>{flags}<div class="btext">{body}</div></li>'
         )
     empty = "" if items else "<p>the engine found no text on this page</p>"
     return f'<div class="textpanel" id="text-{page.page_no}"><ol>{"".join(items)}</ol>{empty}</div>'
@@ -234,7 +235,7 @@ def document_body(
         f"{pg.esc(page.engine)}, {len(page.parsed.blocks)} blocks</small> {pg.reasons_html(page.flags)}</p>"
     )
     work = (
-        f'<section class="page" id="page-{page.page_no}" data-page="{page.page_no}">{info}'
+        f'<section class="pageview" id="page-{page.page_no}" data-page="{page.page_no}">{info}'
         f'<div class="workspace"><div class="viewer">{image}</div>{text_panel(page, failing)}</div></section>'
     )
     return head + why + actions + pager + pg.legend() + work
