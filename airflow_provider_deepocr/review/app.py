@@ -209,6 +209,7 @@ def create_app(
             include_reviewed=bool(reviewed),
         )
         base = base_of(request)
+        links = (lambda dag, run: run_link(base, dag, run)) if run_link else None
         filters = (
             f'<form method="get" action="{pg.esc(base)}/">'
             f'reason <input name="reason" value="{pg.esc(reason or "")}" size="14"> '
@@ -221,7 +222,7 @@ def create_app(
             f"<h1>Review queue</h1><p>{len(items)} documents, newest first. Reviewer: {pg.esc(user)}</p>"
             f"{filters}<table class='queue'><thead><tr><th>document</th><th>status</th><th>reasons</th>"
             "<th>flagged pages</th><th>run</th><th>DAG</th><th>when (UTC)</th><th>last decision</th></tr>"
-            f"</thead><tbody>{pg.queue_rows(items, base)}</tbody></table>"
+            f"</thead><tbody>{pg.queue_rows(items, base, links)}</tbody></table>"
         )
         return HTMLResponse(pg.layout("deepocr review", body))
 

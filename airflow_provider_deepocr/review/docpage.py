@@ -195,11 +195,7 @@ def document_body(
         _link("next-doc", "next document ›", next_doc and doc_href + next_doc),
     ]
     run_url = run_link(item.dag_id, item.run_id) if item.run_id else None
-    run = (
-        f'<a class="run" href="{pg.esc(run_url)}">{pg.esc(item.run_id)}</a>'
-        if run_url
-        else f'<span class="run">{pg.esc(item.run_id)}</span>'
-    )
+    run = pg.run_html(item.run_id, run_url)
     head = (
         f'<div class="nav">{"".join(nav)}</div><h1>{pg.esc(item.source_uri)}</h1>{flash}'
         f'<p>status <span class="status">{pg.esc(item.status)}</span> {pg.reasons_html(item.reasons)}'

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID
@@ -144,15 +144,27 @@ def reasons_html(reasons: Iterable[str]) -> str:
     return " ".join(f'<span class="reason">{esc(r)}</span>' for r in reasons)
 
 
-def queue_rows(items: list[QueueItem], base: str) -> str:
+def run_html(run_id: str, url: str | None) -> str:
+    """A run id, linked to its run where there is a page for it (the DAG run in Airflow's UI)."""
+    return (
+        f'<a class="run" href="{esc(url)}">{esc(run_id)}</a>'
+        if url
+        else f'<span class="run">{esc(run_id)}</span>'
+    )
+
+
+def queue_rows(
+    items: list[QueueItem], base: str, run_link: Callable[[str, str], str | None] | None = None
+) -> str:
     rows = []
     for it in items:
+        run = run_html(it.run_id, run_link(it.dag_id, it.run_id) if run_link and it.run_id else None)
         rows.append(
             f'<tr class="item" data-doc="{esc(it.doc_id)}">'
             f'<td><a href="{esc(base)}/doc/{esc(it.doc_id)}">{esc(it.source_uri.rsplit("/", 1)[-1])}</a></td>'
             f"<td>{esc(it.status)}</td><td>{reasons_html(it.reasons)}</td>"
             f"<td>{esc(','.join(map(str, it.flagged_pages)))}</td>"
-            f"<td>{esc(it.run_id)}</td><td>{esc(it.dag_id)}</td>"
+            f"<td>{run}</td><td>{esc(it.dag_id)}</td>"
             f"<td>{esc(it.when.strftime('%Y-%m-%d %H:%M:%S'))}</td>"
             f"<td>{esc(it.last_decision or '')}</td></tr>"
         )

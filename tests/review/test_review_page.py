@@ -124,6 +124,7 @@ def test_a_quarantined_document_says_which_expectation_column_rows_and_blocks_fa
     )
     assert re.search(r'<rect class="box kind-text failing" data-page="1" data-block="1"', page)
     assert re.search(r'<rect class="box kind-\w+" data-page="1" data-block="0"', page)
+    assert f"<span class=\"run\">{quarantined.run_id}</span>" in page  # standalone: no run page to link
 
 
 def test_a_failed_document_shows_its_failure_detail(held: Held) -> None:
