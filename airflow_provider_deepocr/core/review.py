@@ -356,8 +356,7 @@ def document_reasons(wh: Warehouse, doc_id: str) -> tuple[list[FailureReason], l
             .order_by(v.c.table_name, v.c.expectation)
         ).all()
     reasons = [
-        FailureReason(r.reason, r.detail or "", r.page_no, r.stage or "", r.run_id or "")
-        for r in frows
+        FailureReason(r.reason, r.detail or "", r.page_no, r.stage or "", r.run_id or "") for r in frows
     ]
     for fr, r in zip(reasons, frows, strict=True):
         fr.resolved_at, fr.resolution = _utc(r.resolved_at), r.resolution
