@@ -224,7 +224,7 @@ def create_app(
             "<th>flagged pages</th><th>run</th><th>DAG</th><th>when (UTC)</th><th>last decision</th></tr>"
             f"</thead><tbody>{pg.queue_rows(items, base, links)}</tbody></table>"
         )
-        return HTMLResponse(pg.layout("deepocr review", body))
+        return HTMLResponse(pg.queue_layout("deepocr review", body))
 
     def document_page(
         request: Request, doc_id: str, user: str, page: int = 1, done: str = "", refused: str = ""

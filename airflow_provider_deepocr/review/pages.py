@@ -53,6 +53,8 @@ table.cells td,table.cells th{border:1px solid #888;padding:.15em .4em;font-size
 .legend i{display:inline-block;width:.8em;height:.8em;margin-right:.25em;vertical-align:middle}
 form.actions{display:inline-block;margin-right:1em}
 .flash{background:#e6f4ea;padding:.4em .8em;border-radius:4px}
+tr.item.sel{background:#fff3bf}
+.keys{color:#666;font-size:.8em}
 """
 
 HOVER_JS = """
@@ -63,6 +65,33 @@ document.querySelectorAll('svg .box').forEach(function(b){
   });
 });
 """
+
+
+QUEUE_JS = """
+(function(){
+  var rows=Array.prototype.slice.call(document.querySelectorAll('tr.item')), at=0;
+  function sel(i){if(!rows.length)return;at=Math.max(0,Math.min(rows.length-1,i));
+    rows.forEach(function(r){r.classList.remove('sel');});rows[at].classList.add('sel');
+    rows[at].scrollIntoView({block:'nearest'});}
+  sel(0);
+  document.addEventListener('keydown',function(ev){
+    var t=ev.target.tagName;
+    if(t==='INPUT'||t==='SELECT'||t==='TEXTAREA'||ev.ctrlKey||ev.metaKey||ev.altKey)return;
+    if(ev.key==='j'||ev.key==='ArrowDown'){sel(at+1);}
+    else if(ev.key==='k'||ev.key==='ArrowUp'){sel(at-1);}
+    else if((ev.key==='Enter'||ev.key==='o')&&rows.length){location.href=rows[at].querySelector('a').href;}
+    else return;
+    ev.preventDefault();
+  });
+})();
+"""
+
+
+def queue_layout(title: str, body: str) -> str:
+    """The queue page: the shared layout, with keys to move through the rows (j/k) and open one
+    (Enter or o)."""
+    keys = '<p class="keys">keys: j/k or ↓/↑ select · Enter or o open</p>'
+    return layout(title, body + keys).replace("</body>", f"<script>{QUEUE_JS}</script></body>", 1)
 
 
 def esc(value: Any) -> str:

@@ -97,7 +97,15 @@ def test_review_a_quarantined_document_in_chromium(
         page.goto(f"{server}/?token={TOKEN}")
         assert TOKEN not in page.url
         assert page.locator("tr.item").count() == 5
+        # keys through the queue: j selects the next row, Enter opens it
+        assert page.locator("tr.item.sel").get_attribute("data-doc") == items[0].doc_id
+        page.keyboard.press("j")
+        assert page.locator("tr.item.sel").get_attribute("data-doc") == items[1].doc_id
         shots.append(_shot(page, tmp_path, "review-queue.png"))
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        assert page.url == f"{server}/doc/{items[1].doc_id}"
+        page.goto(f"{server}/")
         page.click(f'tr.item[data-doc="{item.doc_id}"] a')
         page.wait_for_load_state("networkidle")
         # why: the failed expectation, its column, how many rows and which blocks
