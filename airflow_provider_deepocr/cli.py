@@ -264,14 +264,14 @@ def cmd_review(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core import errors
-    from airflow_provider_deepocr.review.report import build_report
+    from airflow_provider_deepocr.review.report import build_report, write_report
 
     try:
         settings = _review_settings(args)
         text = build_report(settings, args.run_id)
     except errors.DeepOcrError as exc:
         return _cannot_run(exc)
-    Path(args.html).write_text(text, encoding="utf-8")
+    write_report(args.html, text)
     print(f"report of run {args.run_id}: {args.html}")
     return EXIT_OK
 

@@ -25,6 +25,8 @@ class Reason(StrEnum):
     TOKEN_LIMIT = "token_limit"
     VALIDATION_FAILED = "validation_failed"
     REJECTED = "rejected"  # a reviewer kept the document out (core.review)
+    NOTHING_TO_APPROVE = "nothing_to_approve"  # approve refused: the document has no pages
+    ALREADY_LOADED = "already_loaded"  # approve/reject refused: the document is in the warehouse
     LOAD_ERROR = "load_error"
     PARSE_ERROR = "parse_error"
     INTERNAL_ERROR = "internal_error"
@@ -65,6 +67,8 @@ REPETITION_LOOP = Reason.REPETITION_LOOP.value
 TOKEN_LIMIT = Reason.TOKEN_LIMIT.value
 VALIDATION_FAILED = Reason.VALIDATION_FAILED.value
 REJECTED = Reason.REJECTED.value
+NOTHING_TO_APPROVE = Reason.NOTHING_TO_APPROVE.value
+ALREADY_LOADED = Reason.ALREADY_LOADED.value
 LOAD_ERROR = Reason.LOAD_ERROR.value
 PARSE_ERROR = Reason.PARSE_ERROR.value
 INTERNAL_ERROR = Reason.INTERNAL_ERROR.value

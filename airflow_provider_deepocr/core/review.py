@@ -40,7 +40,7 @@ APPROVE, REJECT, REOCR = "approve", "reject", "reocr"
 DECISIONS = (APPROVE, REJECT, REOCR)
 REOCR_DONE = "reocr_done"  # a re-OCR decision a run with its engine has carried out
 # engines a reviewer may send a document to (OcrEngine.name of each)
-REOCR_ENGINES = ("deepseek-ocr2", "vllm", "openai-server", "rapidocr", "sleep")
+REOCR_ENGINES = ("deepseek-ocr2", "vllm", "openai-server", "rapidocr")
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -241,6 +241,10 @@ def decide(
     if item is None:
         raise errors.DeepOcrError(errors.READ_ERROR, f"document {doc_id[:12]} is not in the review queue")
     result = load_result(work, item.config_fingerprint, doc_id)
+    why_not = refusal(item, result, decision)
+    if why_not is not None:
+        log.info("review: %s of document %s refused (%s)", decision, doc_id[:12], why_not[0])
+        raise errors.DeepOcrError(*why_not)
     run_id = item.run_id or "review"
     if decision == APPROVE and item.status != "loaded":
         wh.load_document(result, run_id)
@@ -258,6 +262,8 @@ def decide(
         "reviewed_at": datetime.now(UTC),
     }
     wh.record_review(row)
+    if decision == APPROVE:
+        resolve_failures(wh, doc_id, "approved", row["reviewed_at"])
     work.write_json(
         decision_uri(work, doc_id),
         {
@@ -267,3 +273,125 @@ def decide(
     )
     log.info("review: %s document %s (review %s)", decision, doc_id[:12], str(row["review_id"])[:8])
     return row
+
+
+def refusal(item: QueueItem, result: DocumentResult, decision: str) -> tuple[str, str] | None:
+    """``(reason code, why)`` when ``decision`` cannot be carried out on this document, else None:
+    nothing to approve in a document without pages (a corrupt or locked file), and no approve or
+    reject of a document the warehouse already holds (its flagged pages go to re-OCR)."""
+    if decision in (APPROVE, REJECT) and item.status == "loaded":
+        return errors.ALREADY_LOADED, f"the document is already loaded: {decision} does not apply"
+    if decision == APPROVE and (result.page_count <= 0 or not result.pages):
+        return (
+            errors.NOTHING_TO_APPROVE,
+            "the document has no pages to load (it could not be read); reject it or re-OCR it",
+        )
+    return None
+
+
+def allowed_decisions(item: QueueItem, result: DocumentResult) -> list[str]:
+    """The decisions the review page offers for this document."""
+    return [d for d in DECISIONS if d == REOCR or refusal(item, result, d) is None]
+
+
+def resolve_failures(wh: Warehouse, doc_id: str, resolution: str, when: datetime | None = None) -> int:
+    """Mark the document's standing failure rows resolved (``resolved_at``, ``resolution``): an
+    approved document's ``validation_failed`` row stays as history, no longer an open failure."""
+    f = wh.failures
+    with wh.engine.begin() as conn:
+        n = conn.execute(
+            f.update()
+            .where(f.c.doc_id == doc_id, f.c.resolved_at.is_(None))
+            .values(resolved_at=when or datetime.now(UTC), resolution=resolution[:32])
+        ).rowcount
+    return int(n or 0)
+
+
+@dataclass
+class FailureReason:
+    """One failure row of a document, as the review page shows it."""
+
+    reason: str
+    detail: str
+    page_no: int | None
+    stage: str
+    run_id: str
+    resolved_at: datetime | None = None
+    resolution: str | None = None
+
+
+@dataclass
+class FailedExpectation:
+    """One failed expectation of a document (``{prefix}validation_results``): which table and column,
+    how many rows, and which rows (``(page_no, block_no)``, block -1 for a page row, up to 20)."""
+
+    table: str
+    expectation: str
+    column: str
+    unexpected: int | None
+    rows: list[tuple[int, int]] = field(default_factory=list)
+
+
+def _column_of(expectation: str) -> str:
+    inner = expectation.split("#", 1)[0]
+    return inner[inner.index("(") + 1 : inner.rindex(")")] if "(" in inner and inner.endswith(")") else ""
+
+
+def document_reasons(wh: Warehouse, doc_id: str) -> tuple[list[FailureReason], list[FailedExpectation]]:
+    """Why a document is in the queue: its failure rows (reason, detail, page) and its failed
+    expectations. Read for the reviewer's page only; nothing here is logged."""
+    import json
+
+    import sqlalchemy as sa
+
+    f, v = wh.failures, wh.table("validation_results")
+    with wh.engine.connect() as conn:
+        frows = conn.execute(
+            sa.select(f.c.reason, f.c.detail, f.c.page_no, f.c.stage, f.c.run_id)
+            .add_columns(f.c.resolved_at, f.c.resolution)
+            .where(f.c.doc_id == doc_id)
+            .order_by(f.c.page_no.is_not(None), f.c.page_no, f.c.reason)
+        ).all()
+        vrows = conn.execute(
+            sa.select(v.c.table_name, v.c.expectation, v.c.observed)
+            .where(v.c.doc_id == doc_id, v.c.success.is_(False))
+            .order_by(v.c.table_name, v.c.expectation)
+        ).all()
+    reasons = [
+        FailureReason(r.reason, r.detail or "", r.page_no, r.stage or "", r.run_id or "") for r in frows
+    ]
+    for fr, r in zip(reasons, frows, strict=True):
+        fr.resolved_at, fr.resolution = _utc(r.resolved_at), r.resolution
+    failed = []
+    for r in vrows:
+        try:
+            observed = json.loads(r.observed) if r.observed else {}
+        except ValueError:
+            observed = {}
+        observed = observed if isinstance(observed, dict) else {}
+        n = observed.get("unexpected_count")
+        where = [
+            (int(x[0]), int(x[1]))
+            for x in observed.get("rows") or []
+            if isinstance(x, list) and len(x) == 2 and all(isinstance(i, int) for i in x)
+        ]
+        failed.append(
+            FailedExpectation(
+                r.table_name,
+                r.expectation,
+                _column_of(r.expectation),
+                n if isinstance(n, int) else None,
+                where,
+            )
+        )
+    return reasons, failed
+
+
+def neighbours(wh: Warehouse, doc_id: str) -> tuple[str | None, str | None]:
+    """The documents before and after this one in the queue (newest first, unreviewed), for the
+    review page's previous / next document."""
+    ids = [it.doc_id for it in review_queue(wh)]
+    if doc_id not in ids:
+        return None, ids[0] if ids else None
+    i = ids.index(doc_id)
+    return (ids[i - 1] if i > 0 else None), (ids[i + 1] if i + 1 < len(ids) else None)

@@ -407,7 +407,36 @@ def _run_table(
                 "observed": observed,
             }
         )
+    failed = [i for i, r in enumerate(res.results) if not r.success]
+    if failed and len(res.results) == len(specs):
+        for i, where in _failing_rows(table, frame, [specs[i] for i in failed]).items():
+            rows[failed[i]]["observed"]["rows"] = where
     return rows
+
+
+def _failing_rows(table: str, frame: Any, specs: list[dict[str, Any]]) -> dict[int, list[list[int]]]:
+    """Which rows each failed expectation found wrong, as ``[page_no, block_no]`` (``block_no``
+    -1 for a page row), up to GX's 20 per expectation: ids only, never a value. Run again only for
+    the failed ones, with GX's ``SUMMARY`` format (the one that names row indexes)."""
+    if "page_no" not in frame.columns:
+        return {}
+    gx = _gx()
+    with _quiet_row_condition_warnings():
+        suite = gx.ExpectationSuite(name=f"deepocr_{table}_failed", expectations=[_build(s) for s in specs])
+        batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
+        res = batch.validate(suite, result_format="SUMMARY")
+    out: dict[int, list[list[int]]] = {}
+    has_block = "block_no" in frame.columns
+    for i, r in enumerate(res.results):
+        where = []
+        for ix in (r.result or {}).get("partial_unexpected_index_list") or []:
+            if not isinstance(ix, int) or not 0 <= ix < len(frame):
+                continue
+            row = frame.iloc[ix]
+            where.append([int(row["page_no"]), int(row["block_no"]) if has_block else -1])
+        if where:
+            out[i] = where
+    return out
 
 
 def _number_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

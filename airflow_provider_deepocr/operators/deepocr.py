@@ -63,8 +63,12 @@ def _dag_id(context: Any) -> str:
 
 
 def _safe_run_id(context: Any) -> str:
+    """The DAG run's id as Airflow wrote it (``manual__2026-12-06T14:50:54.976483+00:00``), kept so
+    the warehouse rows and the review page name the real run and can link to it. It is also a
+    work-area path segment: only characters outside Airflow's default ``allowed_run_id_pattern``
+    (``[A-Za-z0-9_.~:+-]``), such as a ``/`` a custom pattern may admit, are replaced by ``_``."""
     run_id = str(context.get("run_id") or "manual")
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", run_id)
+    return re.sub(r"[^A-Za-z0-9._~:+-]+", "_", run_id)
 
 
 def _blank(value: Any) -> bool:

@@ -120,16 +120,19 @@ def create_app(
     auth: TokenAuth | None = None,
     user_dependency: Callable[..., Any] | None = None,
     csrf_secret: str | None = None,
+    run_link: Callable[[str, str, str], str | None] | None = None,
 ) -> Any:
     """The review app. Standalone: ``auth`` (a :class:`TokenAuth`). In Airflow: ``user_dependency``
     (a FastAPI dependency returning the reviewer's name, raising 401/403 itself) and
-    ``csrf_secret``."""
+    ``csrf_secret``. ``run_link(base, dag_id, run_id)``: the address of a run (the plugin's link
+    to the DAG run in Airflow's UI); none standalone."""
     from fastapi import Depends, FastAPI, Form, HTTPException, Request
     from fastapi.responses import HTMLResponse, RedirectResponse, Response
     from starlette.concurrency import run_in_threadpool
 
     from airflow_provider_deepocr.core import errors
     from airflow_provider_deepocr.core import review as rv
+    from airflow_provider_deepocr.review import docpage
     from airflow_provider_deepocr.review import pages as pg
 
     if (auth is None) == (user_dependency is None):
@@ -217,6 +220,7 @@ def create_app(
             include_reviewed=bool(reviewed),
         )
         base = base_of(request)
+        links = (lambda dag, run: run_link(base, dag, run)) if run_link else None
         filters = (
             f'<form method="get" action="{pg.esc(base)}/">'
             f'reason <input name="reason" value="{pg.esc(reason or "")}" size="14"> '
@@ -229,53 +233,46 @@ def create_app(
             f"<h1>Review queue</h1><p>{len(items)} documents, newest first. Reviewer: {pg.esc(user)}</p>"
             f"{filters}<table class='queue'><thead><tr><th>document</th><th>status</th><th>reasons</th>"
             "<th>flagged pages</th><th>run</th><th>DAG</th><th>when (UTC)</th><th>last decision</th></tr>"
-            f"</thead><tbody>{pg.queue_rows(items, base)}</tbody></table>"
+            f"</thead><tbody>{pg.queue_rows(items, base, links)}</tbody></table>"
         )
-        return HTMLResponse(pg.layout("deepocr review", body))
+        return HTMLResponse(pg.queue_layout("deepocr review", body))
 
-    @app.get("/doc/{doc_id}", response_class=HTMLResponse)
-    def document(
-        request: Request, doc_id: str, user: str = Depends(get_user), done: str = ""
-    ) -> HTMLResponse:
-        check_doc(doc_id)
+    def document_page(
+        request: Request, doc_id: str, user: str, page: int = 1, done: str = "", refused: str = ""
+    ) -> str:
         item, result = item_and_result(doc_id)
         base = base_of(request)
         token = csrf_of(user)
         flash = f'<p class="flash">decision recorded: {pg.esc(done)}</p>' if done else ""
-        engines = "".join(f'<option value="{e}">{e}</option>' for e in rv.REOCR_ENGINES)
-
-        def action(decision: str, extra: str = "") -> str:
-            return (
-                f'<form class="actions" method="post" action="{pg.esc(base)}/doc/{doc_id}/decide">'
-                f'<input type="hidden" name="csrf" value="{token}">'
-                f'<input type="hidden" name="decision" value="{decision}">{extra}'
-                f'<input name="note" placeholder="note" size="18"> '
-                f'<button id="{decision}" type="submit">{decision}</button></form>'
-            )
-
-        actions = (
-            action(rv.APPROVE)
-            + action(rv.REJECT)
-            + action(rv.REOCR, f'<select name="engine">{engines}</select> ')
+        if refused:
+            flash += f'<p class="refused" id="refused">refused: {pg.esc(refused)}</p>'
+        offered = rv.allowed_decisions(item, result)
+        actions = "".join(docpage.action_form(base, doc_id, token, d) for d in offered)
+        for d in rv.DECISIONS:
+            why_not = rv.refusal(item, result, d) if d not in offered else None
+            if why_not is not None:
+                actions += f'<p class="unoffered" id="no-{d}">{d} is not offered: {pg.esc(why_not[1])}</p>'
+        reasons, failed = rv.document_reasons(settings.warehouse(), doc_id)
+        body = docpage.document_body(
+            base=base,
+            item=item,
+            result=result,
+            page_no=page,
+            reasons=reasons,
+            failed=failed,
+            neighbours=rv.neighbours(settings.warehouse(), doc_id),
+            actions=actions,
+            run_link=lambda dag, run: run_link(base, dag, run) if run_link else None,
+            flash=flash,
         )
-        pages_html = []
-        for page in result.pages:
-            tables = "".join(pg.table_grid(t) for t in page.parsed.tables)
-            href = f"{base}/doc/{doc_id}/page/{page.page_no}.png"
-            pages_html.append(
-                f'<section class="page" id="page-{page.page_no}"><div><h3>page {page.page_no} '
-                f"{pg.reasons_html(page.flags)}</h3>"
-                f"<small>{page.width}×{page.height} px at {page.dpi} dpi, {pg.esc(page.engine)}, "
-                f"{len(page.parsed.blocks)} blocks</small>{pg.page_svg(page, href)}</div>"
-                f'<div><div class="hover" id="hover-{page.page_no}">hover a box</div>{tables}</div></section>'
-            )
-        body = (
-            f'<p><a href="{pg.esc(base)}/">← queue</a></p><h1>{pg.esc(item.source_uri)}</h1>{flash}'
-            f"<p>status <b>{pg.esc(item.status)}</b> {pg.reasons_html(item.reasons)}"
-            f" · run {pg.esc(item.run_id)}"
-            f" · doc {doc_id[:12]}</p>{actions}{pg.legend()}{''.join(pages_html)}"
-        )
-        return HTMLResponse(pg.layout(f"review {doc_id[:12]}", body))
+        return docpage.layout(f"review {doc_id[:12]}", body)
+
+    @app.get("/doc/{doc_id}", response_class=HTMLResponse)
+    def document(
+        request: Request, doc_id: str, user: str = Depends(get_user), done: str = "", page: int = 1
+    ) -> HTMLResponse:
+        check_doc(doc_id)
+        return HTMLResponse(document_page(request, doc_id, user, page=page, done=done))
 
     @app.get("/doc/{doc_id}/page/{page_no}.png")
     def page_image(doc_id: str, page_no: int, user: str = Depends(get_user)) -> Response:
@@ -315,6 +312,10 @@ def create_app(
         except errors.ConfigError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
         except errors.DeepOcrError as exc:
+            if exc.reason in (errors.NOTHING_TO_APPROVE, errors.ALREADY_LOADED):
+                why = f"{decision}: {exc.detail} ({exc.reason})"
+                html = await run_in_threadpool(document_page, request, doc_id, user, 1, "", why)
+                return HTMLResponse(html, status_code=409)
             raise HTTPException(status_code=409, detail=exc.reason) from None
         return RedirectResponse(f"{base_of(request)}/doc/{doc_id}?done={decision}", status_code=303)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import html
 import io
-from collections.abc import Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID
@@ -53,6 +53,8 @@ table.cells td,table.cells th{border:1px solid #888;padding:.15em .4em;font-size
 .legend i{display:inline-block;width:.8em;height:.8em;margin-right:.25em;vertical-align:middle}
 form.actions{display:inline-block;margin-right:1em}
 .flash{background:#e6f4ea;padding:.4em .8em;border-radius:4px}
+tr.item.sel{background:#fff3bf}
+.keys{color:#666;font-size:.8em}
 """
 
 HOVER_JS = """
@@ -63,6 +65,33 @@ document.querySelectorAll('svg .box').forEach(function(b){
   });
 });
 """
+
+
+QUEUE_JS = """
+(function(){
+  var rows=Array.prototype.slice.call(document.querySelectorAll('tr.item')), at=0;
+  function sel(i){if(!rows.length)return;at=Math.max(0,Math.min(rows.length-1,i));
+    rows.forEach(function(r){r.classList.remove('sel');});rows[at].classList.add('sel');
+    rows[at].scrollIntoView({block:'nearest'});}
+  sel(0);
+  document.addEventListener('keydown',function(ev){
+    var t=ev.target.tagName;
+    if(t==='INPUT'||t==='SELECT'||t==='TEXTAREA'||ev.ctrlKey||ev.metaKey||ev.altKey)return;
+    if(ev.key==='j'||ev.key==='ArrowDown'){sel(at+1);}
+    else if(ev.key==='k'||ev.key==='ArrowUp'){sel(at-1);}
+    else if((ev.key==='Enter'||ev.key==='o')&&rows.length){location.href=rows[at].querySelector('a').href;}
+    else return;
+    ev.preventDefault();
+  });
+})();
+"""
+
+
+def queue_layout(title: str, body: str) -> str:
+    """The queue page: the shared layout, with keys to move through the rows (j/k) and open one
+    (Enter or o)."""
+    keys = '<p class="keys">keys: j/k or ↓/↑ select · Enter or o open</p>'
+    return layout(title, body + keys).replace("</body>", f"<script>{QUEUE_JS}</script></body>", 1)
 
 
 def esc(value: Any) -> str:
@@ -79,8 +108,9 @@ def box_px(block: Block, width: int, height: int) -> tuple[float, float, float, 
     return (x0 * width / GRID, y0 * height / GRID, x1 * width / GRID, y1 * height / GRID)
 
 
-def page_svg(page: PageRecord, image_href: str, text_limit: int = 400) -> str:
-    """The page image with one ``<rect class="box">`` per block that has a box."""
+def page_svg(page: PageRecord, image_href: str, text_limit: int = 400, failing: Collection[int] = ()) -> str:
+    """The page image with one ``<rect class="box">`` per block that has a box (``failing``: the
+    blocks a failed expectation named, drawn dashed)."""
     w, h = max(page.width, 1), max(page.height, 1)
     parts = [
         f'<svg class="page-image" data-page="{page.page_no}" viewBox="0 0 {w} {h}" '
@@ -93,8 +123,9 @@ def page_svg(page: PageRecord, image_href: str, text_limit: int = 400) -> str:
             continue
         x0, y0, x1, y1 = box
         colour = KIND_COLOURS.get(block.kind, "#393b79")
+        cls = f"box kind-{esc(block.kind)}" + (" failing" if block.index in failing else "")
         parts.append(
-            f'<rect class="box kind-{esc(block.kind)}" data-page="{page.page_no}" data-block="{block.index}" '
+            f'<rect class="{cls}" data-page="{page.page_no}" data-block="{block.index}" '
             f'data-kind="{esc(block.kind)}" data-label="{esc(block.label)}" x="{x0:.1f}" y="{y0:.1f}" '
             f'width="{max(x1 - x0, 1):.1f}" height="{max(y1 - y0, 1):.1f}" stroke="{colour}" fill="{colour}">'
             f"<title>{esc(block.text[:text_limit])}</title></rect>"
@@ -138,18 +169,31 @@ def layout(title: str, body: str) -> str:
 
 
 def reasons_html(reasons: Iterable[str]) -> str:
-    return "".join(f'<span class="reason">{esc(r)}</span>' for r in reasons)
+    """One pill per reason, separated by a space (their text never runs together)."""
+    return " ".join(f'<span class="reason">{esc(r)}</span>' for r in reasons)
 
 
-def queue_rows(items: list[QueueItem], base: str) -> str:
+def run_html(run_id: str, url: str | None) -> str:
+    """A run id, linked to its run where there is a page for it (the DAG run in Airflow's UI)."""
+    return (
+        f'<a class="run" href="{esc(url)}">{esc(run_id)}</a>'
+        if url
+        else f'<span class="run">{esc(run_id)}</span>'
+    )
+
+
+def queue_rows(
+    items: list[QueueItem], base: str, run_link: Callable[[str, str], str | None] | None = None
+) -> str:
     rows = []
     for it in items:
+        run = run_html(it.run_id, run_link(it.dag_id, it.run_id) if run_link and it.run_id else None)
         rows.append(
             f'<tr class="item" data-doc="{esc(it.doc_id)}">'
             f'<td><a href="{esc(base)}/doc/{esc(it.doc_id)}">{esc(it.source_uri.rsplit("/", 1)[-1])}</a></td>'
             f"<td>{esc(it.status)}</td><td>{reasons_html(it.reasons)}</td>"
             f"<td>{esc(','.join(map(str, it.flagged_pages)))}</td>"
-            f"<td>{esc(it.run_id)}</td><td>{esc(it.dag_id)}</td>"
+            f"<td>{run}</td><td>{esc(it.dag_id)}</td>"
             f"<td>{esc(it.when.strftime('%Y-%m-%d %H:%M:%S'))}</td>"
             f"<td>{esc(it.last_decision or '')}</td></tr>"
         )

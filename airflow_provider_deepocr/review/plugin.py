@@ -8,7 +8,9 @@ or an ``Authorization: Bearer`` header) and asks the auth manager whether the us
 ``DeepOCR review`` custom view (GET) or act on it (POST). No token: 401; not allowed: 403.
 
 Configuration (``airflow.cfg`` section ``[deepocr]`` or ``AIRFLOW__DEEPOCR__…``): ``review_warehouse``
-(SQLAlchemy URL) and ``review_work_dir`` (the pipeline's work area).
+(SQLAlchemy URL), ``review_work_dir`` (the pipeline's work area), ``review_schema`` and
+``review_table_prefix`` (default ``deepocr_``; the load task's ``table_prefix``, e.g. ``records_``
+for the hospital DAG). Each run id links to the DAG run's page in Airflow's UI.
 """
 
 # No ``from __future__ import annotations``: FastAPI reads the dependency annotations at run time.
@@ -64,7 +66,21 @@ def build_app() -> Any:
         schema=conf.get("deepocr", "review_schema", fallback=None) or None,
         prefix=conf.get("deepocr", "review_table_prefix", fallback="deepocr_"),
     )
-    return create_app(settings, user_dependency=airflow_user, csrf_secret=_csrf_secret(conf))
+    return create_app(
+        settings, user_dependency=airflow_user, csrf_secret=_csrf_secret(conf), run_link=airflow_run_link
+    )
+
+
+def airflow_run_link(base: str, dag_id: str, run_id: str) -> str | None:
+    """The DAG run's page in Airflow's UI (``…/dags/<dag_id>/runs/<run_id>``), next to this app
+    (``base`` is its mount path, :data:`URL_PREFIX` under the api-server's base URL); none for a
+    run the CLI made (DAG ``cli``)."""
+    from urllib.parse import quote
+
+    if not dag_id or not run_id or dag_id == "cli":
+        return None
+    ui = base[: -len(URL_PREFIX)] if base.endswith(URL_PREFIX) else base.rsplit("/", 1)[0]
+    return f"{ui}/dags/{quote(dag_id, safe='')}/runs/{quote(run_id, safe=':+')}"
 
 
 def _csrf_secret(conf: Any) -> str:

@@ -58,6 +58,14 @@ def test_load_operator_declares_an_asset_without_credentials() -> None:
     assert warehouse_asset("wh_pg", "ocr", "t_").uri == "x-deepocr://wh_pg/ocr/t_tables"
 
 
+def test_a_run_id_keeps_what_airflow_allows_and_replaces_a_slash() -> None:
+    from airflow_provider_deepocr.operators.deepocr import _safe_run_id
+
+    real = "manual__2026-12-06T14:50:54.976483+00:00"
+    assert _safe_run_id({"run_id": real}) == real
+    assert _safe_run_id({"run_id": "backfill~a/b c"}) == "backfill~a_b_c"
+
+
 def test_the_four_operators_chain_through_xcom_sized_dicts(tmp_path: Path) -> None:
     from airflow_provider_deepocr.testing.samples import write_samples
 
@@ -80,9 +88,13 @@ def test_the_four_operators_chain_through_xcom_sized_dicts(tmp_path: Path) -> No
     for pushed in (listed, ocr, parsed, loaded):
         assert len(json.dumps(pushed)) < 1000  # references and counts, never content
     assert ocr["documents"] == 1 and ocr["pages"] == 1 and loaded["pages"] == 1
-    assert "manual__2026-11-28T10_00_00_00_00/shards/00000.jsonl" in listed[0]
+    # the run id as Airflow wrote it, in the work area and in the warehouse (not a mangled form)
+    assert "/runs/manual__2026-11-28T10:00:00+00:00/shards/00000.jsonl" in listed[0]
     with sqlite3.connect(db) as conn:
         text = " ".join(r[0] for r in conn.execute("select text from deepocr_blocks"))
+        for table in ("documents", "runs"):
+            ids = {r[0] for r in conn.execute(f"select run_id from deepocr_{table}")}
+            assert ids == {"manual__2026-11-28T10:00:00+00:00"}, table
     assert "TOTAL" in text.upper()
     # the XCom values carry no document text: no word read off the receipt appears in them
     pushed = json.dumps([listed, ocr, parsed, loaded]).lower()

@@ -130,7 +130,11 @@ def test_reject_keeps_the_document_out_even_when_a_later_run_passes(quarantined:
     assert len(loaded) == 3 and doc not in loaded
 
 
-def test_reocr_leaves_the_document_for_the_chosen_engine(quarantined: Quarantined) -> None:
+def test_reocr_leaves_the_document_for_the_chosen_engine(
+    quarantined: Quarantined, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the sleep engine is a test stand-in the page never offers; this test lets it take a document
+    monkeypatch.setattr(rv, "REOCR_ENGINES", (*rv.REOCR_ENGINES, "sleep"))
     docs = _docs(quarantined)
     client = _client(quarantined)
     for doc, engine in ((docs[0], "rapidocr"), (docs[1], "sleep")):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 from tests.review.conftest import Quarantined
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
+RUN_ID = "manual__2026-12-06T14:50:54.976483+00:00"
 
 CHECK = r"""
 import json, sys
@@ -42,6 +44,8 @@ import re
 from airflow_provider_deepocr.review.plugin import build_app
 doc = re.search(r"doc/([0-9a-f]{64})", r.text).group(1)
 page = client.get(f"/deepocr-review/doc/{doc}")
+out["run_links"] = re.findall(r'<a class="run" href="([^"]+)">([^<]+)</a>', page.text)
+out["queue_run_links"] = re.findall(r'<a class="run" href="([^"]+)">([^<]+)</a>', r.text)
 csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page.text).group(1)
 other = TestClient(build_app())
 other.cookies.set("_token", admin)
@@ -57,6 +61,11 @@ print("RESULT " + json.dumps(out))
 def test_the_plugin_is_mounted_in_the_api_server_behind_the_auth_manager(
     quarantined: Quarantined, tmp_path: Path
 ) -> None:
+    # the quarantining run as a DAG run of the hospital DAG, its id as Airflow writes it
+    with sqlite3.connect(quarantined.db) as conn:
+        for table in ("runs", "failures", "validation_results"):
+            conn.execute(f"update deepocr_{table} set run_id = ?", (RUN_ID,))
+        conn.execute("update deepocr_runs set dag_id = 'hospital_records'")
     home = tmp_path / "airflow-home"
     home.mkdir()
     env = {
@@ -78,6 +87,9 @@ def test_the_plugin_is_mounted_in_the_api_server_behind_the_auth_manager(
     assert out["anonymous"] == 401 and out["anonymous_post"] == 401
     assert out["bad_token"] == 403 and out["not_allowed"] == 403
     assert out["admin"] == 200 and out["items"] == 4 and out["cookie"] == 200
+    # the real run id, linked to the DAG run's page in Airflow's UI
+    link = ("/dags/hospital_records/runs/manual__2026-12-06T14:50:54.976483+00:00", RUN_ID)
+    assert out["run_links"] == [list(link)] and out["queue_run_links"] == [list(link)] * 4
     assert out["other_worker_post"] == 200  # the form token holds across api-server workers
     plugin = out["plugin"]
     assert plugin is not None

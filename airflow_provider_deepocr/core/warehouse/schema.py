@@ -138,6 +138,9 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("config_fingerprint", fp),
         sa.Column("run_id", sa.Text),
         sa.Column("recorded_at", ts, nullable=False),
+        # set when a reviewer's decision settled the failure (core.review): NULL while it stands
+        sa.Column("resolved_at", ts),
+        sa.Column("resolution", sa.String(32)),
         # a load deletes a document's failure rows by id, and a never-hashed one's (doc_id NULL) by
         # URI (failures.doc_failures): both are searches of this one index, never a scan
         sa.Index(f"{prefix}failures_doc_uri_idx", "doc_id", "source_uri"),
