@@ -259,11 +259,11 @@ def decide(
         "reviewer": reviewer[:200] or "unknown",
         "note": note[:2000],
         "config_fingerprint": item.config_fingerprint,
-        "reviewed_at": datetime.now(UTC),
+        "reviewed_at": (now := datetime.now(UTC)),
     }
     wh.record_review(row)
     if decision == APPROVE:
-        resolve_failures(wh, doc_id, "approved", row["reviewed_at"])
+        resolve_failures(wh, doc_id, "approved", now)
     work.write_json(
         decision_uri(work, doc_id),
         {

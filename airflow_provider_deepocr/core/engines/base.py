@@ -59,6 +59,8 @@ class OcrEngine(abc.ABC):
     model: str = ""
     revision: str | None = None
     batch_size: int = 1
+    #: Whether its boxes come from the pixels, so a page's coverage (core.coverage) says something.
+    reads_pixels: bool = True
 
     @abc.abstractmethod
     def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:

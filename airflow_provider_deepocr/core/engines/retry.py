@@ -80,6 +80,7 @@ class RetryingEngine(OcrEngine):
         self.fallback = fallback
         self.loop_check = loop_check or looks_looped
         self.name, self.model, self.revision = inner.name, inner.model, inner.revision
+        self.reads_pixels = inner.reads_pixels
         self.batch_size = inner.batch_size
 
     def describe(self) -> dict[str, object]:

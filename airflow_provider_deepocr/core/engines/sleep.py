@@ -29,6 +29,7 @@ class SleepEngine(OcrEngine):
     """Sleeps ``seconds_per_page`` per page, then answers with a fixed grounded page."""
 
     name = "sleep"
+    reads_pixels = False  # its boxes are made up: no coverage, no low_coverage flag
 
     def __init__(
         self, seconds_per_page: float = 0.0, calls_file: str | None = None, batch_size: int = 8

@@ -275,7 +275,8 @@ class BatchedOcr:
                 meta = result.to_dict()
                 meta.update(page_no=page.page_no, width=page.width, height=page.height, dpi=page.dpi)
                 # rotation, coverage (core.coverage) and render/prep/engine flags for the page row
-                meta.update(page_meta(page, result, image_page=batch.engine is None))
+                image_page = batch.engine is None and self.engine.reads_pixels
+                meta.update(page_meta(page, result, image_page=image_page))
                 self.ctx.work.write_json(WorkLayout.page(entry.ocr_dir, page.page_no), meta)
                 entry.pages_ok.append(page.page_no)
             with self.lock:
