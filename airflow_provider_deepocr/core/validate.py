@@ -338,20 +338,24 @@ def lean_blocks_frame(result: DocumentResult) -> Any:
     Numbers as numpy arrays (missing boxes as NaN), ``doc_id`` and ``kind`` as categoricals: no
     per-row dicts and no text columns, which is most of the cost at a million blocks.
     """
+    return lean_blocks_frame_of([result])
+
+
+def lean_blocks_frame_of(results: Sequence[DocumentResult]) -> Any:
+    """:func:`lean_blocks_frame` over several documents, their rows one after another."""
     import numpy as np
     import pandas as pd
 
-    pairs = [(p.page_no, b) for p in result.pages for b in p.parsed.blocks]
+    pairs = [(r.doc_id, p.page_no, b) for r in results for p in r.pages for b in p.parsed.blocks]
     n = len(pairs)
     nan4 = (np.nan, np.nan, np.nan, np.nan)
-    boxes = np.array([b.bbox if b.bbox is not None else nan4 for _, b in pairs], dtype=np.float64).reshape(
-        n, 4
-    )
+    boxes = np.array([b.bbox if b.bbox is not None else nan4 for _, _, b in pairs], dtype=np.float64)
+    boxes = boxes.reshape(n, 4)
     data = {
-        "doc_id": pd.Categorical([result.doc_id] * n),
-        "page_no": np.fromiter((p for p, _ in pairs), dtype=np.int64, count=n),
-        "block_no": np.fromiter((b.index for _, b in pairs), dtype=np.int64, count=n),
-        "kind": pd.Categorical([b.kind for _, b in pairs]),
+        "doc_id": pd.Categorical([d for d, _, _ in pairs]),
+        "page_no": np.fromiter((p for _, p, _ in pairs), dtype=np.int64, count=n),
+        "block_no": np.fromiter((b.index for _, _, b in pairs), dtype=np.int64, count=n),
+        "kind": pd.Categorical([b.kind for _, _, b in pairs]),
         "x0": boxes[:, 0],
         "y0": boxes[:, 1],
         "x1": boxes[:, 2],
@@ -420,6 +424,32 @@ def _number_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return rows
 
 
+def plan(
+    result: DocumentResult, extra: dict[str, list[dict[str, Any]]], defaults: bool = True
+) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    """The document's specs per table, and whether the lean blocks frame serves them."""
+    specs = default_specs(result) if defaults else {t: [] for t in TABLE_NAMES}
+    todo_by_table = {t: specs[t] + extra[t] for t in TABLE_NAMES}
+    needed = [_spec_columns(sp) for sp in todo_by_table["blocks"]]
+    return todo_by_table, all(c is not None and c <= _LEAN_BLOCK_COLUMNS for c in needed)
+
+
+def finish(result: DocumentResult, rows: list[dict[str, Any]], seconds: float) -> ValidationReport:
+    """Rows in their stored order (duplicates numbered), the verdict, one log line."""
+    rows.sort(key=lambda r: (TABLE_NAMES.index(r["table_name"]), r["expectation"]))
+    rows = _number_duplicates(rows)
+    report = ValidationReport(passed=all(r["success"] for r in rows), rows=rows, seconds=seconds)
+    log.info(
+        "validate: doc %s %s (%d expectations, %d failed) in %.3fs",
+        result.doc_id,
+        "passed" if report.passed else "FAILED",
+        len(rows),
+        len(report.failed),
+        report.seconds,
+    )
+    return report
+
+
 def validate_document(
     result: DocumentResult,
     suites: dict[str, Any] | None = None,
@@ -429,14 +459,27 @@ def validate_document(
     """Run the default suite (plus ``suites``) over the document's rows.
 
     Tables without rows (a document with no tables has no cells) are skipped unless a user
-    suite names them. Raises :class:`errors.ConfigError` for a malformed user suite.
+    suite names them. Raises :class:`errors.ConfigError` for a malformed user suite. This is
+    the batch path (:mod:`.validate_batch`) with one document; many documents at once are
+    :func:`~airflow_provider_deepocr.core.validate_batch.validate_documents`.
     """
+    from airflow_provider_deepocr.core.validate_batch import validate_documents
+
+    return validate_documents([result], suites, defaults=defaults)[0]
+
+
+def validate_one(
+    result: DocumentResult,
+    suites: dict[str, Any] | None = None,
+    *,
+    defaults: bool = True,
+) -> ValidationReport:
+    """One GX run per table for this document alone: the reference the batch path must equal
+    (and the per-document baseline of ``bench/pipeline_ceiling.py``)."""
     t0 = time.perf_counter()
     extra = user_specs(suites)
-    specs = default_specs(result) if defaults else {t: [] for t in TABLE_NAMES}
-    todo_by_table = {t: specs[t] + extra[t] for t in TABLE_NAMES}
-    needed = [_spec_columns(sp) for sp in todo_by_table["blocks"]]
-    if all(c is not None and c <= _LEAN_BLOCK_COLUMNS for c in needed):
+    todo_by_table, lean = plan(result, extra, defaults)
+    if lean:
         dfs = frames(result, tables=("pages", "cells"))
         dfs["blocks"] = lean_blocks_frame(result)
     else:
@@ -448,16 +491,4 @@ def validate_document(
             if not todo or (len(dfs[table]) == 0 and not extra[table]):
                 continue
             rows.extend(_run_table(table, dfs[table], todo, result))
-    rows.sort(key=lambda r: (TABLE_NAMES.index(r["table_name"]), r["expectation"]))
-    rows = _number_duplicates(rows)
-    report = ValidationReport(passed=all(r["success"] for r in rows), rows=rows)
-    report.seconds = time.perf_counter() - t0
-    log.info(
-        "validate: doc %s %s (%d expectations, %d failed) in %.2fs",
-        result.doc_id,
-        "passed" if report.passed else "FAILED",
-        len(rows),
-        len(report.failed),
-        report.seconds,
-    )
-    return report
+    return finish(result, rows, time.perf_counter() - t0)
