@@ -16,20 +16,19 @@ document's metrics:
 Only row-wise expectations are batched (:data:`ROW_WISE`); an expectation whose kwargs differ
 between documents (the default ``page_no`` range) runs once per group of documents that share it.
 Everything else (aggregates over a table, types, ordering, unknown or custom expectations, a
-document whose table is empty) runs per document, exactly as :func:`validate.validate_one`.
+document whose table is empty) runs per document, exactly as :func:`.validate.validate_one`.
 Documents sharing a ``doc_id`` go to separate rounds, so uniqueness over ``doc_id, ...`` holds.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import Any
 
-from airflow_provider_deepocr.core import validate as v
+from airflow_provider_deepocr.core import validate_gx as v
 from airflow_provider_deepocr.core.records import DocumentResult
 
 # type -> how its domain is counted: "column" (nulls of one column), "pair" (column_A/column_B with
@@ -84,13 +83,13 @@ def _config_key(cfg: Any) -> str:
     return json.dumps([cfg.type, kwargs], sort_keys=True, default=repr)
 
 
-def _rounds(results: Sequence[DocumentResult]) -> list[list[int]]:
+def rounds(doc_ids: Sequence[str]) -> list[list[int]]:
     """Positions of the documents, split so that no round holds one ``doc_id`` twice."""
     seen: dict[str, int] = defaultdict(int)
     rounds: list[list[int]] = []
-    for i, r in enumerate(results):
-        k = seen[r.doc_id]
-        seen[r.doc_id] += 1
+    for i, doc_id in enumerate(doc_ids):
+        k = seen[doc_id]
+        seen[doc_id] += 1
         if k == len(rounds):
             rounds.append([])
         rounds[k].append(i)
@@ -118,7 +117,7 @@ def _per_doc_metrics(exp: Any, mode: str, frame: Any, owner: Any, n: int, bad: A
     from great_expectations.execution_engine import PandasExecutionEngine
 
     kw = exp.configuration.kwargs
-    dom = np.ones(len(frame), dtype=bool)
+    dom: Any = np.ones(len(frame), dtype=bool)
     if kw.get("row_condition"):
         kept = PandasExecutionEngine()._apply_row_condition_filter(frame, kw["row_condition"], dict(kw))
         dom = np.isin(np.arange(len(frame)), kept.index.to_numpy())
@@ -208,7 +207,7 @@ def _run_group(
     return out
 
 
-def _table_rows(
+def table_rows(
     table: str, docs: list[DocumentResult], todos: list[list[dict[str, Any]]], extra: bool, lean: bool
 ) -> list[list[dict[str, Any]]]:
     """Each document's rows for ``table``, in its specs' order."""
@@ -217,27 +216,29 @@ def _table_rows(
     frame, owner = _frame(table, docs, lean)
     sizes = np.bincount(owner, minlength=len(docs))
     answer: dict[tuple[int, int], dict[str, Any]] = {}  # (doc, spec position) -> row
+    keys = [[_key(sp) if _mode(sp) is not None else None for sp in todo] for todo in todos]
     users: dict[str, set[int]] = defaultdict(set)  # batched spec key -> documents
     specs: dict[str, dict[str, Any]] = {}
     for i, todo in enumerate(todos):
         if sizes[i] == 0:
             continue  # an empty table named by a user suite: per document, as before
-        for sp in todo:
-            if _mode(sp) is not None:
-                users[_key(sp)].add(i)
-                specs[_key(sp)] = sp
+        for k, sp in zip(keys[i], todo, strict=True):
+            if k is not None:
+                users[k].add(i)
+                specs[k] = sp
     groups: dict[frozenset[int], list[str]] = defaultdict(list)
-    for k, who in users.items():
-        groups[frozenset(who)].append(k)
-    for who, keys in groups.items():
+    for k, docs_of_k in users.items():
+        groups[frozenset(docs_of_k)].append(k)
+    for who, group_keys in groups.items():
         mask = np.isin(owner, sorted(who))
         sub = frame if mask.all() else frame[mask].reset_index(drop=True)
-        got = _run_group(table, sub, owner[mask], [specs[k] for k in keys], len(docs))
-        for k, rows in zip(keys, got, strict=True):
-            for i in who if rows is not None else ():
-                for pos, sp in enumerate(todos[i]):
-                    if _key(sp) == k:
-                        answer[(i, pos)] = dict(rows[i], observed=dict(rows[i]["observed"]))
+        ran = _run_group(table, sub, owner[mask], [specs[k] for k in group_keys], len(docs))
+        got = dict(zip(group_keys, ran, strict=True))
+        for i in who:
+            for pos, k in enumerate(keys[i]):
+                rows = got.get(k) if k is not None else None
+                if rows is not None:
+                    answer[(i, pos)] = dict(rows[i], observed=dict(rows[i]["observed"]))
     out: list[list[dict[str, Any]]] = []
     for i, (doc, todo) in enumerate(zip(docs, todos, strict=True)):
         if not todo or (sizes[i] == 0 and not extra):
@@ -254,23 +255,3 @@ def _table_rows(
                 answer[(i, pos)] = row
         out.append([answer[(i, pos)] for pos in range(len(todo))])
     return out
-
-
-def validate_documents(
-    results: Sequence[DocumentResult], suites: dict[str, Any] | None = None, *, defaults: bool = True
-) -> list[v.ValidationReport]:
-    """:func:`validate.validate_one` for every document, with one GX run per table and group."""
-    t0 = time.perf_counter()
-    extra = v.user_specs(suites)
-    plans = [v.plan(r, extra, defaults) for r in results]
-    rows: list[list[dict[str, Any]]] = [[] for _ in results]
-    with v._LOCK:
-        for rnd in _rounds(results):
-            docs = [results[i] for i in rnd]
-            lean = all(plans[i][1] for i in rnd)
-            for table in v.TABLE_NAMES:
-                got = _table_rows(table, docs, [plans[i][0][table] for i in rnd], bool(extra[table]), lean)
-                for i, r in zip(rnd, got, strict=True):
-                    rows[i].extend(r)
-    each = (time.perf_counter() - t0) / max(len(results), 1)
-    return [v.finish(r, rs, each) for r, rs in zip(results, rows, strict=True)]

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_deepocr.core import validate, validate_batch
+from airflow_provider_deepocr.core import validate, validate_gx
 from airflow_provider_deepocr.core.records import DocumentResult
 from tests.core.warehouse.test_loader import make_result
 
@@ -75,15 +75,15 @@ def test_batch_equals_one_run_per_document(
     docs = corpus()
     one = [validate.validate_one(d, suites) for d in docs]
     per_doc: list[tuple[str, str, bool]] = []  # GX runs of one document the batch path still makes
-    run_table = validate._run_table
+    run_table = validate_gx._run_table
 
     def counting(table: str, frame: Any, specs: list[dict[str, Any]], result: DocumentResult) -> Any:
         has_cells = any(p.parsed.tables for p in result.pages)
         per_doc.extend((table, s["type"], has_cells) for s in specs)
         return run_table(table, frame, specs, result)
 
-    monkeypatch.setattr(validate, "_run_table", counting)
-    batch = validate_batch.validate_documents(docs, suites)
+    monkeypatch.setattr(validate_gx, "_run_table", counting)
+    batch = validate.validate_documents(docs, suites)
     assert len(batch) == len(docs)
     for d, a, b in zip(docs, one, batch, strict=True):
         assert b.rows == a.rows, d.ref.uri

@@ -129,7 +129,7 @@ def _reports(
     results: list[DocumentResult], suites: dict[str, Any] | None, validate: bool
 ) -> list[ValidationReport | None]:
     """The validation of the documents that have pages (None for the others, or when off)."""
-    from airflow_provider_deepocr.core.validate_batch import validate_documents
+    from airflow_provider_deepocr.core.validate import validate_documents
 
     todo = [r for r in results if validate and r.pages]
     reports = iter(validate_documents(todo, suites) if todo else [])
