@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core import errors, validate_gx
 from airflow_provider_deepocr.core.coverage import LOW_COVERAGE
 from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID, DocumentResult
 from airflow_provider_deepocr.core.validate_gx import (
@@ -320,5 +320,5 @@ def validate_one(
             todo = todo_by_table[table]
             if not todo or (len(dfs[table]) == 0 and not extra[table]):
                 continue
-            rows.extend(_run_table(table, dfs[table], todo, result))
+            rows.extend(validate_gx._run_table(table, dfs[table], todo, result))
     return _finish(result, rows, time.perf_counter() - t0)
