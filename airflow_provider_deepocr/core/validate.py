@@ -33,7 +33,6 @@ from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID, DocumentRes
 from airflow_provider_deepocr.core.validate_gx import (
     _LOCK,
     TABLE_NAMES,
-    _run_table,
     expectation_name,
     frames,
     lean_blocks_frame,
