@@ -35,6 +35,9 @@ def corpus() -> list[DocumentResult]:
     docs[2].pages[0].revision = None  # left out by that row condition
     # the same document twice (a re-listed source): uniqueness is judged within each copy
     docs.append(make_result(2, 3, name="doc-0"))
+    blank = make_result(1, 0, name="blank", with_table=False)  # no blocks, no cells
+    blank.pages[0].parsed.flags = ["empty_page"]
+    docs.append(blank)
     return docs
 
 
@@ -74,12 +77,11 @@ def test_batch_equals_one_run_per_document(
 ) -> None:
     docs = corpus()
     one = [validate.validate_one(d, suites) for d in docs]
-    per_doc: list[tuple[str, str, bool]] = []  # GX runs of one document the batch path still makes
+    per_doc: list[tuple[str, str, int]] = []  # GX runs of one document the batch path still makes
     run_table = validate_gx._run_table
 
     def counting(table: str, frame: Any, specs: list[dict[str, Any]], result: DocumentResult) -> Any:
-        has_cells = any(p.parsed.tables for p in result.pages)
-        per_doc.extend((table, s["type"], has_cells) for s in specs)
+        per_doc.extend((table, s["type"], len(frame)) for s in specs)
         return run_table(table, frame, specs, result)
 
     monkeypatch.setattr(validate_gx, "_run_table", counting)
@@ -103,12 +105,13 @@ def test_batch_equals_one_run_per_document(
     if not suites:
         assert per_doc == []  # the default suite is batched whole
     else:
-        # per document: only the aggregates, and the cells of documents without tables
-        assert {t for tb, t, _ in per_doc if tb != "cells"} == {
+        # per document: only the aggregates, and the tables a document has no rows in (cells of the
+        # documents without tables, blocks of the blank one) that a user suite names
+        assert {t for _, t, n in per_doc if n} == {
             "expect_table_row_count_to_be_between",
             "expect_column_values_to_be_unique",
         }
-        assert {has_cells for tb, _, has_cells in per_doc if tb == "cells"} == {False}
+        assert {tb for tb, _, n in per_doc if not n} == {"cells", "blocks"}
         # the row condition and mostly are judged per document: some pass, some fail
         names = [{x["expectation"] for x in r.failed} for r in one]
         cond = "expect_column_values_to_not_be_null(revision)"
