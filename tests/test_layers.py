@@ -118,7 +118,9 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 def test_core_import_graph_is_acyclic() -> None:
     graph = _import_graph(PKG / "core")
     assert "airflow_provider_deepocr.core.warehouse.loader" in graph  # the scan sees the package
-    assert "airflow_provider_deepocr.core.warehouse.rows" in graph["airflow_provider_deepocr.core.validate"]
+    assert (
+        "airflow_provider_deepocr.core.warehouse.rows" in graph["airflow_provider_deepocr.core.validate_gx"]
+    )
     assert _cycles(graph) == []
 
 

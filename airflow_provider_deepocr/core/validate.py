@@ -1,9 +1,11 @@
 """The validate stage: Great Expectations (GX Core 1.x) over a document's warehouse rows.
 
-GX is used directly (not through airflow-provider-great-expectations). It is imported lazily,
-once per process, with its analytics off and its logging quieted, and runs in one ephemeral
-context cached per process. The rows validated are built by the same functions the warehouse
-loads (:func:`~airflow_provider_deepocr.core.warehouse.rows.page_rows` and friends), so a pass means
+GX is used directly (not through airflow-provider-great-expectations), through
+:mod:`.validate_gx` (imported once per process, one ephemeral context). Many documents are
+validated with one GX run per table (:func:`validate_documents`, derivation in
+:mod:`.validate_batch`); :func:`validate_one` is one run per document, the reference. The rows
+validated are built by the same functions the warehouse loads
+(:func:`~airflow_provider_deepocr.core.warehouse.rows.page_rows` and friends), so a pass means
 exactly those rows are fit to load.
 
 Results never carry document text: each row keeps the table, an expectation id such as
@@ -19,45 +21,47 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import threading
 import time
-import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core import errors, validate_gx
 from airflow_provider_deepocr.core.coverage import LOW_COVERAGE
 from airflow_provider_deepocr.core.records import BLOCK_KINDS, GRID, DocumentResult
+from airflow_provider_deepocr.core.validate_gx import (
+    _LOCK,
+    TABLE_NAMES,
+    expectation_name,
+    frames,
+    lean_blocks_frame,
+    lean_blocks_frame_of,
+    warm_up,
+)
 from airflow_provider_deepocr.core.vocab import PageFlag
-from airflow_provider_deepocr.core.warehouse.rows import block_rows, cell_rows, page_rows
-from airflow_provider_deepocr.core.warehouse.schema import build_metadata
+
+__all__ = [
+    "TABLE_NAMES",
+    "ValidationReport",
+    "default_specs",
+    "expectation_name",
+    "frames",
+    "lean_blocks_frame",
+    "lean_blocks_frame_of",
+    "user_specs",
+    "validate_document",
+    "validate_documents",
+    "validate_one",
+    "warm_up",
+]
 
 log = logging.getLogger(__name__)
 
-TABLE_NAMES = ("pages", "blocks", "cells")
-_WAREHOUSE_TABLE = {"pages": "pages", "blocks": "blocks", "cells": "table_cells"}
 _ALIASES = {"table_cells": "cells"}
 
 BAD_PAGE_FLAGS = ("repetition_loop", "truncated")
 EMPTY_PAGE_FLAG = PageFlag.EMPTY_PAGE.value
-
-# Result keys that are counts or percentages; everything else GX returns may quote values.
-_SAFE_RESULT_KEYS = (
-    "element_count",
-    "missing_count",
-    "missing_percent",
-    "unexpected_count",
-    "unexpected_percent",
-    "unexpected_percent_total",
-    "unexpected_percent_nonmissing",
-)
-
-_LOCK = threading.RLock()
 
 
 @dataclass
@@ -82,73 +86,8 @@ class ValidationReport:
 
 
 # --------------------------------------------------------------------------------------------
-# GX, imported once and configured once
-# --------------------------------------------------------------------------------------------
-
-
-@cache
-def _gx() -> Any:
-    """Import great_expectations once, analytics off, logging quiet."""
-    os.environ.setdefault("GX_ANALYTICS_ENABLED", "False")
-    t0 = time.perf_counter()
-    import great_expectations as gx
-
-    for name in ("great_expectations", "great_expectations.core", "great_expectations.expectations"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-    log.debug("great_expectations imported in %.2fs", time.perf_counter() - t0)
-    return gx
-
-
-@cache
-def _context() -> Any:
-    """The per-process ephemeral GX context with one pandas data source, progress bars off."""
-    gx = _gx()
-    ctx = gx.get_context(mode="ephemeral")
-    try:
-        from great_expectations.data_context.types.base import ProgressBarsConfig
-
-        ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
-    except Exception:  # pragma: no cover - cosmetic only
-        log.debug("could not turn GX progress bars off")
-    return ctx
-
-
-@cache
-def _batch_definition(table: str) -> Any:
-    ctx = _context()
-    try:
-        ds = ctx.data_sources.get("deepocr")
-    except Exception:
-        ds = ctx.data_sources.add_pandas("deepocr")
-    asset = ds.add_dataframe_asset(table)
-    return asset.add_batch_definition_whole_dataframe(f"{table}_whole")
-
-
-def warm_up() -> float:
-    """Import GX and build the context now (seconds taken); later calls are free."""
-    t0 = time.perf_counter()
-    with _LOCK:
-        for t in TABLE_NAMES:
-            _batch_definition(t)
-    return time.perf_counter() - t0
-
-
-# --------------------------------------------------------------------------------------------
 # Expectations
 # --------------------------------------------------------------------------------------------
-
-
-def expectation_name(etype: str, kwargs: dict[str, Any]) -> str:
-    """``type(columns)``: the id of an expectation in validation rows (no values in it)."""
-    cols: list[str] = []
-    if "column" in kwargs:
-        cols.append(str(kwargs["column"]))
-    for k in ("column_A", "column_B"):
-        if k in kwargs:
-            cols.append(str(kwargs[k]))
-    if "column_list" in kwargs:
-        cols.extend(str(c) for c in kwargs["column_list"])
-    return f"{etype}({','.join(cols)})" if cols else etype
 
 
 def _spec(etype: str, **kwargs: Any) -> dict[str, Any]:
@@ -264,57 +203,9 @@ def user_specs(suites: dict[str, Any] | None) -> dict[str, list[dict[str, Any]]]
     return out
 
 
-@contextmanager
-def _quiet_row_condition_warnings() -> Iterator[None]:
-    """The empty-page rule needs "flags does not contain empty_page", which GX 1.x's Condition
-    objects cannot say (no "contains"). The pandas string form works throughout GX 1.x
-    (pyproject pins great-expectations<2) but warns each time an expectation is copied."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", category=DeprecationWarning, message=".*(row_condition|condition_parser)"
-        )
-        yield
-
-
-def _build(spec: dict[str, Any]) -> Any:
-    from great_expectations.expectations.registry import get_expectation_impl
-
-    kwargs = {k: v for k, v in spec["kwargs"].items() if k != "batch_id"}
-    try:
-        cls = get_expectation_impl(spec["type"])
-    except Exception:
-        raise errors.ConfigError(f"unknown expectation type {spec['type']!r}") from None
-    try:
-        with _quiet_row_condition_warnings():
-            return cls(**kwargs)
-    except Exception as exc:
-        raise errors.ConfigError(f"bad arguments for {spec['type']}: {type(exc).__name__}") from None
-
-
 # --------------------------------------------------------------------------------------------
 # Running
 # --------------------------------------------------------------------------------------------
-
-
-@cache
-def _columns() -> dict[str, list[str]]:
-    md = build_metadata("", None)
-    return {t: [c.name for c in md.tables[w].columns] for t, w in _WAREHOUSE_TABLE.items()}
-
-
-_ROW_BUILDERS: dict[str, Callable[[DocumentResult], list[dict[str, Any]]]] = {
-    "pages": page_rows,
-    "blocks": block_rows,
-    "cells": cell_rows,
-}
-
-
-def frames(result: DocumentResult, tables: Sequence[str] = TABLE_NAMES) -> dict[str, Any]:
-    """pandas DataFrames of the document's rows, one per table, warehouse columns."""
-    import pandas as pd
-
-    cols = _columns()
-    return {t: pd.DataFrame.from_records(_ROW_BUILDERS[t](result), columns=cols[t]) for t in tables}
 
 
 _LEAN_BLOCK_COLUMNS = frozenset({"doc_id", "page_no", "block_no", "kind", "x0", "y0", "x1", "y1"})
@@ -332,113 +223,6 @@ def _spec_columns(spec: dict[str, Any]) -> set[str] | None:
     return cols
 
 
-def lean_blocks_frame(result: DocumentResult) -> Any:
-    """The blocks frame with only the columns the default suite reads, built column by column.
-
-    Numbers as numpy arrays (missing boxes as NaN), ``doc_id`` and ``kind`` as categoricals: no
-    per-row dicts and no text columns, which is most of the cost at a million blocks.
-    """
-    import numpy as np
-    import pandas as pd
-
-    pairs = [(p.page_no, b) for p in result.pages for b in p.parsed.blocks]
-    n = len(pairs)
-    nan4 = (np.nan, np.nan, np.nan, np.nan)
-    boxes = np.array([b.bbox if b.bbox is not None else nan4 for _, b in pairs], dtype=np.float64).reshape(
-        n, 4
-    )
-    data = {
-        "doc_id": pd.Categorical([result.doc_id] * n),
-        "page_no": np.fromiter((p for p, _ in pairs), dtype=np.int64, count=n),
-        "block_no": np.fromiter((b.index for _, b in pairs), dtype=np.int64, count=n),
-        "kind": pd.Categorical([b.kind for _, b in pairs]),
-        "x0": boxes[:, 0],
-        "y0": boxes[:, 1],
-        "x1": boxes[:, 2],
-        "y1": boxes[:, 3],
-    }
-    return pd.DataFrame(data)
-
-
-def _observed(res: Any) -> dict[str, Any]:
-    info = res.exception_info or {}
-    raised = bool(info.get("raised_exception")) if isinstance(info, dict) else False
-    out: dict[str, Any] = {}
-    result = dict(res.result or {})
-    for k in _SAFE_RESULT_KEYS:
-        v = result.get(k)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            out[k] = v
-    ov = result.get("observed_value")
-    if isinstance(ov, (bool, int, float)):
-        out["observed_value"] = ov
-    if raised:
-        out["raised_exception"] = True
-    return out
-
-
-def _run_table(
-    table: str, frame: Any, specs: list[dict[str, Any]], result: DocumentResult
-) -> list[dict[str, Any]]:
-    gx = _gx()
-    expectations = [_build(s) for s in specs]
-    with _quiet_row_condition_warnings():
-        suite = gx.ExpectationSuite(name=f"deepocr_{table}", expectations=expectations)
-        batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
-        res = batch.validate(suite, result_format="BASIC")
-    rows: list[dict[str, Any]] = []
-    for r in res.results:
-        cfg = r.expectation_config
-        kwargs = {k: v for k, v in dict(cfg.kwargs).items() if k != "batch_id"}
-        observed = _observed(r)
-        if observed.get("raised_exception"):
-            # GX's message may quote values: keep it out of logs and rows
-            log.warning(
-                "validate: doc %s %s %s raised inside GX (message withheld)",
-                result.doc_id,
-                table,
-                cfg.type,
-            )
-        rows.append(
-            {
-                "table_name": table,
-                "expectation": expectation_name(cfg.type, kwargs),
-                "success": bool(r.success),
-                "observed": observed,
-            }
-        )
-    failed = [i for i, r in enumerate(res.results) if not r.success]
-    if failed and len(res.results) == len(specs):
-        for i, where in _failing_rows(table, frame, [specs[i] for i in failed]).items():
-            rows[failed[i]]["observed"]["rows"] = where
-    return rows
-
-
-def _failing_rows(table: str, frame: Any, specs: list[dict[str, Any]]) -> dict[int, list[list[int]]]:
-    """Which rows each failed expectation found wrong, as ``[page_no, block_no]`` (``block_no``
-    -1 for a page row), up to GX's 20 per expectation: ids only, never a value. Run again only for
-    the failed ones, with GX's ``SUMMARY`` format (the one that names row indexes)."""
-    if "page_no" not in frame.columns:
-        return {}
-    gx = _gx()
-    with _quiet_row_condition_warnings():
-        suite = gx.ExpectationSuite(name=f"deepocr_{table}_failed", expectations=[_build(s) for s in specs])
-        batch = _batch_definition(table).get_batch(batch_parameters={"dataframe": frame})
-        res = batch.validate(suite, result_format="SUMMARY")
-    out: dict[int, list[list[int]]] = {}
-    has_block = "block_no" in frame.columns
-    for i, r in enumerate(res.results):
-        where = []
-        for ix in (r.result or {}).get("partial_unexpected_index_list") or []:
-            if not isinstance(ix, int) or not 0 <= ix < len(frame):
-                continue
-            row = frame.iloc[ix]
-            where.append([int(row["page_no"]), int(row["block_no"]) if has_block else -1])
-        if where:
-            out[i] = where
-    return out
-
-
 def _number_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     seen: dict[tuple[str, str], int] = {}
     for r in rows:
@@ -447,6 +231,32 @@ def _number_duplicates(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         if seen[key] > 1:
             r["expectation"] = f"{r['expectation']}#{seen[key]}"
     return rows
+
+
+def _plan(
+    result: DocumentResult, extra: dict[str, list[dict[str, Any]]], defaults: bool = True
+) -> tuple[dict[str, list[dict[str, Any]]], bool]:
+    """The document's specs per table, and whether the lean blocks frame serves them."""
+    specs = default_specs(result) if defaults else {t: [] for t in TABLE_NAMES}
+    todo_by_table = {t: specs[t] + extra[t] for t in TABLE_NAMES}
+    needed = [_spec_columns(sp) for sp in todo_by_table["blocks"]]
+    return todo_by_table, all(c is not None and c <= _LEAN_BLOCK_COLUMNS for c in needed)
+
+
+def _finish(result: DocumentResult, rows: list[dict[str, Any]], seconds: float) -> ValidationReport:
+    """Rows in their stored order (duplicates numbered), the verdict, one log line."""
+    rows.sort(key=lambda r: (TABLE_NAMES.index(r["table_name"]), r["expectation"]))
+    rows = _number_duplicates(rows)
+    report = ValidationReport(passed=all(r["success"] for r in rows), rows=rows, seconds=seconds)
+    log.info(
+        "validate: doc %s %s (%d expectations, %d failed) in %.3fs",
+        result.doc_id,
+        "passed" if report.passed else "FAILED",
+        len(rows),
+        len(report.failed),
+        report.seconds,
+    )
+    return report
 
 
 def validate_document(
@@ -458,14 +268,47 @@ def validate_document(
     """Run the default suite (plus ``suites``) over the document's rows.
 
     Tables without rows (a document with no tables has no cells) are skipped unless a user
-    suite names them. Raises :class:`errors.ConfigError` for a malformed user suite.
+    suite names them. Raises :class:`errors.ConfigError` for a malformed user suite. This is
+    :func:`validate_documents` with one document.
     """
+    return validate_documents([result], suites, defaults=defaults)[0]
+
+
+def validate_documents(
+    results: Sequence[DocumentResult], suites: dict[str, Any] | None = None, *, defaults: bool = True
+) -> list[ValidationReport]:
+    """:func:`validate_one` for every document (the same rows, document by document), with one GX
+    run per table and group of documents sharing an expectation (:mod:`.validate_batch`)."""
+    from airflow_provider_deepocr.core.validate_batch import rounds, table_rows
+
     t0 = time.perf_counter()
     extra = user_specs(suites)
-    specs = default_specs(result) if defaults else {t: [] for t in TABLE_NAMES}
-    todo_by_table = {t: specs[t] + extra[t] for t in TABLE_NAMES}
-    needed = [_spec_columns(sp) for sp in todo_by_table["blocks"]]
-    if all(c is not None and c <= _LEAN_BLOCK_COLUMNS for c in needed):
+    plans = [_plan(r, extra, defaults) for r in results]
+    rows: list[list[dict[str, Any]]] = [[] for _ in results]
+    with _LOCK:
+        for rnd in rounds([r.doc_id for r in results]):
+            docs = [results[i] for i in rnd]
+            lean = all(plans[i][1] for i in rnd)
+            for table in TABLE_NAMES:
+                got = table_rows(table, docs, [plans[i][0][table] for i in rnd], bool(extra[table]), lean)
+                for i, r in zip(rnd, got, strict=True):
+                    rows[i].extend(r)
+    each = (time.perf_counter() - t0) / max(len(results), 1)
+    return [_finish(r, rs, each) for r, rs in zip(results, rows, strict=True)]
+
+
+def validate_one(
+    result: DocumentResult,
+    suites: dict[str, Any] | None = None,
+    *,
+    defaults: bool = True,
+) -> ValidationReport:
+    """One GX run per table for this document alone: the reference the batch path must equal
+    (and the per-document baseline of ``bench/pipeline_ceiling.py``)."""
+    t0 = time.perf_counter()
+    extra = user_specs(suites)
+    todo_by_table, lean = _plan(result, extra, defaults)
+    if lean:
         dfs = frames(result, tables=("pages", "cells"))
         dfs["blocks"] = lean_blocks_frame(result)
     else:
@@ -476,17 +319,5 @@ def validate_document(
             todo = todo_by_table[table]
             if not todo or (len(dfs[table]) == 0 and not extra[table]):
                 continue
-            rows.extend(_run_table(table, dfs[table], todo, result))
-    rows.sort(key=lambda r: (TABLE_NAMES.index(r["table_name"]), r["expectation"]))
-    rows = _number_duplicates(rows)
-    report = ValidationReport(passed=all(r["success"] for r in rows), rows=rows)
-    report.seconds = time.perf_counter() - t0
-    log.info(
-        "validate: doc %s %s (%d expectations, %d failed) in %.2fs",
-        result.doc_id,
-        "passed" if report.passed else "FAILED",
-        len(rows),
-        len(report.failed),
-        report.seconds,
-    )
-    return report
+            rows.extend(validate_gx._run_table(table, dfs[table], todo, result))
+    return _finish(result, rows, time.perf_counter() - t0)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from airflow_provider_deepocr.core import errors, validate
+from airflow_provider_deepocr.core import errors, validate, validate_gx
 from airflow_provider_deepocr.core.warehouse import Warehouse
 from tests.core.warehouse.test_loader import SECRET, make_result
 
@@ -260,8 +260,8 @@ def test_the_lean_blocks_frame_gives_the_full_frames_results() -> None:
     r.pages[2].parsed.blocks[4].kind = "banner"  # unknown kind
     specs = validate.default_specs(r)["blocks"]
     with validate._LOCK:
-        lean = validate._run_table("blocks", validate.lean_blocks_frame(r), specs, r)
-        full = validate._run_table("blocks", validate.frames(r)["blocks"], specs, r)
+        lean = validate_gx._run_table("blocks", validate.lean_blocks_frame(r), specs, r)
+        full = validate_gx._run_table("blocks", validate.frames(r)["blocks"], specs, r)
     assert [(x["expectation"], x["success"]) for x in lean] == [
         (x["expectation"], x["success"]) for x in full
     ]

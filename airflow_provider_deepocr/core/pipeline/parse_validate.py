@@ -4,6 +4,7 @@ records manifest (one :class:`~.manifests.RecordsEntry` per document)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,10 +17,13 @@ from airflow_provider_deepocr.core.work_layout import Manifest, RunLayout, WorkL
 
 if TYPE_CHECKING:
     from airflow_provider_deepocr.core.sources import WorkArea
+    from airflow_provider_deepocr.core.validate import ValidationReport
 
 log = logging.getLogger(__name__)
 
 ON_VALIDATION_FAILURE = tuple(m.value for m in OnValidationFailure)
+VALIDATE_BATCH_DOCS = 64  # documents validated in one GX run per table (issue 22)
+VALIDATE_BATCH_PAGES = 2000  # and at most this many pages in memory at once
 
 
 @dataclass
@@ -108,13 +112,45 @@ def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
     return result
 
 
+def _chunks(entries: list[OcrEntry]) -> Iterator[list[OcrEntry]]:
+    """Entries in groups validated together: up to VALIDATE_BATCH_DOCS documents and
+    VALIDATE_BATCH_PAGES pages (one GX run per table and group costs the same whatever its rows)."""
+    chunk: list[OcrEntry] = []
+    pages = 0
+    for e in entries:
+        if chunk and (len(chunk) >= VALIDATE_BATCH_DOCS or pages + e.page_count > VALIDATE_BATCH_PAGES):
+            yield chunk
+            chunk, pages = [], 0
+        chunk.append(e)
+        pages += e.page_count
+    if chunk:
+        yield chunk
+
+
+def _reports(
+    results: list[DocumentResult], suites: dict[str, Any] | None, validate: bool
+) -> list[ValidationReport | None]:
+    """The validation of the documents that have pages (None for the others, or when off)."""
+    from airflow_provider_deepocr.core.validate import validate_documents
+
+    todo = [r for r in results if validate and r.pages]
+    reports = iter(validate_documents(todo, suites) if todo else [])
+    return [next(reports) if validate and r.pages else None for r in results]
+
+
+def _built(
+    entries: list[OcrEntry], work: WorkArea, suites: dict[str, Any] | None, validate: bool
+) -> Iterator[tuple[OcrEntry, DocumentResult, ValidationReport | None]]:
+    """Each entry's records and validation, the documents of a chunk validated together."""
+    for chunk in _chunks(entries):
+        results = [build_records(entry, work) for entry in chunk]
+        yield from zip(chunk, results, _reports(results, suites, validate), strict=True)
+
+
 def _validate(
-    result: DocumentResult, entry: OcrEntry, suites: dict[str, Any] | None, on_failure: str
+    result: DocumentResult, entry: OcrEntry, report: ValidationReport, on_failure: str
 ) -> tuple[Status, list[dict[str, Any]]]:
     """The document's status and its expectation results."""
-    from airflow_provider_deepocr.core.validate import validate_document
-
-    report = validate_document(result, suites)
     if report.passed:
         return Status.OK, report.rows
     n_bad = sum(1 for r in report.rows if not r["success"])
@@ -162,12 +198,11 @@ def parse_manifest(
     failures: list[Failure] = []
     pages = 0
     failed_validation = 0
-    for entry in entries:
-        result = build_records(entry, ctx.work)
+    for entry, result, report in _built(entries, ctx.work, suites, validate):
         status = Status.OK if result.pages else Status.FAILED
         rows: list[dict[str, Any]] = []
-        if validate and result.pages:
-            status, rows = _validate(result, entry, suites, on_failure)
+        if report is not None:
+            status, rows = _validate(result, entry, report, on_failure)
             failed_validation += status != Status.OK
         records_uri = None
         if result.doc_id:
