@@ -180,24 +180,42 @@ def run_find_tables(cases: list[TruthCase]) -> tuple[float, float, int, int]:
 
 
 def run_images(engine: Any, name: str, cases: list[TruthCase]) -> PathResult:
-    import io
 
-    from PIL import Image
 
+    from airflow_provider_deepocr.core.pageprep import prepare_for_ocr
     from airflow_provider_deepocr.core.parse import parse_page, parse_structured
     from airflow_provider_deepocr.core.records import PageImage
 
     result = PathResult(name)
     for case in cases:
-        image = Image.open(io.BytesIO(case.data)).convert("RGB")
-        page = PageImage("0" * 64, 1, image, 150, image.width, image.height)
-        (ocr,) = engine.ocr([page])
-        if ocr.blocks is not None:
-            parsed = parse_structured(ocr.blocks, 1, image.width, image.height)
-        else:
-            parsed = parse_page(ocr.raw_text, 1, image.width, image.height)
-        result.scores.append(score_page(case.name, 1, parsed, case.pages[0]))
+        for page_no, image in enumerate(_images(case), start=1):
+            # as the pipeline reads an image page: orientation and clean-up first (core.pageprep)
+            page = prepare_for_ocr(PageImage("0" * 64, page_no, image, 150, image.width, image.height))
+            image = page.image
+            (ocr,) = engine.ocr([page])
+            if ocr.blocks is not None:
+                parsed = parse_structured(ocr.blocks, page_no, image.width, image.height)
+            else:
+                parsed = parse_page(ocr.raw_text, page_no, image.width, image.height)
+            result.scores.append(score_page(case.name, page_no, parsed, case.pages[page_no - 1]))
     return result
+
+
+def _images(case: TruthCase) -> list[Any]:
+    """The case's page images: an image file's frame, or an image-only PDF's pages at 150 dpi."""
+    import io
+
+    from PIL import Image
+
+    if not case.filename.lower().endswith(".pdf"):
+        return [Image.open(io.BytesIO(case.data)).convert("RGB")]
+    import pymupdf
+
+    with pymupdf.open(stream=case.data, filetype="pdf") as doc:
+        return [
+            Image.frombytes("RGB", (p.width, p.height), p.samples)
+            for p in (pg.get_pixmap(dpi=150) for pg in doc)
+        ]
 
 
 def print_path(result: PathResult) -> None:
@@ -238,7 +256,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{1000 * sec:.0f} ms/page"
         )
     results = [text]
-    scans = [] if args.quick or args.no_scans else fidelity.scan_cases()
+    from airflow_provider_deepocr.testing import scans as scan_truth
+
+    scans = [] if args.quick or args.no_scans else [*fidelity.scan_cases(), *scan_truth.scan_cases()]
     if scans:
         try:
             from airflow_provider_deepocr.core.engines.rapid import RapidOcrEngine
