@@ -292,7 +292,7 @@ def test_stage_load_batches_by_documents_and_reads_the_ledger_once(
         batches.append(len(batch))
         return load_documents(batch, *a, **k)
 
-    def spy_live(ids: Sequence[str]) -> dict[str, str]:
+    def spy_live(ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         reads.append(len(ids))
         return live_fingerprints(ids)
 

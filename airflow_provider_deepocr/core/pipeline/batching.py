@@ -291,9 +291,9 @@ class BatchedOcr:
         entry = state.entry
         entry.pages_ok.sort()
         if state.summary_uri is not None and entry.rendered_whole:
-            # only a document that rendered completely is marked done; its failed pages are
-            # retried by the next run, its finished pages are not
-            if not any(f.stage == Stage.OCR for f in entry.failures):
+            # only a document that rendered completely is marked done; its failed pages (engine
+            # error, page timeout) are retried by the next run, its finished pages are not
+            if not any(f.reason in errors.RETRIED_PAGE_REASONS for f in entry.failures):
                 self.ctx.work.write_json(state.summary_uri, entry.to_dict())
         self.done_docs += 1
         log.info(

@@ -199,7 +199,9 @@ def load_manifest(
         result = DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
         if loader.held_back(e, result, decisions.get(result.doc_id) or {}):
             continue
-        if live.get(result.doc_id) == result.config_fingerprint:
+        # loaded under this config with as many pages: a rerun's no-op (a document whose failed
+        # pages came back since has more pages now, and reloads whole)
+        if live.get(result.doc_id) == (result.config_fingerprint, len(result.pages)):
             loader.skipped += 1
             loader.pages += len(result.pages)
             loader.failures.extend(result.failures)

@@ -9,6 +9,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.warehouse.schema import KEYS
 
 
@@ -33,16 +34,28 @@ def last_fingerprint(engine: sa.Engine, runs: sa.Table, dag_id: str) -> str | No
 
 
 def loaded_sources(
-    engine: sa.Engine, documents: sa.Table, ledger: sa.Table, prefix_uri: str
+    engine: sa.Engine, documents: sa.Table, ledger: sa.Table, failures: sa.Table, prefix_uri: str
 ) -> Iterator[tuple[str, int | None, str | None, str]]:
     """(source URI, size, version, live config fingerprint) of every loaded document whose source
-    URI starts with ``prefix_uri``, ordered by URI and streamed (a million rows stay a cursor)."""
+    URI starts with ``prefix_uri``, ordered by URI and streamed (a million rows stay a cursor).
+
+    A document with an open page failure the next run retries (:data:`~errors.RETRIED_PAGE_REASONS`:
+    an engine error, a page timeout) is not listed: it is not unchanged until every page is in."""
     like = prefix_uri.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    d, led = documents, ledger
+    d, led, f = documents, ledger, failures
+    open_page_failure = (
+        sa.select(f.c.failure_id)
+        .where(
+            f.c.doc_id == d.c.doc_id,
+            f.c.page_no.is_not(None),
+            f.c.reason.in_(sorted(errors.RETRIED_PAGE_REASONS)),
+        )
+        .exists()
+    )
     stmt = (
         sa.select(d.c.source_uri, d.c.source_size, d.c.source_version, led.c.config_fingerprint)
         .join(led, led.c.doc_id == d.c.doc_id)
-        .where(d.c.source_uri.like(like, escape="\\"))
+        .where(d.c.source_uri.like(like, escape="\\"), ~open_page_failure)
         .order_by(d.c.source_uri)
     )
     with engine.connect().execution_options(stream_results=True, yield_per=5000) as conn:

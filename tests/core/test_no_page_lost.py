@@ -1,0 +1,101 @@
+"""No page is lost for good (issue 20): a page that failed comes back in the next run, and every
+source URI is kept when bytes repeat. Real engine class, real warehouse (SQLite / PostgreSQL)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.engines.base import OcrEngine
+from airflow_provider_deepocr.core.pipeline import run_pipeline
+from airflow_provider_deepocr.core.records import OcrResult, PageImage
+from airflow_provider_deepocr.core.sources import WorkArea, storage_for
+from airflow_provider_deepocr.core.warehouse import Warehouse
+
+
+class Scripted(OcrEngine):
+    """Reads a page as ``fax page <n> text``; fails the pages in ``fail`` (once each, when
+    ``once``), and records every page it was asked for."""
+
+    name = "scripted"
+    model = "scripted-1"
+    batch_size = 2
+
+    def __init__(self, fail: set[int] | None = None) -> None:
+        self.fail = set(fail or ())
+        self.asked: list[int] = []
+
+    def describe(self) -> dict[str, object]:
+        return {"engine": self.name, "model": self.model}
+
+    def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
+        out = []
+        for p in pages:
+            self.asked.append(p.page_no)
+            if p.page_no in self.fail:
+                out.append(OcrResult("", "error", self.name, self.model))
+                continue
+            raw = f"<|ref|>text<|/ref|><|det|>[[50, 50, 950, 200]]<|/det|>\nfax page {p.page_no} text\n"
+            out.append(OcrResult(raw, "eos", self.name, self.model, output_tokens=5))
+        return out
+
+
+def _tiff(pages: int) -> bytes:
+    from PIL import Image
+
+    frames = [Image.new("RGB", (300, 140 + i), "white") for i in range(pages)]
+    buf = io.BytesIO()
+    frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
+    return buf.getvalue()
+
+
+def _work(tmp_path: Path) -> WorkArea:
+    root = str(tmp_path / "work")
+    return WorkArea(root, storage_for(root))
+
+
+def _texts(wh: Warehouse) -> list[tuple[int, str]]:
+    with wh.engine.connect() as conn:
+        rows = conn.execute(sa.text("select page_no, text from deepocr_blocks order by page_no")).all()
+    return [(int(p), str(t).strip()) for p, t in rows]
+
+
+def _failures(wh: Warehouse) -> list[tuple[str, int | None]]:
+    with wh.engine.connect() as conn:
+        return [tuple(r) for r in conn.execute(sa.text("select reason, page_no from deepocr_failures"))]
+
+
+@pytest.mark.parametrize("skip_unchanged", [True, False])
+def test_a_failed_page_comes_back_in_the_next_run(tmp_path: Path, skip_unchanged: bool) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "fax.tiff").write_bytes(_tiff(3))
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    work = _work(tmp_path)
+    first = Scripted(fail={2})
+    run_pipeline(str(inbox), wh, first, work, on_validation_failure="warn")
+    assert _texts(wh) == [(1, "fax page 1 text"), (3, "fax page 3 text")]
+    assert _failures(wh) == [(errors.OCR_ERROR, 2)]
+
+    second = Scripted()  # the same config, the engine works now
+    summary = run_pipeline(
+        str(inbox), wh, second, work, on_validation_failure="warn", skip_unchanged=skip_unchanged
+    )
+    assert second.asked == [2]  # only the failed page; pages 1 and 3 come from the work area
+    assert summary.loaded_documents == 1
+    assert _texts(wh) == [(1, "fax page 1 text"), (2, "fax page 2 text"), (3, "fax page 3 text")]
+    assert _failures(wh) == []
+    with wh.engine.connect() as conn:
+        held = conn.execute(
+            sa.text("select d.page_count, l.pages from deepocr_documents d, deepocr_load_ledger l")
+        )
+        assert held.one() == (3, 3)
+
+    third = Scripted()  # whole now: an unchanged document again
+    again = run_pipeline(str(inbox), wh, third, work, on_validation_failure="warn")
+    assert third.asked == [] and again.skipped_documents == 1
