@@ -12,7 +12,7 @@ import sqlalchemy as sa
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.engines.base import OcrEngine
-from airflow_provider_deepocr.core.pipeline import run_pipeline
+from airflow_provider_deepocr.core.pipeline import run_pipeline, stage_list
 from airflow_provider_deepocr.core.records import OcrResult, PageImage
 from airflow_provider_deepocr.core.sources import WorkArea, storage_for
 from airflow_provider_deepocr.core.warehouse import Warehouse
@@ -99,3 +99,56 @@ def test_a_failed_page_comes_back_in_the_next_run(tmp_path: Path, skip_unchanged
     third = Scripted()  # whole now: an unchanged document again
     again = run_pipeline(str(inbox), wh, third, work, on_validation_failure="warn")
     assert third.asked == [] and again.skipped_documents == 1
+
+
+def _sources(wh: Warehouse) -> dict[str, tuple[str, int, str]]:
+    with wh.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("select source_uri, doc_id, source_size, source_version from deepocr_sources")
+        )
+        return {Path(u).name: (d, s, v) for u, d, s, v in rows}
+
+
+def test_every_uri_is_kept_when_bytes_repeat(tmp_path: Path, pg_url: str) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    fax = _tiff(3)
+    (inbox / "a.tiff").write_bytes(fax)
+    (inbox / "b.tiff").write_bytes(fax)  # the same bytes under a second name
+    (inbox / "c.tiff").write_bytes(_tiff(2))
+    wh = Warehouse(pg_url)
+    work = _work(tmp_path)
+    first = Scripted()
+    summary = run_pipeline(str(inbox), wh, first, work, on_validation_failure="warn")
+    assert sorted(first.asked) == [1, 1, 2, 2, 3]  # the repeated bytes are OCR'd once
+    assert summary.loaded_documents == 2 and summary.duplicates == 1
+    with wh.engine.connect() as conn:
+        docs = dict(conn.execute(sa.text("select doc_id, source_uri from deepocr_documents")).all())
+    seen = _sources(wh)
+    assert set(seen) == {"a.tiff", "b.tiff", "c.tiff"}
+    assert seen["a.tiff"][0] == seen["b.tiff"][0] != seen["c.tiff"][0]
+    assert Path(docs[seen["a.tiff"][0]]).name == "a.tiff"  # the document row keeps the first URI
+    stat = (inbox / "b.tiff").stat()
+    assert seen["b.tiff"][1:] == (stat.st_size, f"{stat.st_mtime_ns}-{stat.st_size}")
+
+    # the next listing skips each URI on its own size and version, without reading one
+    listed = stage_list(str(inbox), work, "r2", warehouse=wh, fingerprint=summary.config_fingerprint)
+    assert (listed.skipped, listed.documents) == (3, 0)
+
+    (inbox / "d.tiff").write_bytes(fax)  # the same bytes again, under a new name
+    third = Scripted()
+    run_pipeline(str(inbox), wh, third, work, on_validation_failure="warn")
+    assert third.asked == [] and seen["a.tiff"][0] == _sources(wh)["d.tiff"][0]
+    assert len(docs) == 2 and _texts_of(wh, seen["a.tiff"][0]) == [
+        "fax page 1 text",
+        "fax page 2 text",
+        "fax page 3 text",
+    ]
+
+
+def _texts_of(wh: Warehouse, doc_id: str) -> list[str]:
+    with wh.engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("select text from deepocr_blocks where doc_id = :d order by page_no"), {"d": doc_id}
+        )
+        return [str(t).strip() for (t,) in rows]

@@ -47,6 +47,7 @@ class _DocState:
     rendered_all: bool = False
     finished: bool = False
     text_blocks: dict[int, list[dict[str, Any]]] | None = None  # PDF text layer by page, when routed
+    same_as: _DocState | None = None  # the same bytes opened earlier in this stage: OCR'd once
 
 
 @dataclass
@@ -99,6 +100,7 @@ class BatchedOcr:
         self.batch_size = max(1, int(engine.batch_size or 1))
         self.router = TextLayerRouter(ctx.settings.text_layer)
         self.states: list[_DocState] = []
+        self.first_of: dict[str, _DocState] = {}  # doc id -> the state of the first whole item
         self.filling = _Batch([], [])  # the producer's batch being filled
         self.done_docs = 0
         self.lock = threading.Lock()
@@ -148,6 +150,12 @@ class BatchedOcr:
             if not item.pages:  # an unsharded listing: the total grows as documents open
                 self.progress.total += entry.page_count
             return self._done(item, entry, t0)
+        first = None if item.is_part else self.first_of.get(doc_id)
+        if first is not None:  # the same bytes listed under another URI: its entry, not its OCR
+            log.info("document %s (%s): the same bytes as %s", ref.uri, doc_id[:12], first.entry.ref.uri)
+            state = _DocState(_entry(item, doc_id, "", 0, self.fp, ocr_dir, []), None, t0, same_as=first)
+            state.finished = state.rendered_all = True
+            return state, None
         whole = WorkLayout.summary(ocr_dir)
         if item.is_part and work.exists(whole):  # done whole by an unsharded or other run
             return self._done(item, OcrEntry.from_dict(work.read_json(whole)).part(item), t0)
@@ -166,6 +174,8 @@ class BatchedOcr:
         if not item.pages:
             self.progress.total += page_count
         state = _DocState(entry, summary_uri, t0)
+        if not item.is_part:
+            self.first_of[doc_id] = state
         state.text_blocks = self.router.open(doc.data, media_type, doc_id)
         return state, pages
 
@@ -334,7 +344,7 @@ class BatchedOcr:
                 raise failure[0]
         for state in self.states:
             self._maybe_finish(state)
-        return [s.entry for s in self.states]
+        return [s.entry if s.same_as is None else s.same_as.entry.for_ref(s.entry.ref) for s in self.states]
 
     def _consume_one(self, queued: _Batch | _DocState) -> None:
         if isinstance(queued, _Batch):

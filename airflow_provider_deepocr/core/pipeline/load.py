@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.pipeline.context import StageContext
 from airflow_provider_deepocr.core.pipeline.manifests import count_failures
-from airflow_provider_deepocr.core.records import DocumentResult, Failure
+from airflow_provider_deepocr.core.records import DocumentRef, DocumentResult, Failure
 from airflow_provider_deepocr.core.review import APPROVE, REJECT, review_decisions
 from airflow_provider_deepocr.core.runs import OcrStats, run_row, utc_now
 from airflow_provider_deepocr.core.vocab import Stage, Status
@@ -32,6 +32,7 @@ class LoadResult:
     pages: int = 0  # pages of loaded documents, and of those already loaded (skipped)
     failed: dict[str, int] = field(default_factory=dict)
     skipped: int = 0  # already loaded under the same config fingerprint
+    duplicates: int = 0  # the same bytes as another document of the manifest: loaded once
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,6 +57,8 @@ class _Loader:
         self.docs = 0
         self.pages = 0
         self.skipped = 0
+        self.duplicates = 0  # entries whose bytes another entry of the manifest has (loaded once)
+        self.unchanged: list[DocumentResult] = []  # skipped: loaded earlier under this config
         self.failures: list[Failure] = []
         self.pending: list[DocumentResult] = []
         self.validation: dict[str, list[dict[str, Any]]] = {}  # doc id -> its expectation results
@@ -136,6 +139,22 @@ class _Loader:
         return False
 
 
+def _ref_of(e: dict[str, Any]) -> DocumentRef:
+    ref = e.get("ref")
+    return DocumentRef.from_dict(ref) if ref else DocumentRef(e["source_uri"])
+
+
+def _refs_by_doc(entries: list[dict[str, Any]]) -> dict[str, list[DocumentRef]]:
+    """The listed objects of each content id in the manifest, first listed first (each entry's
+    ref object, so ``is`` tells the first from its duplicates)."""
+    refs: dict[str, list[DocumentRef]] = {}
+    for e in entries:
+        if e.get("doc_id"):
+            e["_ref"] = ref = _ref_of(e)
+            refs.setdefault(e["doc_id"], []).append(ref)
+    return refs
+
+
 def _record_run(
     ctx: StageContext,
     warehouse: Warehouse,
@@ -191,12 +210,18 @@ def load_manifest(
     decisions = review_decisions(ctx.work, set(ids))
     live = {} if force else warehouse.live_fingerprints(ids)
     loader = _Loader(ctx, warehouse, force)
+    refs = _refs_by_doc(entries)
     rows = 0
     for e in entries:
         if e["records_uri"] is None:
             loader.failures.extend(Failure.from_dict(f) for f in e["failures"])
             continue
+        first, *also = refs[e["doc_id"]]
+        if e["_ref"] is not first:  # the same bytes under another URI: loaded once, as the first
+            loader.duplicates += 1
+            continue
         result = DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
+        result.ref, result.seen_as = first, also  # the records file is shared by identical bytes
         if loader.held_back(e, result, decisions.get(result.doc_id) or {}):
             continue
         # loaded under this config with as many pages: a rerun's no-op (a document whose failed
@@ -205,6 +230,7 @@ def load_manifest(
             loader.skipped += 1
             loader.pages += len(result.pages)
             loader.failures.extend(result.failures)
+            loader.unchanged.append(result)
             log.info("document %s already loaded with this config, skipping", result.doc_id[:12])
             continue
         loader.validation[result.doc_id] = e.get("validation") or []
@@ -214,6 +240,10 @@ def load_manifest(
             loader.flush()
             rows = 0
     loader.flush()
+    if loader.unchanged:  # their URIs are seen again, maybe new ones: the sources table keeps them
+        from airflow_provider_deepocr.core.warehouse.sources import record_sources
+
+        record_sources(warehouse.engine, warehouse.table("sources"), loader.unchanged, ctx.run_id)
     # documents without a content id (unreadable) only have failure rows
     orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
     if orphan:
@@ -224,6 +254,7 @@ def load_manifest(
         pages=loader.pages,
         failed=count_failures(loader.failures),
         skipped=loader.skipped,
+        duplicates=loader.duplicates,
     )
     _record_run(ctx, warehouse, manifest_uri, len(entries), outcome, started, dag_id)
     return outcome

@@ -43,6 +43,7 @@ class RunSummary:
     skipped_documents: int
     work_uri: str
     manifests: dict[str, str]
+    duplicates: int = 0  # listed objects whose bytes another listed object has (OCR'd, loaded once)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -97,6 +98,7 @@ def run_pipeline(
         loaded_documents=loaded.documents,
         skipped_documents=loaded.skipped + listed.skipped,
         work_uri=work.root_uri,
+        duplicates=loaded.duplicates,
         manifests={
             "documents": listed.manifest_uri,
             "ocr": ocr.manifest_uri,

@@ -42,6 +42,7 @@ from airflow_provider_deepocr.core.warehouse.schema import (
     build_metadata,
     check_identifier,
 )
+from airflow_provider_deepocr.core.warehouse.sources import write_sources
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,7 @@ class Warehouse:
                         if rows:
                             conn.execute(self.validation_results.insert(), rows)
                         counts["validation_results"] += len(rows)
+                write_sources(conn, self._tables["sources"], results, run_id, now)  # every URI seen
                 if sm is not None:
                     if not self.db.transactional_ddl:
                         conn.commit()  # Snowflake: a DROP would commit anyway; keep it after the writes
@@ -427,7 +429,7 @@ class Warehouse:
 
     def loaded_sources(self, prefix_uri: str) -> Iterator[tuple[str, int | None, str | None, str]]:
         """(source URI, size, version, config fingerprint) of the loaded documents under a prefix."""
-        return runs.loaded_sources(self.engine, self.documents, self.ledger, self.failures, prefix_uri)
+        return runs.loaded_sources(self.engine, self._tables, prefix_uri)
 
     def record_review(self, row: dict[str, Any]) -> None:
         """Append one row to the reviews table (core.review): an audit trail, never updated."""
