@@ -145,6 +145,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-pixels", type=_positive_int, default=50_000_000, help="largest page image (see --on-oversize)"
     )
     run.add_argument(
+        "--page-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time limit of one page's render and text extraction, in a killable worker process; "
+        "a page over it is a page_timeout failure row (0: no worker, no limit; default 60)",
+    )
+    run.add_argument(
         "--on-oversize",
         default="downscale",
         choices=["downscale", "fail"],
@@ -295,6 +303,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             text_layer=args.text_layer,
             on_oversize=args.on_oversize,
+            page_timeout_s=args.page_timeout,
         )
         s3_client = None
         if args.source.startswith("s3://") or args.work_dir.startswith("s3://"):

@@ -251,6 +251,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :param on_oversize: ``downscale`` (default: a larger page is rendered at the highest DPI that
         fits, flagged ``downscaled``, with that DPI on its page row) or ``fail`` (the page is a
         failure row, ``image_too_large``). Templated.
+    :param page_timeout_s: time limit of one page's render, text extraction and table finding, in a
+        killable worker process (default 60); a page over it is a ``page_timeout`` failure row and
+        the rest of the document and shard go on. 0 or None: no worker, no limit.
     :param text_layer: ``never`` (default), ``auto`` (PDF pages with a good text layer skip the model
         and are read by the ``pdf-text`` engine), ``only`` (never use the model).
     :param retry_temperatures: temperature ladder for pages that loop or stop at the token limit,
@@ -300,6 +303,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         max_pixels: int = 50_000_000,
         text_layer: str = "never",
         on_oversize: str = "downscale",
+        page_timeout_s: float | None = 60.0,
         retry_temperatures: str | None = None,
         fallback_engine: str | None = None,
         engine_options: dict[str, Any] | None = None,
@@ -321,6 +325,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         self.max_pixels = max_pixels
         self.text_layer = text_layer
         self.on_oversize = on_oversize
+        self.page_timeout_s = page_timeout_s
         self.retry_temperatures = retry_temperatures
         self.fallback_engine = fallback_engine
         self.engine_options = dict(engine_options or {})
@@ -338,6 +343,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             max_pixels=int(self.max_pixels),
             text_layer=self.text_layer,
             on_oversize=self.on_oversize,
+            page_timeout_s=float(self.page_timeout_s or 0),
         )
         manifest_uri = _manifest_uri(self.manifest)
         work = self._work()

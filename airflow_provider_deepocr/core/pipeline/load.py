@@ -58,7 +58,8 @@ class _Loader:
         self.pages = 0
         self.skipped = 0
         self.duplicates = 0  # entries whose bytes another entry of the manifest has (loaded once)
-        self.unchanged: list[DocumentResult] = []  # skipped: loaded earlier under this config
+        # documents not loaded by this stage (loaded earlier, held back): their URIs are kept too
+        self.seen: list[DocumentResult] = []
         self.failures: list[Failure] = []
         self.pending: list[DocumentResult] = []
         self.validation: dict[str, list[dict[str, Any]]] = {}  # doc id -> its expectation results
@@ -223,6 +224,7 @@ def load_manifest(
         result = DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
         result.ref, result.seen_as = first, also  # the records file is shared by identical bytes
         if loader.held_back(e, result, decisions.get(result.doc_id) or {}):
+            loader.seen.append(result)
             continue
         # loaded under this config with as many pages: a rerun's no-op (a document whose failed
         # pages came back since has more pages now, and reloads whole)
@@ -230,7 +232,7 @@ def load_manifest(
             loader.skipped += 1
             loader.pages += len(result.pages)
             loader.failures.extend(result.failures)
-            loader.unchanged.append(result)
+            loader.seen.append(result)
             log.info("document %s already loaded with this config, skipping", result.doc_id[:12])
             continue
         loader.validation[result.doc_id] = e.get("validation") or []
@@ -240,10 +242,10 @@ def load_manifest(
             loader.flush()
             rows = 0
     loader.flush()
-    if loader.unchanged:  # their URIs are seen again, maybe new ones: the sources table keeps them
+    if loader.seen:  # their URIs are seen again, maybe new ones: the sources table keeps them
         from airflow_provider_deepocr.core.warehouse.sources import record_sources
 
-        record_sources(warehouse.engine, warehouse.table("sources"), loader.unchanged, ctx.run_id)
+        record_sources(warehouse.engine, warehouse.table("sources"), loader.seen, ctx.run_id)
     # documents without a content id (unreadable) only have failure rows
     orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
     if orphan:
