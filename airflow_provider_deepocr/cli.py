@@ -23,6 +23,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_CANNOT_RUN = 3
+EXIT_LOST = 4  # the run finished, but listed objects have no outcome (no row, no failure row)
 
 DEFAULT_WORK_DIR = os.environ.get("DEEPOCR_WORK_DIR", ".deepocr-work")
 
@@ -346,13 +347,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     else:
         print(f"run {summary.run_id}: engine {summary.engine} ({summary.model})")
         print(
-            f"  documents: {summary.documents} (loaded {summary.loaded_documents}, "
-            f"already loaded {summary.skipped_documents})"
+            f"  listed:    {summary.listed} (loaded {summary.loaded_documents}, "
+            f"failed {summary.failed_objects}, duplicates {summary.duplicates}, "
+            f"skipped {summary.skipped_documents}, lost {len(summary.lost)})"
         )
         print(f"  pages:     {summary.pages} (ok {summary.ok})")
         failed = ", ".join(f"{k}={v}" for k, v in summary.failed.items()) or "none"
         print(f"  failed:    {failed}")
         print(f"  seconds:   {summary.seconds:.1f}")
+    if summary.lost:
+        print(
+            f"error: {len(summary.lost)} listed objects have no outcome (lost): {', '.join(summary.lost)}",
+            file=sys.stderr,
+        )
+        return EXIT_LOST
     return EXIT_OK
 
 

@@ -35,10 +35,19 @@ def test_the_fuzz_corpus_through_the_cli_loses_no_file(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "Traceback" not in proc.stdout + proc.stderr
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["documents"] == len(keep)
+    assert summary["documents"] == summary["listed"] == len(keep)
+    # the accounting: every listed object is loaded, failed, a duplicate or skipped; none lost
+    outcomes = ("loaded_documents", "failed_objects", "duplicates", "skipped_documents")
+    assert sum(summary[k] for k in outcomes) == len(keep) and summary["lost"] == []
+    assert summary["duplicates"] >= 1 and summary["loaded_documents"] >= 1
     with sqlite3.connect(db) as conn:
         seen = {Path(u).name for (u,) in conn.execute("select source_uri from deepocr_sources")}
         failures = conn.execute("select source_uri, reason, page_no from deepocr_failures").fetchall()
     failed = {Path(u).name for u, _, _ in failures}
     assert set(keep) - seen - failed == set()  # every file is a document or a failure row
+    with sqlite3.connect(db) as conn:  # the loaded count is what the warehouse holds
+        assert (
+            conn.execute("select count(*) from deepocr_documents").fetchone()[0]
+            == summary["loaded_documents"]
+        )
     assert (errors.PAGE_TIMEOUT, 1) in {(r, p) for u, r, p in failures if Path(u).name == fuzz.SLOW_PAGE_NAME}

@@ -152,3 +152,30 @@ def _texts_of(wh: Warehouse, doc_id: str) -> list[str]:
             sa.text("select text from deepocr_blocks where doc_id = :d order by page_no"), {"d": doc_id}
         )
         return [str(t).strip() for (t,) in rows]
+
+
+def test_a_listed_object_without_an_outcome_is_lost_and_named(tmp_path: Path) -> None:
+    from airflow_provider_deepocr.core.pipeline import (
+        StageContext,
+        load_manifest,
+        ocr_manifest,
+        parse_manifest,
+    )
+    from airflow_provider_deepocr.core.pipeline.listing import list_source
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.tiff").write_bytes(_tiff(1))
+    (inbox / "b.tiff").write_bytes(_tiff(1))  # a duplicate
+    (inbox / "c.pdf").write_bytes(b"%PDF-1.7 broken")
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    ctx = StageContext(_work(tmp_path), "r1")
+    listed = list_source(ctx, str(inbox))
+    parsed = parse_manifest(
+        ctx, ocr_manifest(ctx, listed.manifest_uri, Scripted()).manifest_uri, on_failure="warn"
+    )
+    expect = [d["uri"] for d in ctx.work.read_jsonl(listed.manifest_uri)]
+    ghost = expect[0].replace("a.tiff", "ghost.tiff")  # listed, then dropped before the load
+    res = load_manifest(ctx, parsed.manifest_uri, wh, expect=[*expect, ghost])
+    assert (res.documents, res.duplicates, res.failed_objects) == (1, 1, 1)
+    assert res.lost == [ghost]

@@ -4,6 +4,7 @@ honouring the reviewers' decisions, and write the run's ``runs`` row for the sha
 from __future__ import annotations
 
 import logging
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +34,8 @@ class LoadResult:
     failed: dict[str, int] = field(default_factory=dict)
     skipped: int = 0  # already loaded under the same config fingerprint
     duplicates: int = 0  # the same bytes as another document of the manifest: loaded once
+    failed_objects: int = 0  # listed objects that ended as failure rows (not loaded)
+    lost: list[str] = field(default_factory=list)  # expected URIs with no outcome at all
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -60,6 +63,7 @@ class _Loader:
         self.duplicates = 0  # entries whose bytes another entry of the manifest has (loaded once)
         # documents not loaded by this stage (loaded earlier, held back): their URIs are kept too
         self.seen: list[DocumentResult] = []
+        self.outcome: dict[str, str] = {}  # source URI -> loaded | skipped | failed | duplicate
         self.failures: list[Failure] = []
         self.pending: list[DocumentResult] = []
         self.validation: dict[str, list[dict[str, Any]]] = {}  # doc id -> its expectation results
@@ -75,6 +79,7 @@ class _Loader:
                 result.ref.uri, errors.LOAD_ERROR, _load_detail(exc), result.doc_id, None, Stage.LOAD
             )
             self.failures.append(failure)
+            self.outcome[result.ref.uri] = "failed"
             try:  # the audit trail says why the document is missing, when the warehouse still answers
                 self.warehouse.record_failures([failure], self.run_id, result.config_fingerprint)
             except Exception as rec_exc:
@@ -83,6 +88,7 @@ class _Loader:
                 )
             return
         self.failures.extend(result.failures)
+        self.outcome[result.ref.uri] = "loaded"
         self.docs += 1
         self.pages += counts.get("pages", len(result.pages))
 
@@ -110,6 +116,7 @@ class _Loader:
             return
         for result in batch:
             self.failures.extend(result.failures)
+            self.outcome[result.ref.uri] = "loaded"
         self.docs += len(batch)
         self.pages += sum(len(r.pages) for r in batch)
         log.info("loaded %d documents (%d block rows) in one transaction", len(batch), counts["blocks"])
@@ -193,6 +200,7 @@ def load_manifest(
     batch_rows: int = 50_000,
     batch_docs: int = 1_000,
     dag_id: str = "cli",
+    expect: Collection[str] | None = None,
 ) -> LoadResult:
     """Load every document of a records manifest, exactly once in effect.
 
@@ -202,7 +210,9 @@ def load_manifest(
     document whose (doc id, config fingerprint) the load ledger already holds is skipped unless
     ``force`` (the ledger is read once for the whole manifest, before the loads).
 
-    Ends with the ``runs`` row of this run (``dag_id``) and shard.
+    Ends with the ``runs`` row of this run (``dag_id``) and shard. Every URI of the manifest gets
+    one outcome, from what was written: loaded, skipped (loaded earlier), failed (failure rows) or
+    duplicate; ``expect`` (the URIs listed for this manifest) names those with none (``lost``).
     """
     started = utc_now()
     warehouse.create()
@@ -216,15 +226,18 @@ def load_manifest(
     for e in entries:
         if e["records_uri"] is None:
             loader.failures.extend(Failure.from_dict(f) for f in e["failures"])
+            loader.outcome[e["source_uri"]] = "failed"
             continue
         first, *also = refs[e["doc_id"]]
         if e["_ref"] is not first:  # the same bytes under another URI: loaded once, as the first
             loader.duplicates += 1
+            loader.outcome[e["source_uri"]] = "duplicate"
             continue
         result = DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
         result.ref, result.seen_as = first, also  # the records file is shared by identical bytes
         if loader.held_back(e, result, decisions.get(result.doc_id) or {}):
             loader.seen.append(result)
+            loader.outcome[result.ref.uri] = "failed"
             continue
         # loaded under this config with as many pages: a rerun's no-op (a document whose failed
         # pages came back since has more pages now, and reloads whole)
@@ -233,6 +246,7 @@ def load_manifest(
             loader.pages += len(result.pages)
             loader.failures.extend(result.failures)
             loader.seen.append(result)
+            loader.outcome[result.ref.uri] = "skipped"
             log.info("document %s already loaded with this config, skipping", result.doc_id[:12])
             continue
         loader.validation[result.doc_id] = e.get("validation") or []
@@ -257,7 +271,11 @@ def load_manifest(
         failed=count_failures(loader.failures),
         skipped=loader.skipped,
         duplicates=loader.duplicates,
+        failed_objects=sum(o == "failed" for o in loader.outcome.values()),
+        lost=sorted(set(expect or ()) - loader.outcome.keys()),
     )
+    if outcome.lost:
+        log.error("%d listed objects have no outcome (lost): %s", len(outcome.lost), outcome.lost[:20])
     _record_run(ctx, warehouse, manifest_uri, len(entries), outcome, started, dag_id)
     return outcome
 
