@@ -471,12 +471,23 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
             dag_id=_dag_id(context),
         )
         self.log.info(
-            "loaded %d documents (%d skipped, already loaded), %d pages, failed %s",
+            "loaded %d documents (%d skipped, already loaded), %d pages, failed %s; %d failed objects, "
+            "%d duplicates, %d lost",
             result.documents,
             result.skipped,
             result.pages,
             result.failed,
+            result.failed_objects,
+            result.duplicates,
+            len(result.lost),
         )
+        if result.lost:  # listed objects with no row and no failure row: the run lost them
+            from airflow_provider_deepocr.core import errors
+
+            raise errors.DeepOcrError(
+                errors.INTERNAL_ERROR,
+                f"{len(result.lost)} listed objects have no outcome (lost): {', '.join(result.lost[:50])}",
+            )
         events = context.get("outlet_events")
         if events is not None:
             for asset in self.outlets or []:

@@ -179,3 +179,39 @@ def test_a_listed_object_without_an_outcome_is_lost_and_named(tmp_path: Path) ->
     res = load_manifest(ctx, parsed.manifest_uri, wh, expect=[*expect, ghost])
     assert (res.documents, res.duplicates, res.failed_objects) == (1, 1, 1)
     assert res.lost == [ghost]
+
+
+def test_each_load_task_of_a_sharded_run_accounts_for_its_listed_objects(tmp_path: Path) -> None:
+    """What the mapped DAG's load tasks check: each shard's and the assembly's listed URIs all end
+    loaded, failed or duplicate; a URI dropped from a records manifest is lost, by name."""
+    from airflow_provider_deepocr.core.pipeline import (
+        stage_assemble,
+        stage_load,
+        stage_ocr,
+        stage_parse_validate,
+    )
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.tiff").write_bytes(_tiff(3))  # split across shards of 2 pages
+    (inbox / "b.tiff").write_bytes(_tiff(1))
+    (inbox / "c.pdf").write_bytes(b"%PDF-1.7 broken")
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1", shard_pages=2)
+    results = []
+    for shard in listed.shards:
+        parsed = stage_parse_validate(
+            stage_ocr(shard, work, "r1", Scripted()).manifest_uri, work, "r1", on_failure="warn"
+        )
+        results.append(stage_load(parsed.manifest_uri, work, "r1", wh))
+    assembled = stage_assemble(listed.spanning_uri or "", work, "r1")
+    spanning = stage_parse_validate(assembled.manifest_uri, work, "r1", on_failure="warn")
+    results.append(stage_load(spanning.manifest_uri, work, "r1", wh))
+    assert [r.lost for r in results] == [[]] * len(results)
+    assert sum(r.documents + r.failed_objects + r.duplicates for r in results) == 3
+    # a records manifest that lost an entry on the way: its load names the URI
+    entries = work.read_jsonl(spanning.manifest_uri)
+    work.write_jsonl(spanning.manifest_uri, [])
+    again = stage_load(spanning.manifest_uri, work, "r1", wh)
+    assert again.lost == [e["source_uri"] for e in entries] and len(again.lost) == 1

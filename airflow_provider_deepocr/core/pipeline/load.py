@@ -163,6 +163,35 @@ def _refs_by_doc(entries: list[dict[str, Any]]) -> dict[str, list[DocumentRef]]:
     return refs
 
 
+def _listed_uris(ctx: StageContext, manifest_uri: str) -> list[str] | None:
+    """The URIs this run listed for the records manifest ``manifest_uri`` (the listing, a shard's
+    whole documents, or the split documents); None when this run's listing is not there."""
+    from airflow_provider_deepocr.core.shards import ShardItem
+    from airflow_provider_deepocr.core.work_layout import SPANNING, UNSHARDED
+
+    shard, layout = RunLayout.shard_of(manifest_uri), ctx.run_layout
+    listing = {UNSHARDED: layout.documents(), SPANNING: layout.spanning()}.get(shard) or layout.shard(shard)
+    if not ctx.work.exists(listing):
+        return None
+    lines = ctx.work.read_jsonl(listing)
+    if shard == SPANNING:
+        return [d["ref"]["uri"] for d in lines]
+    return [it.ref.uri for it in map(ShardItem.from_dict, lines) if not it.is_part]
+
+
+def _held_for_reocr(ctx: StageContext, loader: _Loader, expect: Collection[str]) -> None:
+    """Listed documents a reviewer sent to another engine (the OCR stage left them for it) are
+    skipped, not lost."""
+    from airflow_provider_deepocr.core.review import REOCR
+
+    missing = set(expect) - loader.outcome.keys()
+    if missing:
+        for d in review_decisions(ctx.work).values():
+            if d.get("decision") == REOCR and d.get("source_uri") in missing:
+                loader.outcome[d["source_uri"]] = "skipped"
+                loader.skipped += 1
+
+
 def _record_run(
     ctx: StageContext,
     warehouse: Warehouse,
@@ -264,6 +293,9 @@ def load_manifest(
     orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
     if orphan:
         warehouse.record_failures(orphan, ctx.run_id, "")
+    if expect is None:
+        expect = _listed_uris(ctx, manifest_uri)
+    _held_for_reocr(ctx, loader, expect or ())
     outcome = LoadResult(
         manifest_uri=manifest_uri,
         documents=loader.docs,
