@@ -345,7 +345,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), sort_keys=True))
     else:
-        print(f"run {summary.run_id}: engine {summary.engine} ({summary.model})")
+        print(f"run {summary.run_id}: engines {json.dumps(summary.engines)} (configured: {summary.model})")
         print(
             f"  listed:    {summary.listed} (loaded {summary.loaded_documents}, "
             f"failed {summary.failed_objects}, duplicates {summary.duplicates}, "

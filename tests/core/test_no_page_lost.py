@@ -215,3 +215,34 @@ def test_each_load_task_of_a_sharded_run_accounts_for_its_listed_objects(tmp_pat
     work.write_jsonl(spanning.manifest_uri, [])
     again = stage_load(spanning.manifest_uri, work, "r1", wh)
     assert again.lost == [e["source_uri"] for e in entries] and len(again.lost) == 1
+
+
+def test_progress_counts_pages_and_the_summary_names_the_engine_of_each_page(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from airflow_provider_deepocr.core.pipeline import OcrSettings, StageContext, ocr_manifest
+    from airflow_provider_deepocr.core.pipeline.batching import BatchedOcr
+    from airflow_provider_deepocr.core.pipeline.listing import list_source
+    from airflow_provider_deepocr.core.shards import ShardItem
+    from airflow_provider_deepocr.testing import fuzz
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "a.pdf").write_bytes(fuzz.text_pdf(3))  # a born-digital PDF: read from its text layer
+    (inbox / "b.tiff").write_bytes(_tiff(2))  # a scan: read by the model
+    ctx = StageContext(_work(tmp_path), "r1", settings=OcrSettings(text_layer="auto"))
+    listed = list_source(ctx, str(inbox))
+    items = [ShardItem.from_dict(d) for d in ctx.work.read_jsonl(listed.manifest_uri)]
+    run = BatchedOcr(ctx, items, Scripted(), "fp")
+    run.run()
+    assert (run.progress.done, run.progress.total) == (5, 5)  # pages, not documents
+    assert dict(run.engines) == {"pdf-text": 3, "scripted": 2}
+    with caplog.at_level(logging.INFO, logger="airflow_provider_deepocr.core.pipeline.batching"):
+        res = ocr_manifest(
+            StageContext(_work(tmp_path / "w2"), "r2", settings=ctx.settings), listed.manifest_uri, Scripted()
+        )
+    assert res.engines == {"pdf-text": 3, "scripted": 2}
+    lines = [r.getMessage() for r in caplog.records if "documents:" in r.getMessage()]
+    assert any("a.pdf" in m and "read now by pdf-text 3" in m for m in lines), lines

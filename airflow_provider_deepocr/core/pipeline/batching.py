@@ -13,8 +13,9 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_deepocr.core import errors
@@ -48,6 +49,7 @@ class _DocState:
     rendered_all: bool = False
     finished: bool = False
     same_as: _DocState | None = None  # the same bytes opened earlier in this stage: OCR'd once
+    engines: Counter[str] = field(default_factory=Counter)  # pages read now, by engine
 
 
 @dataclass
@@ -108,6 +110,7 @@ class BatchedOcr:
         total = sum(len(it.page_numbers() or ()) or it.pages for it in items)
         self.progress = Progress(total, label)
         self.engine_seconds = 0.0
+        self.engines: Counter[str] = Counter()  # pages read in this stage, by the engine that read them
 
     # -- producer ---------------------------------------------------------------------------
 
@@ -285,6 +288,9 @@ class BatchedOcr:
                 meta.update(page_meta(page, result, image_page=batch.engine is None))
                 self.ctx.work.write_json(WorkLayout.page(entry.ocr_dir, page.page_no), meta)
                 entry.pages_ok.append(page.page_no)
+                reader = result.engine or engine.name  # a fallback engine names itself
+                state.engines[reader] += 1
+                self.engines[reader] += 1
             with self.lock:
                 state.inflight -= 1
         for state in {id(s): s for s in batch.states}.values():
@@ -304,14 +310,14 @@ class BatchedOcr:
                 self.ctx.work.write_json(state.summary_uri, entry.to_dict())
         self.done_docs += 1
         log.info(
-            "OCR %d/%d documents: %s (%s) %d/%d pages by %s in %.2fs, %d failures",
+            "OCR %d/%d documents: %s (%s) %d/%d pages (read now by %s) in %.2fs, %d failures",
             self.done_docs,
             len(self.items),
             entry.ref.uri,
             (entry.doc_id or "-")[:12],
             len(entry.pages_ok),
             entry.page_count,
-            self.engine.name,
+            ", ".join(f"{name} {n}" for name, n in sorted(state.engines.items())) or "none: done earlier",
             time.perf_counter() - state.t0,
             len(entry.failures),
         )

@@ -47,6 +47,7 @@ class RunSummary:
     listed: int = 0  # objects listed: loaded_documents + failed_objects + duplicates + skipped + lost
     failed_objects: int = 0  # listed objects that ended as failure rows
     lost: list[str] = field(default_factory=list)  # listed objects with no outcome (an error)
+    engines: dict[str, int] = field(default_factory=dict)  # pages read in this run, by engine
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +107,7 @@ def run_pipeline(
         listed=listed.documents + listed.skipped,
         failed_objects=loaded.failed_objects,
         lost=loaded.lost,
+        engines=ocr.engines,
         manifests={
             "documents": listed.manifest_uri,
             "ocr": ocr.manifest_uri,
