@@ -45,10 +45,10 @@ class Scripted(OcrEngine):
         return out
 
 
-def _tiff(pages: int) -> bytes:
+def _tiff(pages: int, height: int = 140) -> bytes:
     from PIL import Image
 
-    frames = [Image.new("RGB", (300, 140 + i), "white") for i in range(pages)]
+    frames = [Image.new("RGB", (300, height + i), "white") for i in range(pages)]
     buf = io.BytesIO()
     frames[0].save(buf, format="TIFF", save_all=True, append_images=frames[1:])
     return buf.getvalue()
@@ -246,3 +246,46 @@ def test_progress_counts_pages_and_the_summary_names_the_engine_of_each_page(
     assert res.engines == {"pdf-text": 3, "scripted": 2}
     lines = [r.getMessage() for r in caplog.records if "documents:" in r.getMessage()]
     assert any("a.pdf" in m and "read now by pdf-text 3" in m for m in lines), lines
+
+
+def test_a_document_whose_bytes_change_between_shards_is_one_failure_and_the_rest_loads(
+    tmp_path: Path,
+) -> None:
+    import hashlib
+
+    from airflow_provider_deepocr.core.pipeline import (
+        stage_assemble,
+        stage_load,
+        stage_ocr,
+        stage_parse_validate,
+    )
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    (inbox / "x.tiff").write_bytes(_tiff(3))  # pages 1-2 in shard 0, page 3 in shard 1
+    y = _tiff(4)  # another split document (shards 1 to 3): it must load
+    (inbox / "y.tiff").write_bytes(y)
+    wh = Warehouse(f"sqlite:///{tmp_path / 'wh.db'}")
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1", shard_pages=2)
+    assert listed.spanning == 2
+    for i, shard in enumerate(listed.shards):
+        if i == 1:  # x is rewritten between its shards: the same page count, other bytes
+            (inbox / "x.tiff").write_bytes(_tiff(3, height=150))
+        parsed = stage_parse_validate(
+            stage_ocr(shard, work, "r1", Scripted()).manifest_uri, work, "r1", on_failure="warn"
+        )
+        stage_load(parsed.manifest_uri, work, "r1", wh)
+    assembled = stage_assemble(listed.spanning_uri or "", work, "r1")
+    parsed = stage_parse_validate(assembled.manifest_uri, work, "r1", on_failure="warn")
+    res = stage_load(parsed.manifest_uri, work, "r1", wh)
+    assert (res.documents, res.failed_objects, res.lost) == (1, 1, [])
+    with wh.engine.connect() as conn:
+        failures = conn.execute(sa.text("select source_uri, reason, page_no from deepocr_failures")).all()
+        docs = conn.execute(sa.text("select doc_id, source_uri from deepocr_documents")).all()
+    assert [(Path(u).name, r, p) for u, r, p in failures] == [("x.tiff", errors.SOURCE_CHANGED, None)]
+    assert [Path(u).name for _, u in docs] == ["y.tiff"] and docs[0][0] == hashlib.sha256(y).hexdigest()
+    texts = [t for p, t in _texts(wh)]
+    assert texts == [f"fax page {n} text" for n in (1, 2, 3, 4)]  # y, whole
+    summaries = list((tmp_path / "work").rglob("document.json"))
+    assert [s.parent.name for s in summaries] == [docs[0][0]]  # nothing of x is cached as done
