@@ -252,8 +252,9 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         fits, flagged ``downscaled``, with that DPI on its page row) or ``fail`` (the page is a
         failure row, ``image_too_large``). Templated.
     :param page_timeout_s: time limit of one page's render, text extraction and table finding, in a
-        killable worker process (default 60); a page over it is a ``page_timeout`` failure row and
-        the rest of the document and shard go on. 0 or None: no worker, no limit.
+        killable worker process; a page over it is a ``page_timeout`` failure row and the rest of
+        the document and shard go on. None: the connection extra ``page_timeout_s``, else 60 s;
+        0: no worker, no limit.
     :param text_layer: ``never`` (default), ``auto`` (PDF pages with a good text layer skip the model
         and are read by the ``pdf-text`` engine), ``only`` (never use the model).
     :param retry_temperatures: temperature ladder for pages that loop or stop at the token limit,
@@ -303,7 +304,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         max_pixels: int = 50_000_000,
         text_layer: str = "never",
         on_oversize: str = "downscale",
-        page_timeout_s: float | None = 60.0,
+        page_timeout_s: float | None = None,
         retry_temperatures: str | None = None,
         fallback_engine: str | None = None,
         engine_options: dict[str, Any] | None = None,
@@ -343,13 +344,14 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
             max_pixels=int(self.max_pixels),
             text_layer=self.text_layer,
             on_oversize=self.on_oversize,
-            page_timeout_s=float(self.page_timeout_s or 0),
         )
         manifest_uri = _manifest_uri(self.manifest)
         work = self._work()
         if not work.exists(manifest_uri):  # before the engine: a model load is slow and holds a GPU
             raise ConfigError(f"listing manifest not found: {manifest_uri}")
         hook = DeepSeekOCRHook(self.deepseek_ocr_conn_id)
+        timeout = self.page_timeout_s if self.page_timeout_s is not None else hook.page_timeout_s()
+        settings.page_timeout_s = float(timeout) or None  # 0: no worker, no limit
         t0 = time.perf_counter()
         engine = hook.get_engine(**self._engine_overrides())
         load_seconds = time.perf_counter() - t0
