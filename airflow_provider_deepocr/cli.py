@@ -23,6 +23,7 @@ from typing import Any
 EXIT_OK = 0
 EXIT_USAGE = 2
 EXIT_CANNOT_RUN = 3
+EXIT_LOST = 4  # the run finished, but listed objects have no outcome (no row, no failure row)
 
 DEFAULT_WORK_DIR = os.environ.get("DEEPOCR_WORK_DIR", ".deepocr-work")
 
@@ -143,6 +144,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-pages", type=_positive_int, default=2000, help="reject documents with more pages")
     run.add_argument(
         "--max-pixels", type=_positive_int, default=50_000_000, help="largest page image (see --on-oversize)"
+    )
+    run.add_argument(
+        "--page-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="time limit of one page's render and text extraction, in a killable worker process; "
+        "a page over it is a page_timeout failure row (0: no worker, no limit; default 60)",
     )
     run.add_argument(
         "--on-oversize",
@@ -295,6 +304,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             max_pixels=args.max_pixels,
             text_layer=args.text_layer,
             on_oversize=args.on_oversize,
+            page_timeout_s=args.page_timeout,
         )
         s3_client = None
         if args.source.startswith("s3://") or args.work_dir.startswith("s3://"):
@@ -335,15 +345,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), sort_keys=True))
     else:
-        print(f"run {summary.run_id}: engine {summary.engine} ({summary.model})")
+        print(f"run {summary.run_id}: engines {json.dumps(summary.engines)} (configured: {summary.model})")
         print(
-            f"  documents: {summary.documents} (loaded {summary.loaded_documents}, "
-            f"already loaded {summary.skipped_documents})"
+            f"  listed:    {summary.listed} (loaded {summary.loaded_documents}, "
+            f"failed {summary.failed_objects}, duplicates {summary.duplicates}, "
+            f"skipped {summary.skipped_documents}, lost {len(summary.lost)})"
         )
         print(f"  pages:     {summary.pages} (ok {summary.ok})")
         failed = ", ".join(f"{k}={v}" for k, v in summary.failed.items()) or "none"
         print(f"  failed:    {failed}")
         print(f"  seconds:   {summary.seconds:.1f}")
+    if summary.lost:
+        print(
+            f"error: {len(summary.lost)} listed objects have no outcome (lost): {', '.join(summary.lost)}",
+            file=sys.stderr,
+        )
+        return EXIT_LOST
     return EXIT_OK
 
 

@@ -172,7 +172,12 @@ def test_show_runs_prints_each_shard_row_and_the_cost_per_document_and_1000_page
     url = f"sqlite:///{tmp_path / 'x.db'}"
     engine = get_engine("sleep", seconds_per_page=0.05)
     summary = run_pipeline(
-        str(tmp_path / "docs"), Warehouse(url), engine, WorkArea(str(tmp_path / "w")), gpu_hour_cost=3.6
+        str(tmp_path / "docs"),
+        Warehouse(url),
+        engine,
+        WorkArea(str(tmp_path / "w")),
+        gpu_hour_cost=3.6,
+        model_load_seconds=2.0,
     )
     capsys.readouterr()
     assert main(["show", "--warehouse", url, "--runs"]) == 0
@@ -181,8 +186,12 @@ def test_show_runs_prints_each_shard_row_and_the_cost_per_document_and_1000_page
     row = out[1].split()
     assert row[:5] == [summary.run_id, "cli", "all", str(summary.documents), str(summary.ok)]
     assert row[6:8] == ["sleep", "cpu"]
-    cost = float(row[11])  # 3.6 an hour is 0.001 a second: the stage's wall time, in thousandths
-    assert 0 < cost < 0.1
+    # 3.6 an hour is 0.001 a second, over the engine's seconds and the model load's (2 s)
+    stored = Warehouse(url).runs()[0]
+    assert stored["engine_seconds"] >= 0.05 * stored["pages_ocr"] > 0  # the sleep engine's time
+    expected = (stored["engine_seconds"] + 2.0) / 3600 * 3.6
+    assert stored["cost"] == pytest.approx(expected, abs=1e-6) and stored["model_load_seconds"] == 2.0
+    assert float(row[11]) == pytest.approx(expected, abs=1e-3)
     per_run = next(line for line in out if line.startswith(f"  {summary.run_id} (cli)"))
     assert "per document" in per_run and "per 1,000 pages" in per_run
 

@@ -78,6 +78,8 @@ SOURCE_CHANGED = Reason.SOURCE_CHANGED.value
 BROKEN_PAGE_TREE = Reason.BROKEN_PAGE_TREE.value
 PAGE_TIMEOUT = Reason.PAGE_TIMEOUT.value
 INCOMPLETE_DOCUMENT = Reason.INCOMPLETE_DOCUMENT.value
+# page failures the next run retries (the document is not "unchanged" while one is open)
+RETRIED_PAGE_REASONS = frozenset({OCR_ERROR, PAGE_TIMEOUT})
 NO_CREDENTIALS = Reason.NO_CREDENTIALS.value
 BAD_CREDENTIALS = Reason.BAD_CREDENTIALS.value
 ENDPOINT_UNREACHABLE = Reason.ENDPOINT_UNREACHABLE.value

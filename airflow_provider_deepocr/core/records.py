@@ -298,6 +298,8 @@ class DocumentResult:
     config_fingerprint: str
     pages: list[PageRecord] = field(default_factory=list)
     failures: list[Failure] = field(default_factory=list)
+    # other URIs with the same bytes in this load (the sources table keeps them); not stored
+    seen_as: list[DocumentRef] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return {

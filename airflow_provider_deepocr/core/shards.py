@@ -70,7 +70,7 @@ class ShardItem:
     def from_dict(cls, d: dict[str, Any]) -> ShardItem:
         """A shard line, or a plain DocumentRef line (an unsharded listing: the whole document)."""
         if "ref" not in d:
-            return cls(DocumentRef.from_dict(d), int(d.get("pages") or 1))
+            return cls(DocumentRef.from_dict(d), int(d.get("pages") or 0))  # 0: not counted yet
         return cls(
             DocumentRef.from_dict(d["ref"]),
             int(d["pages"]),

@@ -12,7 +12,8 @@ Connection fields:
   or ``"auto"``: on CUDA by free GPU memory, 4 to 128, halved on out-of-memory),
   ``retry_temperatures`` (e.g. ``"0,0.2,0.4"``, the default; ``"none"`` for no retries),
   ``fallback_engine`` (``rapidocr`` or ``none``), ``gpu_hour_cost`` (what an hour of the OCR worker
-  costs, in your currency: the runs table then gets each shard's ``cost``).
+  costs, in your currency: the runs table then gets each shard's ``cost``), ``page_timeout_s``
+  (the time limit of one page's render and text extraction, default 60; 0: no limit).
 
 Operator arguments override connection values; the connection overrides the defaults. The
 values become one :class:`~airflow_provider_deepocr.core.engines.EngineSettings` and the engine is
@@ -85,6 +86,14 @@ class DeepSeekOCRHook(BaseHook):
             return None
         value = (self.get_connection(self.deepseek_ocr_conn_id).extra_dejson or {}).get("gpu_hour_cost")
         return None if value in (None, "") else float(value)
+
+    def page_timeout_s(self, default: float = 60.0) -> float:
+        """The connection extra ``page_timeout_s`` (``default`` when unset or there is no
+        connection; 0: no limit)."""
+        if not self.deepseek_ocr_conn_id:
+            return default
+        value = (self.get_connection(self.deepseek_ocr_conn_id).extra_dejson or {}).get("page_timeout_s")
+        return default if value in (None, "") else float(value)
 
     def get_engine(self, **overrides: Any) -> OcrEngine:
         """The engine for this connection (see :meth:`engine_settings`), built by core's one

@@ -273,6 +273,10 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
     :param on_oversize: ``downscale`` (default: a larger page is rendered at the highest DPI that
         fits, flagged ``downscaled``, with that DPI on its page row) or ``fail`` (the page is a
         failure row, ``image_too_large``). Templated.
+    :param page_timeout_s: time limit of one page's render, text extraction and table finding, in a
+        killable worker process; a page over it is a ``page_timeout`` failure row and the rest of
+        the document and shard go on. None: the connection extra ``page_timeout_s``, else 60 s;
+        0: no worker, no limit.
     :param text_layer: ``never`` (default), ``auto`` (PDF pages with a good text layer skip the model
         and are read by the ``pdf-text`` engine), ``only`` (never use the model).
     :param retry_temperatures: temperature ladder for pages that loop or stop at the token limit,
@@ -322,6 +326,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         max_pixels: int = 50_000_000,
         text_layer: str = "never",
         on_oversize: str = "downscale",
+        page_timeout_s: float | None = None,
         retry_temperatures: str | None = None,
         fallback_engine: str | None = None,
         engine_options: dict[str, Any] | None = None,
@@ -343,6 +348,7 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         self.max_pixels = max_pixels
         self.text_layer = text_layer
         self.on_oversize = on_oversize
+        self.page_timeout_s = page_timeout_s
         self.retry_temperatures = retry_temperatures
         self.fallback_engine = fallback_engine
         self.engine_options = dict(engine_options or {})
@@ -366,6 +372,8 @@ class DeepOcrOcrOperator(_DeepOcrOperator):
         if not work.exists(manifest_uri):  # before the engine: a model load is slow and holds a GPU
             raise ConfigError(f"listing manifest not found: {manifest_uri}")
         hook = DeepSeekOCRHook(self.deepseek_ocr_conn_id)
+        timeout = self.page_timeout_s if self.page_timeout_s is not None else hook.page_timeout_s()
+        settings.page_timeout_s = float(timeout) or None  # 0: no worker, no limit
         t0 = time.perf_counter()
         engine = hook.get_engine(**self._engine_overrides())
         load_seconds = time.perf_counter() - t0
@@ -489,12 +497,23 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
         )
         self._lineage = {"outputs": _warehouse_tables(warehouse), "run": dict(result.to_dict())}
         self.log.info(
-            "loaded %d documents (%d skipped, already loaded), %d pages, failed %s",
+            "loaded %d documents (%d skipped, already loaded), %d pages, failed %s; %d failed objects, "
+            "%d duplicates, %d lost",
             result.documents,
             result.skipped,
             result.pages,
             result.failed,
+            result.failed_objects,
+            result.duplicates,
+            len(result.lost),
         )
+        if result.lost:  # listed objects with no row and no failure row: the run lost them
+            from airflow_provider_deepocr.core import errors
+
+            raise errors.DeepOcrError(
+                errors.INTERNAL_ERROR,
+                f"{len(result.lost)} listed objects have no outcome (lost): {', '.join(result.lost[:50])}",
+            )
         events = context.get("outlet_events")
         if events is not None:
             for asset in self.outlets or []:

@@ -292,7 +292,7 @@ def test_stage_load_batches_by_documents_and_reads_the_ledger_once(
         batches.append(len(batch))
         return load_documents(batch, *a, **k)
 
-    def spy_live(ids: Sequence[str]) -> dict[str, str]:
+    def spy_live(ids: Sequence[str]) -> dict[str, tuple[str, int]]:
         reads.append(len(ids))
         return live_fingerprints(ids)
 
@@ -319,7 +319,7 @@ def test_stage_load_batches_by_documents_and_reads_the_ledger_once(
 # Shards: the same rows as an unsharded run, split documents loaded once and whole, resumes
 # --------------------------------------------------------------------------------------------
 
-VOLATILE = ("run_id", "loaded_at", "recorded_at")  # differ between two runs of the same documents
+VOLATILE = ("run_id", "loaded_at", "recorded_at", "seen_at")  # differ between two runs of the same documents
 
 
 def _pdf(pages: int, title: str) -> bytes:

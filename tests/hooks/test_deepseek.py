@@ -73,3 +73,15 @@ def test_no_connection_means_defaults_and_auto_falls_back(tmp_path: Path) -> Non
 def test_ui_field_behaviour_hides_unused_fields() -> None:
     ui = DeepSeekOCRHook.get_ui_field_behaviour()
     assert {"schema", "port", "login"} <= set(ui["hidden_fields"])
+
+
+def test_the_page_time_limit_comes_from_the_connection_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    _conn(monkeypatch, "ocr_limit", {"engine": "rapidocr", "page_timeout_s": 7.5})
+    _conn(monkeypatch, "ocr_nolimit", {"engine": "rapidocr", "page_timeout_s": 0})
+    _conn(monkeypatch, "ocr_unset", {"engine": "rapidocr"})
+    assert DeepSeekOCRHook("ocr_limit").page_timeout_s() == 7.5
+    assert DeepSeekOCRHook("ocr_nolimit").page_timeout_s() == 0.0
+    assert DeepSeekOCRHook("ocr_unset").page_timeout_s() == 60.0
+    assert DeepSeekOCRHook(None).page_timeout_s() == 60.0
+    # not an engine setting: the engine (and so the config fingerprint) does not see it
+    assert DeepSeekOCRHook("ocr_limit").engine_settings() == DeepSeekOCRHook("ocr_unset").engine_settings()

@@ -13,8 +13,9 @@ import logging
 import queue
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
 from airflow_provider_deepocr.core import errors
@@ -31,6 +32,7 @@ from airflow_provider_deepocr.core.work_layout import WorkLayout
 
 if TYPE_CHECKING:
     from airflow_provider_deepocr.core.engines.base import OcrEngine
+    from airflow_provider_deepocr.core.pagework import PageWork
     from airflow_provider_deepocr.core.sources import Storage, WorkArea
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,8 @@ class _DocState:
     inflight: int = 0  # pages handed to the engine queue and not finished yet
     rendered_all: bool = False
     finished: bool = False
-    text_blocks: dict[int, list[dict[str, Any]]] | None = None  # PDF text layer by page, when routed
+    same_as: _DocState | None = None  # the same bytes opened earlier in this stage: OCR'd once
+    engines: Counter[str] = field(default_factory=Counter)  # pages read now, by engine
 
 
 @dataclass
@@ -99,12 +102,15 @@ class BatchedOcr:
         self.batch_size = max(1, int(engine.batch_size or 1))
         self.router = TextLayerRouter(ctx.settings.text_layer)
         self.states: list[_DocState] = []
+        self.pagework: PageWork | None = None  # the page worker (per-page time limit), in run()
+        self.first_of: dict[str, _DocState] = {}  # doc id -> the state of the first whole item
         self.filling = _Batch([], [])  # the producer's batch being filled
         self.done_docs = 0
         self.lock = threading.Lock()
         total = sum(len(it.page_numbers() or ()) or it.pages for it in items)
         self.progress = Progress(total, label)
         self.engine_seconds = 0.0
+        self.engines: Counter[str] = Counter()  # pages read in this stage, by the engine that read them
 
     # -- producer ---------------------------------------------------------------------------
 
@@ -126,11 +132,10 @@ class BatchedOcr:
     def _open(self, item: ShardItem) -> tuple[_DocState, Any]:
         """Read and check one document (or the part of it ``item`` names); returns its state and a
         page iterator (or None)."""
-        from airflow_provider_deepocr.core.render import count_pages, detect_media_type, render_pages
         from airflow_provider_deepocr.core.sources import read_document
 
         t0 = time.perf_counter()
-        ref, work, settings = item.ref, self.ctx.work, self.ctx.settings
+        ref, work = item.ref, self.ctx.work
         try:
             doc = read_document(ref, self.ctx.storage_of(ref.uri))
         except errors.DeepOcrError as exc:
@@ -148,26 +153,29 @@ class BatchedOcr:
             if not item.pages:  # an unsharded listing: the total grows as documents open
                 self.progress.total += entry.page_count
             return self._done(item, entry, t0)
+        first = None if item.is_part else self.first_of.get(doc_id)
+        if first is not None:  # the same bytes listed under another URI: its entry, not its OCR
+            log.info("document %s (%s): the same bytes as %s", ref.uri, doc_id[:12], first.entry.ref.uri)
+            state = _DocState(_entry(item, doc_id, "", 0, self.fp, ocr_dir, []), None, t0, same_as=first)
+            state.finished = state.rendered_all = True
+            return state, None
         whole = WorkLayout.summary(ocr_dir)
         if item.is_part and work.exists(whole):  # done whole by an unsharded or other run
             return self._done(item, OcrEntry.from_dict(work.read_json(whole)).part(item), t0)
-        try:
-            media_type = detect_media_type(doc.data)
-            page_count = count_pages(doc)
-            if item.is_part and (item.last or 0) > page_count:  # changed since it was listed
-                raise errors.DocumentError(
-                    errors.SOURCE_CHANGED, f"{page_count} pages now, {item.pages} when listed"
-                )
-            pages = render_pages(doc, dpi=settings.dpi, limits=settings.limits(), pages=item.page_numbers())
+        assert self.pagework is not None
+        try:  # render and text layer in the page worker, each page under the time limit
+            opened = self.pagework.open(doc, pages=item.page_numbers())
         except errors.DeepOcrError as exc:
             log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
             return self._failed(item, doc_id, Stage.RENDER, exc, t0), None
-        entry = _entry(item, doc_id, media_type, page_count, self.fp, ocr_dir, [])
+        page_count = opened.page_count
+        entry = _entry(item, doc_id, opened.media_type, page_count, self.fp, ocr_dir, [])
         if not item.pages:
             self.progress.total += page_count
         state = _DocState(entry, summary_uri, t0)
-        state.text_blocks = self.router.open(doc.data, media_type, doc_id)
-        return state, pages
+        if not item.is_part:
+            self.first_of[doc_id] = state
+        return state, opened
 
     def _prepare(self, batch: _Batch) -> _Batch:
         try:
@@ -182,17 +190,19 @@ class BatchedOcr:
         batch being filled, across documents; put when full), text-layer pages go alone."""
         entry = state.entry
         ref = entry.ref
-        for page in pages:
-            if isinstance(page, errors.DeepOcrError):  # one page that could not be rendered
-                page_no = cast(errors.PageError, page).page_no
-                entry.failures.append(failure_of(ref, entry.doc_id, page_no, Stage.RENDER, page))
+        for done in pages:
+            if isinstance(done, errors.DeepOcrError):  # a page not rendered, or over the time limit
+                page_no = cast(errors.PageError, done).page_no
+                entry.failures.append(failure_of(ref, entry.doc_id, page_no, Stage.RENDER, done))
                 continue
+            page = done.page
+            blocks = None if done.blocks is None else {page.page_no: done.blocks}
             assert entry.ocr_dir is not None
             if self.ctx.work.exists(WorkLayout.page(entry.ocr_dir, page.page_no)):
                 entry.pages_ok.append(page.page_no)  # finished by an earlier, interrupted try
                 self.progress.add(1, ocr=False)
                 continue
-            route = self.router.route(state.text_blocks, page)
+            route = self.router.route(blocks, page)
             if route == Route.NONE:
                 detail = "text_layer=only and the page has no usable text layer"
                 entry.failures.append(
@@ -279,6 +289,9 @@ class BatchedOcr:
                 meta.update(page_meta(page, result, image_page=image_page))
                 self.ctx.work.write_json(WorkLayout.page(entry.ocr_dir, page.page_no), meta)
                 entry.pages_ok.append(page.page_no)
+                reader = result.engine or engine.name  # a fallback engine names itself
+                state.engines[reader] += 1
+                self.engines[reader] += 1
             with self.lock:
                 state.inflight -= 1
         for state in {id(s): s for s in batch.states}.values():
@@ -292,25 +305,41 @@ class BatchedOcr:
         entry = state.entry
         entry.pages_ok.sort()
         if state.summary_uri is not None and entry.rendered_whole:
-            # only a document that rendered completely is marked done; its failed pages are
-            # retried by the next run, its finished pages are not
-            if not any(f.stage == Stage.OCR for f in entry.failures):
+            # only a document that rendered completely is marked done; its failed pages (engine
+            # error, page timeout) are retried by the next run, its finished pages are not
+            if not any(f.reason in errors.RETRIED_PAGE_REASONS for f in entry.failures):
                 self.ctx.work.write_json(state.summary_uri, entry.to_dict())
         self.done_docs += 1
         log.info(
-            "OCR %d/%d documents: %s (%s) %d/%d pages by %s in %.2fs, %d failures",
+            "OCR %d/%d documents: %s (%s) %d/%d pages (read now by %s) in %.2fs, %d failures",
             self.done_docs,
             len(self.items),
             entry.ref.uri,
             (entry.doc_id or "-")[:12],
             len(entry.pages_ok),
             entry.page_count,
-            self.engine.name,
+            ", ".join(f"{name} {n}" for name, n in sorted(state.engines.items())) or "none: done earlier",
             time.perf_counter() - state.t0,
             len(entry.failures),
         )
 
     def run(self) -> list[OcrEntry]:
+        from airflow_provider_deepocr.core.pagework import PageWork
+
+        settings = self.ctx.settings
+        self.pagework = PageWork(
+            settings.page_timeout_s,
+            settings.dpi,
+            settings.limits(),
+            text_layer=settings.text_layer != "never",
+        )
+        self.pagework.start()
+        try:
+            return self._run()
+        finally:
+            self.pagework.close()
+
+    def _run(self) -> list[OcrEntry]:
         prefetch = max(0, int(self.ctx.settings.prefetch))
         if prefetch == 0:
             self.produce(self._consume_one)
@@ -335,7 +364,7 @@ class BatchedOcr:
                 raise failure[0]
         for state in self.states:
             self._maybe_finish(state)
-        return [s.entry for s in self.states]
+        return [s.entry if s.same_as is None else s.same_as.entry.for_ref(s.entry.ref) for s in self.states]
 
     def _consume_one(self, queued: _Batch | _DocState) -> None:
         if isinstance(queued, _Batch):

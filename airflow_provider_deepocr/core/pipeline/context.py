@@ -32,6 +32,9 @@ class OcrSettings:
     :param on_oversize: ``downscale`` (default: a page over ``max_pixels`` is rendered at the
         highest DPI that fits, flagged ``downscaled``, its DPI on the page row) or ``fail``
         (the page is an ``image_too_large`` failure row).
+    :param page_timeout_s: the time limit of one page's render, text extraction and table finding,
+        run in a killable worker process (:mod:`~airflow_provider_deepocr.core.pagework`); a page
+        over it is a ``page_timeout`` failure row. 0 or None: no worker, no limit. Not fingerprinted.
     """
 
     dpi: int = 144
@@ -40,8 +43,13 @@ class OcrSettings:
     prefetch: int = 2
     text_layer: str = "never"
     on_oversize: str = "downscale"
+    page_timeout_s: float | None = 60.0
 
     def __post_init__(self) -> None:
+        if not self.page_timeout_s:  # 0 or None: no limit
+            self.page_timeout_s = None
+        elif self.page_timeout_s < 0:
+            raise errors.ConfigError(f"page_timeout_s must be >= 0, got {self.page_timeout_s!r}")
         from airflow_provider_deepocr.core.engines.pdf_text import TEXT_LAYER_MODES
         from airflow_provider_deepocr.core.render import ON_OVERSIZE
 

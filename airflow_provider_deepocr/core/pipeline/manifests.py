@@ -43,6 +43,10 @@ class OcrEntry:
         d["failures"] = [Failure.from_dict(f) for f in d["failures"]]
         return cls(**d)
 
+    def for_ref(self, ref: DocumentRef) -> OcrEntry:
+        """This entry for the same bytes listed under ``ref``."""
+        return OcrEntry.from_dict({**self.to_dict(), "ref": ref.to_dict()})
+
     @property
     def rendered_whole(self) -> bool:
         """No document-level failure: every page was rendered (some may have failed alone)."""
@@ -77,6 +81,7 @@ class RecordsEntry:
     pages: int
     validation: list[dict[str, Any]] = field(default_factory=list)
     failures: list[dict[str, Any]] = field(default_factory=list)  # only for documents without an id
+    ref: dict[str, Any] | None = None  # the listed object (URI, size, version): the sources table's
 
 
 def count_failures(failures: Iterable[Failure]) -> dict[str, int]:

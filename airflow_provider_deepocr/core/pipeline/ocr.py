@@ -37,6 +37,7 @@ class OcrStageResult:
     failed: dict[str, int] = field(default_factory=dict)
     config_fingerprint: str | None = None
     total_pages: int = 0  # pages found in readable documents
+    engines: dict[str, int] = field(default_factory=dict)  # pages read by this stage, by engine
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -116,6 +117,7 @@ def ocr_manifest(
         failed=failed,
         config_fingerprint=fp,
         total_pages=sum(e.page_count for e in entries),
+        engines=dict(sorted(run.engines.items())),
     )
 
 

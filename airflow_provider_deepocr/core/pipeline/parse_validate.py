@@ -214,7 +214,14 @@ def parse_manifest(
         failures.extend(result.failures)
         orphan = [f.to_dict() for f in result.failures] if records_uri is None else []
         entry_out = RecordsEntry(
-            result.doc_id or None, entry.ref.uri, records_uri, status, len(result.pages), rows, orphan
+            result.doc_id or None,
+            entry.ref.uri,
+            records_uri,
+            status,
+            len(result.pages),
+            rows,
+            orphan,
+            entry.ref.to_dict(),
         )
         out.append(asdict(entry_out))
     uri = ctx.run_layout.manifest(Manifest.RECORDS, RunLayout.shard_of(manifest_uri))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_deepocr.core.pipeline.context import (
@@ -43,6 +43,11 @@ class RunSummary:
     skipped_documents: int
     work_uri: str
     manifests: dict[str, str]
+    duplicates: int = 0  # listed objects whose bytes another listed object has (OCR'd, loaded once)
+    listed: int = 0  # objects listed: loaded_documents + failed_objects + duplicates + skipped + lost
+    failed_objects: int = 0  # listed objects that ended as failure rows
+    lost: list[str] = field(default_factory=list)  # listed objects with no outcome (an error)
+    engines: dict[str, int] = field(default_factory=dict)  # pages read in this run, by engine
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,7 +88,8 @@ def run_pipeline(
         ctx, listed.manifest_uri, engine, model_load_seconds=model_load_seconds, gpu_hour_cost=gpu_hour_cost
     )
     parsed = parse_manifest(ctx, ocr.manifest_uri, suites=suites, on_failure=on_validation_failure)
-    loaded = load_manifest(ctx, parsed.manifest_uri, warehouse)
+    expect = [d["uri"] for d in work.read_jsonl(listed.manifest_uri)]
+    loaded = load_manifest(ctx, parsed.manifest_uri, warehouse, expect=expect)
     summary = RunSummary(
         run_id=ctx.run_id,
         documents=listed.documents + listed.skipped,
@@ -97,6 +103,11 @@ def run_pipeline(
         loaded_documents=loaded.documents,
         skipped_documents=loaded.skipped + listed.skipped,
         work_uri=work.root_uri,
+        duplicates=loaded.duplicates,
+        listed=listed.documents + listed.skipped,
+        failed_objects=loaded.failed_objects,
+        lost=loaded.lost,
+        engines=ocr.engines,
         manifests={
             "documents": listed.manifest_uri,
             "ocr": ocr.manifest_uri,

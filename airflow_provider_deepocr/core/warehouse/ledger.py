@@ -26,6 +26,16 @@ def ledger_state(conn: sa.Connection, ledger: sa.Table, ids: Sequence[str]) -> d
     return prev
 
 
+def ledger_pages(conn: sa.Connection, ledger: sa.Table, ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+    """(config fingerprint, pages loaded) by doc id, for those of ``ids`` the ledger holds."""
+    held: dict[str, tuple[str, int]] = {}
+    for chunk in chunks(ids, 1000):
+        stmt = sa.select(ledger.c.doc_id, ledger.c.config_fingerprint, ledger.c.pages)
+        for row in conn.execute(stmt.where(ledger.c.doc_id.in_(chunk))):
+            held[row.doc_id] = (row.config_fingerprint, int(row.pages))
+    return held
+
+
 def split_changed(
     results: Sequence[DocumentResult],
     prev: dict[str, tuple[str, str]],

@@ -25,7 +25,7 @@ from airflow_provider_deepocr.core.warehouse.dialects import (
     merge_dialect,
     warehouse_failure,
 )
-from airflow_provider_deepocr.core.warehouse.ledger import ledger_state, split_changed
+from airflow_provider_deepocr.core.warehouse.ledger import ledger_pages, ledger_state, split_changed
 from airflow_provider_deepocr.core.warehouse.merge import merge_documents, warehouse_ddl
 from airflow_provider_deepocr.core.warehouse.replace import delete_docs, replace_documents
 from airflow_provider_deepocr.core.warehouse.rows import (
@@ -42,6 +42,7 @@ from airflow_provider_deepocr.core.warehouse.schema import (
     build_metadata,
     check_identifier,
 )
+from airflow_provider_deepocr.core.warehouse.sources import write_sources
 
 log = logging.getLogger(__name__)
 
@@ -326,6 +327,7 @@ class Warehouse:
                         if rows:
                             conn.execute(self.validation_results.insert(), rows)
                         counts["validation_results"] += len(rows)
+                write_sources(conn, self._tables["sources"], results, run_id, now)  # every URI seen
                 if sm is not None:
                     if not self.db.transactional_ddl:
                         conn.commit()  # Snowflake: a DROP would commit anyway; keep it after the writes
@@ -405,13 +407,13 @@ class Warehouse:
 
     def is_loaded(self, doc_id: str, fingerprint: str) -> bool:
         """True when the ledger says ``doc_id`` is live under config ``fingerprint``."""
-        return self.live_fingerprints([doc_id]).get(doc_id) == fingerprint
+        return self.live_fingerprints([doc_id]).get(doc_id, ("",))[0] == fingerprint
 
-    def live_fingerprints(self, doc_ids: Sequence[str]) -> dict[str, str]:
-        """The config fingerprint the ledger holds live, by doc id, for those of ``doc_ids`` it
+    def live_fingerprints(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, int]]:
+        """(live config fingerprint, pages loaded) by doc id, for those of ``doc_ids`` the ledger
         holds (a query per 1,000 ids)."""
         with self.engine.connect() as conn:
-            return {doc_id: fp for doc_id, (fp, _) in ledger_state(conn, self.ledger, doc_ids).items()}
+            return ledger_pages(conn, self.ledger, doc_ids)
 
     def record_run(self, row: dict[str, Any]) -> None:
         """Write one ``runs`` row (a shard's load), replacing the same run, DAG and shard's."""
@@ -427,7 +429,7 @@ class Warehouse:
 
     def loaded_sources(self, prefix_uri: str) -> Iterator[tuple[str, int | None, str | None, str]]:
         """(source URI, size, version, config fingerprint) of the loaded documents under a prefix."""
-        return runs.loaded_sources(self.engine, self.documents, self.ledger, prefix_uri)
+        return runs.loaded_sources(self.engine, self._tables, prefix_uri)
 
     def record_review(self, row: dict[str, Any]) -> None:
         """Append one row to the reviews table (core.review): an audit trail, never updated."""

@@ -4,11 +4,12 @@ ran. Functions over a connection and tables, so the loader stays small."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 
+from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.warehouse.schema import KEYS
 
 
@@ -33,18 +34,33 @@ def last_fingerprint(engine: sa.Engine, runs: sa.Table, dag_id: str) -> str | No
 
 
 def loaded_sources(
-    engine: sa.Engine, documents: sa.Table, ledger: sa.Table, prefix_uri: str
+    engine: sa.Engine, tables: Mapping[str, sa.Table], prefix_uri: str
 ) -> Iterator[tuple[str, int | None, str | None, str]]:
-    """(source URI, size, version, live config fingerprint) of every loaded document whose source
-    URI starts with ``prefix_uri``, ordered by URI and streamed (a million rows stay a cursor)."""
+    """(source URI, size, version, live config fingerprint) of every URI under ``prefix_uri`` a
+    loaded document was seen under (the sources table, and the documents table for loads older than
+    it), ordered by URI and streamed (a million rows stay a cursor).
+
+    A document with an open page failure the next run retries (:data:`~errors.RETRIED_PAGE_REASONS`:
+    an engine error, a page timeout) is not listed: it is not unchanged until every page is in."""
     like = prefix_uri.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    d, led = documents, ledger
-    stmt = (
-        sa.select(d.c.source_uri, d.c.source_size, d.c.source_version, led.c.config_fingerprint)
-        .join(led, led.c.doc_id == d.c.doc_id)
-        .where(d.c.source_uri.like(like, escape="\\"))
-        .order_by(d.c.source_uri)
-    )
+    led, f = tables["load_ledger"], tables["failures"]
+    selects = []
+    for t in (tables["sources"], tables["documents"]):
+        open_page_failure = (
+            sa.select(f.c.failure_id)
+            .where(
+                f.c.doc_id == t.c.doc_id,
+                f.c.page_no.is_not(None),
+                f.c.reason.in_(sorted(errors.RETRIED_PAGE_REASONS)),
+            )
+            .exists()
+        )
+        selects.append(
+            sa.select(t.c.source_uri, t.c.source_size, t.c.source_version, led.c.config_fingerprint)
+            .join(led, led.c.doc_id == t.c.doc_id)
+            .where(t.c.source_uri.like(like, escape="\\"), ~open_page_failure)
+        )
+    stmt = sa.union_all(*selects).order_by(sa.literal_column("source_uri"))
     with engine.connect().execution_options(stream_results=True, yield_per=5000) as conn:
         for row in conn.execute(stmt):
             yield row[0], row[1], row[2], row[3]

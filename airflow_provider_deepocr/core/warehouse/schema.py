@@ -25,6 +25,7 @@ TABLES = (
     "validation_results",
     "runs",
     "reviews",
+    "sources",
 )
 
 # Tables holding a loaded document's content (deleted on reload / quarantine).
@@ -39,6 +40,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "blocks": ("doc_id", "page_no", "block_no"),
     "table_cells": ("doc_id", "page_no", "block_no", "row_no", "col_no"),
     "runs": ("run_id", "dag_id", "shard"),
+    "sources": ("source_uri",),
 }
 
 
@@ -203,6 +205,17 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("config_fingerprint", fp),
         sa.Column("reviewed_at", ts, nullable=False),
         sa.Index(f"{prefix}reviews_doc_idx", "doc_id"),
+    )
+    sa.Table(  # every URI a document was seen under (identical bytes share one doc_id): .sources
+        f"{prefix}sources",
+        md,
+        sa.Column("source_uri", sa.String(2048), primary_key=True),
+        sa.Column("doc_id", doc_id, nullable=False),
+        sa.Column("source_size", sa.BigInteger),
+        sa.Column("source_version", sa.Text),
+        sa.Column("seen_at", ts, nullable=False),
+        sa.Column("run_id", sa.Text),
+        sa.Index(f"{prefix}sources_doc_idx", "doc_id"),
     )
     return md
 

@@ -21,7 +21,7 @@ from tests.core.warehouse.test_loader import make_result
 from tests.digest import TableDigest, table_digest
 
 #: Differ between a load and a reference load of the same documents made at another moment.
-WHEN = ("loaded_at", "recorded_at")
+WHEN = ("loaded_at", "recorded_at", "seen_at")
 
 
 def _docs(n: int, blocks: int) -> list:

@@ -253,6 +253,7 @@ def test_create_twice_and_counts(wh: Warehouse) -> None:
             "validation_results",
             "runs",
             "reviews",
+            "sources",
         ),
         0,
     )
@@ -625,8 +626,8 @@ def test_two_loaders_of_the_same_document_load_it_once(
     ref = Warehouse(w.engine, prefix="clean_", load_method=method)
     ref.create()
     ref.load_document(make_result(2, 50), writer)
-    assert table_digest(w.engine, skip=("loaded_at",)) == table_digest(
-        w.engine, "clean_", skip=("loaded_at",)
+    assert table_digest(w.engine, skip=("loaded_at", "seen_at")) == table_digest(
+        w.engine, "clean_", skip=("loaded_at", "seen_at")
     )
     w.dispose()
 
@@ -664,7 +665,7 @@ def test_a_batch_load_equals_loading_each_document(wh: Warehouse, tmp_path: Path
     again = wh.load_documents(docs, "run-2")
     assert again["unchanged"] == 4 and again["documents"] == 0
     wh.load_documents(docs, "run-3", force=True)
-    no_run = ("loaded_at", "recorded_at", "run_id")
+    no_run = ("loaded_at", "recorded_at", "run_id", "seen_at")
     assert snapshot(wh, skip=no_run) == snapshot(other, skip=no_run)
     # a new config for one document replaces just that one
     changed = make_result(1, 2, name="doc-2", fingerprint="fp-new")
@@ -815,7 +816,7 @@ def test_cloud_warehouses_load_through_staged_merge(name: str, monkeypatch: pyte
     with pytest.raises(errors.ConfigError, match="load_method='merge'"):
         Warehouse(engine, load_method="replace")
     ddl = "\n".join(merge.warehouse_ddl(engine.dialect, w.metadata))
-    assert "CREATE INDEX" not in ddl and ddl.count("CREATE TABLE IF NOT EXISTS") == 9
+    assert "CREATE INDEX" not in ddl and ddl.count("CREATE TABLE IF NOT EXISTS") == 10
     # timestamps keep their time zone everywhere (BigQuery's DATETIME would drop it)
     loaded_at = sa.schema.CreateTable(w.documents).compile(dialect=engine.dialect)
     assert re.search(
