@@ -407,8 +407,8 @@ def cmd_show(args: argparse.Namespace) -> int:
     from airflow_provider_deepocr.core import errors
     from airflow_provider_deepocr.core.warehouse import Warehouse
 
-    wh = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix)
-    try:
+    try:  # only reads: a missing SQLite/DuckDB file is refused, never created
+        wh = Warehouse(args.warehouse, schema=args.schema, prefix=args.table_prefix, must_exist=True)
         wh.check()
     except errors.DeepOcrError as exc:
         return _cannot_run(exc)

@@ -192,7 +192,6 @@ def run_find_tables(cases: list[TruthCase]) -> tuple[float, float, int, int]:
 
 def run_images(engine: Any, name: str, cases: list[TruthCase]) -> PathResult:
 
-
     from airflow_provider_deepocr.core.pageprep import prepare_for_ocr
     from airflow_provider_deepocr.core.parse import parse_page, parse_structured
     from airflow_provider_deepocr.core.records import PageImage

@@ -473,3 +473,15 @@ def test_deepseek_without_weights_or_network_exits_3_in_seconds(tmp_path: Path, 
     assert elapsed < 30
     assert "hub is unreachable" in proc.stderr and "Traceback" not in proc.stderr
     print(f"exit {proc.returncode} after {elapsed:.1f}s: {proc.stderr.strip().splitlines()[-1]}")
+
+
+def test_show_never_creates_a_warehouse_and_names_url_mistakes(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "nothing-here.db"
+    assert main(["show", "--warehouse", f"sqlite:///{missing}"]) == 3
+    assert "does not exist" in capsys.readouterr().err and not missing.exists()
+    assert main(["show", "--warehouse", "warehouse.db"]) == 3
+    assert "write sqlite:///warehouse.db" in capsys.readouterr().err
+    assert main(["show", "--warehouse", "postgres://u@127.0.0.1/x"]) == 3
+    assert "postgresql+psycopg://" in capsys.readouterr().err

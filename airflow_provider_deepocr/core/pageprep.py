@@ -172,7 +172,6 @@ def _ink(gray: Any) -> Any:
 def despeckle(gray: Any) -> Any | None:
     """``gray`` median-filtered (3x3) when it is speckled, else None (leave the page alone)."""
     import cv2
-
     import numpy as np
 
     n, labels, stats, _ = cv2.connectedComponentsWithStats(_ink(gray), connectivity=8)

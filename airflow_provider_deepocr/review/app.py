@@ -82,7 +82,7 @@ class ReviewSettings:
         from airflow_provider_deepocr.core.warehouse import Warehouse
 
         if self._wh is None:
-            self._wh = Warehouse(self.warehouse_url, schema=self.schema, prefix=self.prefix)
+            self._wh = Warehouse(self.warehouse_url, schema=self.schema, prefix=self.prefix, must_exist=True)
             self._wh.create()  # the reviews table on a warehouse made before it existed
         return self._wh
 
