@@ -184,7 +184,7 @@ def despeckle(gray: Any) -> Any | None:
         return None
     # the specks alone go (set to the paper's shade); strokes keep every pixel, unlike a median
     # filter, which thins small print at 150 dpi
-    small = np.zeros(n, dtype=bool)
+    small: Any = np.zeros(n, dtype=bool)
     small[1:] = areas <= _SPECK_AREA
     out = gray.copy()
     out[small[labels]] = int(np.percentile(gray, 90))
