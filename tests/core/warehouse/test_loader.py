@@ -151,9 +151,19 @@ def make_result(
 # --------------------------------------------------------------------------------------------
 
 
+def redshift_url(pg_url: str) -> str:
+    """The same PostgreSQL database through SQLAlchemy's Redshift dialect (no TLS on loopback)."""
+    return pg_url.replace("postgresql+psycopg://", "redshift+psycopg2://", 1) + "?sslmode=disable"
+
+
 def _backend_url(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, str]:
-    """(URL, load method) of a test's ``backend``: ``name`` or ``name-merge``."""
+    """(URL, load method) of a test's ``backend``: ``name`` or ``name-merge``. ``redshift``: the
+    Redshift dialect (sqlalchemy-redshift over psycopg2, its staged MERGE) against the local
+    PostgreSQL 15, which runs Redshift's statements for real."""
     name, _, method = backend.partition("-")
+    if name == "redshift":
+        pg = request.getfixturevalue("pg_url")
+        return redshift_url(pg), "merge"
     if name == "sqlite":
         url = f"sqlite:///{tmp_path / 'wh.db'}"
     elif name == "duckdb":
@@ -447,7 +457,7 @@ def test_schema_on_postgres(pg_url: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["postgresql", "postgresql-merge", "duckdb", "duckdb-merge"])
+@pytest.mark.parametrize("backend", ["postgresql", "postgresql-merge", "duckdb", "duckdb-merge", "redshift"])
 def test_threads_racing_on_one_document(backend: str, request: pytest.FixtureRequest, tmp_path: Path) -> None:
     url, method = _backend_url(backend, request, tmp_path)
     w = Warehouse(url, load_method=method)
@@ -575,7 +585,9 @@ def _race_after_ledger_read(url: str, method: str, run_id: str, ready: Any, barr
     w.dispose()
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "postgresql-merge", "duckdb", "duckdb-merge"])
+@pytest.mark.parametrize(
+    "backend", ["sqlite", "postgresql", "postgresql-merge", "duckdb", "duckdb-merge", "redshift"]
+)
 def test_two_loaders_of_the_same_document_load_it_once(
     backend: str, request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -108,7 +108,7 @@ def test_dialect_names() -> None:
 
 
 def test_create_table_ddl_compiles_for_every_table(dialect: sa.Dialect, md: sa.MetaData) -> None:
-    assert len(md.tables) == 9
+    assert len(md.tables) == 10
     for table in md.sorted_tables:
         ddl = str(sa.schema.CreateTable(table).compile(dialect=dialect))
         assert ddl.lstrip().startswith("CREATE TABLE ")
@@ -127,15 +127,16 @@ def test_create_table_ddl_compiles_for_every_table(dialect: sa.Dialect, md: sa.M
 
 def test_warehouse_ddl_skips_indexes_where_there_are_none(dialect: sa.Dialect, md: sa.MetaData) -> None:
     ddl = m.warehouse_ddl(dialect, md)
-    assert len(ddl) == 9
+    assert len(ddl) == 10
     assert all(s.startswith("CREATE TABLE IF NOT EXISTS ") for s in ddl)
     assert not any("INDEX" in s for s in ddl)
     for s in ddl:
         assert _parse(dialect, s)
     pg = m.warehouse_ddl(_dialect("postgresql"), md)
-    assert len(pg) == 11 and {s.split(" ON ")[0] for s in pg[-2:]} == {
+    assert len(pg) == 13 and {s.split(" ON ")[0] for s in pg[-3:]} == {
         "CREATE INDEX IF NOT EXISTS deepocr_failures_doc_uri_idx",
         "CREATE INDEX IF NOT EXISTS deepocr_reviews_doc_idx",
+        "CREATE INDEX IF NOT EXISTS deepocr_sources_doc_idx",
     }
 
 
@@ -529,3 +530,38 @@ def test_redshift_form_runs_on_postgresql(pg_url: str) -> None:
         assert sorted(tuple(r) for r in got if r[0] == b.doc_id) == sorted(block_tuples(b))
     finally:
         eng.dispose()
+
+
+def test_a_redshift_warehouse_loads_for_real_on_postgresql(pg_url: str) -> None:
+    """The whole Warehouse on the Redshift dialect (sqlalchemy-redshift over psycopg2: Redshift's
+    DDL, its staged MERGE, its locks) against PostgreSQL 15: a load, a rerun that changes
+    nothing, a forced reload that rewrites the same rows, a quarantine."""
+    from airflow_provider_deepocr.core.warehouse import Warehouse
+    from tests.core.warehouse.test_loader import redshift_url
+    from tests.digest import table_digest
+
+    w = Warehouse(redshift_url(pg_url), schema="ocr")
+    assert (w.dialect, w.load_method) == ("redshift", "merge")
+    statements: list[str] = []
+    sa.event.listen(w.engine, "before_cursor_execute", lambda c, cur, stmt, *a: statements.append(stmt))
+    docs = [make_result(2, 3, name=f"doc-{i}") for i in range(3)]
+    when = ("run_id", "loaded_at", "recorded_at", "seen_at")
+    try:
+        w.create()
+        assert w.load_documents(docs, "run-1")["documents"] == 3
+        assert any(s.lstrip().upper().startswith("MERGE INTO") for s in statements)
+        first = table_digest(pg_url, schema="ocr")
+        assert first.counts["documents"] == 3 and first.counts["blocks"] == 21
+        assert w.load_documents(docs, "run-2")["unchanged"] == 3
+        assert table_digest(pg_url, schema="ocr") == first  # byte for byte
+        w.load_documents(docs, "run-3", force=True)
+        assert (
+            table_digest(pg_url, schema="ocr", skip=when).hashes
+            == table_digest(pg_url, schema="ocr", skip=when).hashes
+        )
+        assert table_digest(pg_url, schema="ocr", skip=when).counts == first.counts
+        w.quarantine(docs[0], "validation_failed", "1 of 20 expectation(s) failed", "run-4")
+        after = table_digest(pg_url, schema="ocr")
+        assert after.counts["documents"] == 2 and after.counts["failures"] == 1
+    finally:
+        w.dispose()
