@@ -161,9 +161,14 @@ def test_rerun_skips_finished_pages_and_documents(
     LocalStorage.path(f"{fax['ocr_dir']}/p00003.json").unlink()
 
     second = Recording(tiny_engine)
+    asked: list[str] = []
+    exists = work.storage.exists
+    work.storage.exists = lambda uri: asked.append(uri) or exists(uri)  # type: ignore[method-assign]
     res = stage_ocr(listed.manifest_uri, work, "r2", second)
     assert second.calls == [[(fax["doc_id"], 3)]]
     assert res.pages == 5
+    # finished pages are found by one listing of the document's folder, not one request per page
+    assert not [u for u in asked if u.rsplit("/", 1)[-1].startswith("p0")], asked
 
 
 def test_a_failing_page_is_a_failure_row_and_its_siblings_load(

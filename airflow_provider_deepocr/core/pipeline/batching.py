@@ -50,6 +50,9 @@ class _DocState:
     finished: bool = False
     same_as: _DocState | None = None  # the same bytes opened earlier in this stage: OCR'd once
     engines: Counter[str] = field(default_factory=Counter)  # pages read now, by engine
+    # what the document's OCR folder held when it was opened (one listing, not a request per page):
+    # the page files an earlier, interrupted try finished
+    found: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -123,6 +126,10 @@ class BatchedOcr:
         self.progress.add(len(entry.pages_ok), ocr=False)
         return state, None
 
+    def _found(self, ocr_dir: str) -> frozenset[str]:
+        """The URIs under a document's OCR folder, in one listing of the work area."""
+        return frozenset(ref.uri for ref in self.ctx.work.storage.list(ocr_dir))
+
     def _failed(
         self, item: ShardItem, doc_id: str | None, stage: Stage, exc: errors.DeepOcrError, t0: float
     ) -> _DocState:
@@ -172,7 +179,7 @@ class BatchedOcr:
         entry = _entry(item, doc_id, opened.media_type, page_count, self.fp, ocr_dir, [])
         if not item.pages:
             self.progress.total += page_count
-        state = _DocState(entry, summary_uri, t0)
+        state = _DocState(entry, summary_uri, t0, found=self._found(ocr_dir))
         if not item.is_part:
             self.first_of[doc_id] = state
         return state, opened
@@ -198,7 +205,7 @@ class BatchedOcr:
             page = done.page
             blocks = None if done.blocks is None else {page.page_no: done.blocks}
             assert entry.ocr_dir is not None
-            if self.ctx.work.exists(WorkLayout.page(entry.ocr_dir, page.page_no)):
+            if WorkLayout.page(entry.ocr_dir, page.page_no) in state.found:
                 entry.pages_ok.append(page.page_no)  # finished by an earlier, interrupted try
                 self.progress.add(1, ocr=False)
                 continue
