@@ -171,6 +171,45 @@ def test_rerun_skips_finished_pages_and_documents(
     assert not [u for u in asked if u.rsplit("/", 1)[-1].startswith("p0")], asked
 
 
+def test_page_files_are_written_off_the_engines_thread(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path
+) -> None:
+    """The engine never waits on the work area: its page files are written by the writer pool,
+    and each document's summary only after its page files (a resumed try trusts the summary)."""
+    import threading
+    import time
+
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1")
+    engine_threads: set[str] = set()
+    writes: list[tuple[str, str]] = []
+    recording = Recording(tiny_engine)
+    ocr = recording.ocr
+
+    def ocr_noting_its_thread(pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
+        engine_threads.add(threading.current_thread().name)
+        return ocr(pages, temperature)
+
+    recording.ocr = ocr_noting_its_thread  # type: ignore[method-assign]
+    write = work.storage.write
+
+    def slow_write(uri: str, data: bytes) -> None:  # a slow store: 0.3 s a page file
+        if uri.rsplit("/", 1)[-1].startswith("p0"):
+            time.sleep(0.3)
+        writes.append((threading.current_thread().name, uri))
+        write(uri, data)
+
+    work.storage.write = slow_write  # type: ignore[method-assign]
+    res = stage_ocr(listed.manifest_uri, work, "r1", recording)
+    assert res.pages == 5
+    pages = [(t, u) for t, u in writes if u.rsplit("/", 1)[-1].startswith("p0")]
+    assert len(pages) == 5 and not {t for t, _ in pages} & engine_threads
+    order = [u for _, u in writes]
+    for summary in [u for u in order if u.endswith("/document.json")]:
+        folder = summary.rsplit("/", 1)[0]
+        assert all(order.index(u) < order.index(summary) for u in order if u.startswith(folder + "/p0"))
+
+
 def test_a_failing_page_is_a_failure_row_and_its_siblings_load(
     tiny_engine: OcrEngine, inbox: Path, tmp_path: Path, pg_url: str
 ) -> None:

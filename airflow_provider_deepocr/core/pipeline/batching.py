@@ -15,6 +15,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
 
@@ -23,7 +24,7 @@ from airflow_provider_deepocr.core.coverage import page_meta
 from airflow_provider_deepocr.core.engines.text_layer import Route, TextLayerRouter
 from airflow_provider_deepocr.core.pageprep import prepare_for_ocr
 from airflow_provider_deepocr.core.pipeline.context import OcrSettings, StageContext
-from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, failure_of
+from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, failure_of, new_entry
 from airflow_provider_deepocr.core.records import DocumentRef, Failure, PageImage
 from airflow_provider_deepocr.core.runs import Progress
 from airflow_provider_deepocr.core.shards import ShardItem
@@ -53,6 +54,7 @@ class _DocState:
     # what the document's OCR folder held when it was opened (one listing, not a request per page):
     # the page files an earlier, interrupted try finished
     found: frozenset[str] = frozenset()
+    writes: list[Future[Any]] = field(default_factory=list)  # its page files, being written
 
 
 @dataclass
@@ -65,31 +67,8 @@ class _Batch:
 
 _END = object()
 
-
-def _entry(
-    item: ShardItem,
-    doc_id: str | None,
-    media_type: str,
-    page_count: int,
-    fp: str,
-    ocr_dir: str | None,
-    failures: list[Failure],
-) -> OcrEntry:
-    """A new OCR entry for ``item`` (with its page span when it is a part of a split document)."""
-    if not item.is_part:
-        return OcrEntry(item.ref, doc_id, media_type, page_count, fp, ocr_dir, failures=failures)
-    return OcrEntry(
-        item.ref,
-        doc_id,
-        media_type,
-        page_count,
-        fp,
-        ocr_dir,
-        failures=failures,
-        first=item.first,
-        last=item.last,
-        parts=item.parts,
-    )
+WRITERS = 4
+"""Threads writing page files (an S3 work area: a request each, overlapped)."""
 
 
 class BatchedOcr:
@@ -114,6 +93,11 @@ class BatchedOcr:
         self.progress = Progress(total, label)
         self.engine_seconds = 0.0
         self.engines: Counter[str] = Counter()  # pages read in this stage, by the engine that read them
+        # the work area off the engine's path: page files are written by a pool, and a document's
+        # summary by one finisher thread once its page files are all written (never before)
+        self.writer = ThreadPoolExecutor(max_workers=WRITERS, thread_name_prefix="deepocr-write")
+        self.finisher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepocr-finish")
+        self.finishing: list[Future[None]] = []
 
     # -- producer ---------------------------------------------------------------------------
 
@@ -134,7 +118,7 @@ class BatchedOcr:
         self, item: ShardItem, doc_id: str | None, stage: Stage, exc: errors.DeepOcrError, t0: float
     ) -> _DocState:
         failures = [failure_of(item.ref, doc_id, None, stage, exc)]
-        return _DocState(_entry(item, doc_id, "", 0, self.fp, None, failures), None, t0)
+        return _DocState(new_entry(item, doc_id, "", 0, self.fp, None, failures), None, t0)
 
     def _open(self, item: ShardItem) -> tuple[_DocState, Any]:
         """Read and check one document (or the part of it ``item`` names); returns its state and a
@@ -163,7 +147,7 @@ class BatchedOcr:
         first = None if item.is_part else self.first_of.get(doc_id)
         if first is not None:  # the same bytes listed under another URI: its entry, not its OCR
             log.info("document %s (%s): the same bytes as %s", ref.uri, doc_id[:12], first.entry.ref.uri)
-            state = _DocState(_entry(item, doc_id, "", 0, self.fp, ocr_dir, []), None, t0, same_as=first)
+            state = _DocState(new_entry(item, doc_id, "", 0, self.fp, ocr_dir, []), None, t0, same_as=first)
             state.finished = state.rendered_all = True
             return state, None
         whole = WorkLayout.summary(ocr_dir)
@@ -176,7 +160,7 @@ class BatchedOcr:
             log.warning("document %s (%s) rejected: %s", ref.uri, doc_id[:12], exc.reason)
             return self._failed(item, doc_id, Stage.RENDER, exc, t0), None
         page_count = opened.page_count
-        entry = _entry(item, doc_id, opened.media_type, page_count, self.fp, ocr_dir, [])
+        entry = new_entry(item, doc_id, opened.media_type, page_count, self.fp, ocr_dir, [])
         if not item.pages:
             self.progress.total += page_count
         state = _DocState(entry, summary_uri, t0, found=self._found(ocr_dir))
@@ -294,7 +278,8 @@ class BatchedOcr:
                 # rotation, coverage (core.coverage) and render/prep/engine flags for the page row
                 image_page = batch.engine is None and self.engine.reads_pixels
                 meta.update(page_meta(page, result, image_page=image_page))
-                self.ctx.work.write_json(WorkLayout.page(entry.ocr_dir, page.page_no), meta)
+                uri = WorkLayout.page(entry.ocr_dir, page.page_no)
+                state.writes.append(self.writer.submit(self.ctx.work.write_json, uri, meta))
                 entry.pages_ok.append(page.page_no)
                 reader = result.engine or engine.name  # a fallback engine names itself
                 state.engines[reader] += 1
@@ -311,11 +296,7 @@ class BatchedOcr:
             state.finished = True
         entry = state.entry
         entry.pages_ok.sort()
-        if state.summary_uri is not None and entry.rendered_whole:
-            # only a document that rendered completely is marked done; its failed pages (engine
-            # error, page timeout) are retried by the next run, its finished pages are not
-            if not any(f.reason in errors.RETRIED_PAGE_REASONS for f in entry.failures):
-                self.ctx.work.write_json(state.summary_uri, entry.to_dict())
+        self.finishing.append(self.finisher.submit(self._write_summary, state))
         self.done_docs += 1
         log.info(
             "OCR %d/%d documents: %s (%s) %d/%d pages (read now by %s) in %.2fs, %d failures",
@@ -330,6 +311,17 @@ class BatchedOcr:
             len(entry.failures),
         )
 
+    def _write_summary(self, state: _DocState) -> None:
+        """In the finisher thread: after the document's page files are written (a failed write
+        raises here, and the stage with it), its summary — only for a document that rendered
+        completely; its failed pages (engine error, page timeout) are retried by the next run."""
+        for write in state.writes:
+            write.result()
+        entry = state.entry
+        if state.summary_uri is not None and entry.rendered_whole:
+            if not any(f.reason in errors.RETRIED_PAGE_REASONS for f in entry.failures):
+                self.ctx.work.write_json(state.summary_uri, entry.to_dict())
+
     def run(self) -> list[OcrEntry]:
         from airflow_provider_deepocr.core.pagework import PageWork
 
@@ -342,9 +334,14 @@ class BatchedOcr:
         )
         self.pagework.start()
         try:
-            return self._run()
+            entries = self._run()
+            for done in self.finishing:  # every page file and summary written, or the error
+                done.result()
+            return entries
         finally:
             self.pagework.close()
+            self.finisher.shutdown(wait=True)
+            self.writer.shutdown(wait=True)
 
     def _run(self) -> list[OcrEntry]:
         prefetch = max(0, int(self.ctx.settings.prefetch))

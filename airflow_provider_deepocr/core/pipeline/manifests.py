@@ -96,3 +96,29 @@ def failure_of(
     return Failure(
         source_uri=ref.uri, reason=exc.reason, detail=exc.detail, doc_id=doc_id, page_no=page_no, stage=stage
     )
+
+
+def new_entry(
+    item: ShardItem,
+    doc_id: str | None,
+    media_type: str,
+    page_count: int,
+    fp: str,
+    ocr_dir: str | None,
+    failures: list[Failure],
+) -> OcrEntry:
+    """A new OCR entry for ``item`` (with its page span when it is a part of a split document)."""
+    if not item.is_part:
+        return OcrEntry(item.ref, doc_id, media_type, page_count, fp, ocr_dir, failures=failures)
+    return OcrEntry(
+        item.ref,
+        doc_id,
+        media_type,
+        page_count,
+        fp,
+        ocr_dir,
+        failures=failures,
+        first=item.first,
+        last=item.last,
+        parts=item.parts,
+    )
