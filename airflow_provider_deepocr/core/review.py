@@ -231,8 +231,13 @@ def decide(
     reviewer: str,
     note: str = "",
     engine: str | None = None,
+    offered_only: bool = False,
 ) -> dict[str, Any]:
-    """Carry out one review decision and append its row to the reviews table; returns that row."""
+    """Carry out one review decision and append its row to the reviews table; returns that row.
+
+    A rejection of a loaded document removes its rows; an approval of a loaded document writes
+    nothing but the review row. ``offered_only`` (the review page): refuse what the page does not
+    offer, approving a document the warehouse already holds included."""
     if decision not in DECISIONS:
         raise errors.ConfigError(f"decision must be one of {DECISIONS}, got {decision!r}")
     if decision == REOCR and engine not in REOCR_ENGINES:
@@ -241,7 +246,7 @@ def decide(
     if item is None:
         raise errors.DeepOcrError(errors.READ_ERROR, f"document {doc_id[:12]} is not in the review queue")
     result = load_result(work, item.config_fingerprint, doc_id)
-    why_not = refusal(item, result, decision)
+    why_not = refusal(item, result, decision, offered_only)
     if why_not is not None:
         log.info("review: %s of document %s refused (%s)", decision, doc_id[:12], why_not[0])
         raise errors.DeepOcrError(*why_not)
@@ -275,11 +280,14 @@ def decide(
     return row
 
 
-def refusal(item: QueueItem, result: DocumentResult, decision: str) -> tuple[str, str] | None:
+def refusal(
+    item: QueueItem, result: DocumentResult, decision: str, offered_only: bool = True
+) -> tuple[str, str] | None:
     """``(reason code, why)`` when ``decision`` cannot be carried out on this document, else None:
-    nothing to approve in a document without pages (a corrupt or locked file), and no approve or
-    reject of a document the warehouse already holds (its flagged pages go to re-OCR)."""
-    if decision in (APPROVE, REJECT) and item.status == "loaded":
+    nothing to approve in a document without pages (a corrupt or locked file); and, for what the
+    review page offers, no approval of a document the warehouse already holds (a rejection of one
+    is offered: it takes the document out, a wrong patient say; its flagged pages go to re-OCR)."""
+    if offered_only and decision == APPROVE and item.status == "loaded":
         return errors.ALREADY_LOADED, f"the document is already loaded: {decision} does not apply"
     if decision == APPROVE and (result.page_count <= 0 or not result.pages):
         return (

@@ -308,6 +308,7 @@ def create_app(
                 user,
                 note,
                 engine or None,
+                True,  # offered_only: refuse what the page does not offer
             )
         except errors.ConfigError as exc:
             raise HTTPException(status_code=400, detail=str(exc)) from None
