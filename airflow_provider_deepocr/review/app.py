@@ -44,9 +44,6 @@ class TokenAuth:
     def matches(self, presented: str | None) -> bool:
         return bool(presented) and hmac.compare_digest(str(presented).encode(), self.token.encode())
 
-    def csrf(self, user: str) -> str:
-        return form_token(self.token, user)
-
 
 def form_token(secret: str, user: str) -> str:
     """The form token of ``user``: an HMAC of the user under the app's secret, so a token served
