@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -58,6 +59,13 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
     fp = sa.String(64)
     ts = sa.TIMESTAMP(timezone=True)  # BigQuery: TIMESTAMP (its DATETIME has no time zone)
 
+    _content_tables(md, prefix, doc_id, fp, ts)
+    _record_tables(md, prefix, doc_id, fp, ts)
+    return md
+
+
+def _content_tables(md: sa.MetaData, prefix: str, doc_id: Any, fp: Any, ts: Any) -> None:
+    """A loaded document's rows: documents, pages, blocks, table cells."""
     sa.Table(
         f"{prefix}documents",
         md,
@@ -127,6 +135,11 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("text", sa.Text),
         sa.Column("caption", sa.Text),
     )
+
+
+def _record_tables(md: sa.MetaData, prefix: str, doc_id: Any, fp: Any, ts: Any) -> None:
+    """What the pipeline records beside the content: failures, ledger, validation results, runs,
+    reviews, sources."""
     sa.Table(
         f"{prefix}failures",
         md,
@@ -217,7 +230,6 @@ def build_metadata(prefix: str, schema: str | None) -> sa.MetaData:
         sa.Column("run_id", sa.Text),
         sa.Index(f"{prefix}sources_doc_idx", "doc_id"),
     )
-    return md
 
 
 def add_missing_columns(
