@@ -227,7 +227,7 @@ def test_the_function_lengths_skip_signature_and_docstring() -> None:
     assert _function_lengths(ast.parse(src)) == [("f", 1, 2)]
 
 
-WORK_AREA_TOP = {"runs", "ocr", "records", "reviews", "stats", "shards"}
+WORK_AREA_TOP = {"runs", "ocr", "records", "reviews", "stats", "shards", "pagecounts"}
 
 
 def test_only_the_work_layout_spells_a_work_area_path() -> None:

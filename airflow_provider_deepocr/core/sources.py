@@ -71,6 +71,14 @@ class Storage(ABC):
     def read(self, uri: str) -> bytes:
         """The object's bytes. Raises the store's own error (``OSError``, ``ClientError``)."""
 
+    def read_range(self, uri: str, start: int, length: int) -> bytes:
+        """Bytes ``[start, start + length)`` of the object, clipped at its end (fewer, or none,
+        when the object is shorter). Raises what :meth:`read` raises. This default reads the whole
+        object and slices it; stores that can read a range override it."""
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range: start={start}, length={length}")
+        return self.read(uri)[start : start + length]
+
     @abstractmethod
     def write(self, uri: str, data: bytes) -> None:
         """Write the whole object; readers never see a partial object."""
@@ -142,6 +150,13 @@ class LocalStorage(Storage):
     def read(self, uri: str) -> bytes:
         return self.path(uri).read_bytes()
 
+    def read_range(self, uri: str, start: int, length: int) -> bytes:
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range: start={start}, length={length}")
+        with self.path(uri).open("rb") as fh:
+            fh.seek(start)
+            return fh.read(length)
+
     def write(self, uri: str, data: bytes) -> None:
         target = self.path(uri)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -193,13 +208,22 @@ _S3_THROTTLED = frozenset(
 )
 
 
-def make_s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client (credentials and region from the usual AWS environment); a malformed
-    ``endpoint_url`` is a :class:`ConfigError`. Making a client contacts nothing."""
+#: Connections a client made here keeps open: enough for the listing's ``count_threads`` reads
+#: at once (botocore's default, 10, would queue them).
+S3_POOL_CONNECTIONS = 64
+
+
+def make_s3_client(endpoint_url: str | None = None, max_pool_connections: int = S3_POOL_CONNECTIONS) -> Any:
+    """A boto3 S3 client (credentials and region from the usual AWS environment) keeping up to
+    ``max_pool_connections`` connections; a malformed ``endpoint_url`` is a :class:`ConfigError`.
+    Making a client contacts nothing."""
     import boto3
+    from botocore.config import Config
 
     try:
-        return boto3.client("s3", endpoint_url=endpoint_url or None)
+        return boto3.client(
+            "s3", endpoint_url=endpoint_url or None, config=Config(max_pool_connections=max_pool_connections)
+        )
     except ValueError as exc:  # botocore: "Invalid endpoint: …"
         raise errors.ConfigError(f"bad S3 endpoint URL {endpoint_url!r}: {exc}") from None
 
@@ -347,6 +371,33 @@ class S3Storage(Storage):
             body = self.client.get_object(Bucket=bucket, Key=key)["Body"]
             try:
                 return bytes(body.read())
+            finally:
+                body.close()
+
+    def read_range(self, uri: str, start: int, length: int) -> bytes:
+        """One ranged GetObject (``Range: bytes=start-end``); a range starting at or past the
+        object's end is empty (S3 answers 416 InvalidRange: not an error here)."""
+        from botocore.exceptions import ClientError
+
+        if start < 0 or length < 0:
+            raise ValueError(f"bad range: start={start}, length={length}")
+        if length == 0:
+            return b""
+        bucket, key = split_s3_uri(uri)
+        with self._errors("read", uri):
+            try:
+                resp = self.client.get_object(
+                    Bucket=bucket, Key=key, Range=f"bytes={start}-{start + length - 1}"
+                )
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code", ""))
+                status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+                if code == "InvalidRange" or status == 416:
+                    return b""
+                raise
+            body = resp["Body"]
+            try:
+                return bytes(body.read())[:length]
             finally:
                 body.close()
 

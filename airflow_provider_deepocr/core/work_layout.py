@@ -17,6 +17,8 @@ area's root (content-addressed: a retried or re-run stage finds finished work an
     ocr/<fingerprint>/<doc_id>/part-00001-05000.json  the same for one part of a split document
     records/<fingerprint>/<doc_id>.json       DocumentResult (parsed records with provenance)
     reviews/<doc_id>.json                     a reviewer's latest decision (core.review)
+    pagecounts/<key>.json                     page counts of a listed prefix by URI + version (ETag,
+                                              mtime-size): a sharded re-listing reads no document
 
 A shard is named ``00003`` (``shard_file``), ``spanning`` (the assembled split documents) or
 ``all`` (an unsharded run); :meth:`RunLayout.shard_of` reads the name back from a stage manifest's
@@ -25,6 +27,7 @@ URI, which is all an Airflow task receives.
 
 from __future__ import annotations
 
+import hashlib
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
@@ -81,6 +84,11 @@ class WorkLayout:
     def decision(self, doc_id: str) -> str:
         """A reviewer's latest decision on a document."""
         return self.work.uri("reviews", f"{doc_id}.json")
+
+    def page_counts(self, source_uri: str) -> str:
+        """The page-count cache of the documents listed under ``source_uri`` (shared by runs)."""
+        key = hashlib.sha256(source_uri.rstrip("/").encode("utf-8")).hexdigest()[:32]
+        return self.work.uri("pagecounts", f"{key}.json")
 
     def decisions(self) -> list[str]:
         """The URIs of every decision file (one listing)."""

@@ -16,7 +16,11 @@ if TYPE_CHECKING:
 
 
 def s3_client_for(aws_conn_id: str | None) -> Any:
-    """A boto3 S3 client from the Amazon provider's S3Hook, or None when no connection is given."""
+    """A boto3 S3 client from the Amazon provider's S3Hook, or None when no connection is given.
+
+    The client keeps at least ``sources.S3_POOL_CONNECTIONS`` connections open (the listing counts
+    pages with ``count_threads`` ranged reads at once; botocore's default pool is 10); the
+    connection's own ``config_kwargs`` are kept, and a larger ``max_pool_connections`` there wins."""
     if not aws_conn_id:
         return None
     try:
@@ -27,7 +31,14 @@ def s3_client_for(aws_conn_id: str | None) -> Any:
         raise ConfigError(
             "aws_conn_id needs the Amazon provider: pip install 'airflow-provider-deepocr[amazon]'"
         ) from exc
-    return S3Hook(aws_conn_id=aws_conn_id).get_conn()
+    from botocore.config import Config
+
+    from airflow_provider_deepocr.core.sources import S3_POOL_CONNECTIONS
+
+    config = S3Hook(aws_conn_id=aws_conn_id).config  # the connection's config_kwargs (or defaults)
+    if (config.max_pool_connections or 0) < S3_POOL_CONNECTIONS:
+        config = config.merge(Config(max_pool_connections=S3_POOL_CONNECTIONS))
+    return S3Hook(aws_conn_id=aws_conn_id, config=config).get_conn()
 
 
 def storage_for_airflow(uri: str, aws_conn_id: str | None = None) -> Storage:
