@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from typing import Any
 
 #: Aligned block size of ranged reads; one request fetches a run of missing blocks.
-BLOCK = 4096
+BLOCK = 1024
+#: The first read at each end of a document (its header; a PDF's startxref, xref and trailer).
+END_READ = 4096
 #: A PDF's ``startxref`` must lie in its last this many bytes (MuPDF's own window).
 STARTXREF_WINDOW = 1024
 #: Give up (and read whole) past this many requests for one document (a TIFF costs about one a
@@ -74,7 +76,7 @@ class RangeReader:
         start = first * self.block
         length = min(self.size, (last + 1) * self.block) - start
         if self.requests >= self.max_requests or self.bytes_read + length > max(
-            self.size // 4, 4 * self.block
+            self.size // 4, 4 * END_READ
         ):
             self.failed = True
             raise Doubt("too many requests or bytes")
@@ -582,7 +584,7 @@ def _pdf_not_truncated(tail: bytes) -> bool:
 def pdf_page_count(reader: RangeReader) -> int:
     """The page count MuPDF reports for the PDF behind ``reader``; :class:`Doubt` if unsure."""
     size = reader.size
-    tail = reader.get(size - max(BLOCK, STARTXREF_WINDOW), size)
+    tail = reader.get(size - max(END_READ, STARTXREF_WINDOW), size)
     if not _pdf_not_truncated(tail):
         raise Doubt("looks truncated")
     window = tail[-STARTXREF_WINDOW:]
@@ -652,9 +654,9 @@ def ranged_page_count(read_range: Callable[[int, int], bytes], size: int) -> tup
     reader = RangeReader(read_range, size)
     from airflow_provider_deepocr.core.render import detect_media_type
 
-    head = reader.get(0, 1024)
+    head = reader.get(0, END_READ)
     try:
-        media_type = detect_media_type(head)
+        media_type = detect_media_type(head[:1024])
     except Exception:
         return 1, reader  # empty or unrecognised: count_pages fails, counted 1
     if media_type == PDF:

@@ -136,3 +136,54 @@ def test_sharded_listing_writes_shards_and_the_split_documents(tmp_path: Path) -
     assert none.shards == [] and none.documents == 0  # mapped tasks over [] are skipped, not failed
     with pytest.raises(errors.ConfigError, match="shard_pages"):
         stage_list(str(src), work, "r3", shard_pages=0)
+
+
+class _Served(LocalStorage):
+    """Local files, recording which documents the store served and how many bytes."""
+
+    def __init__(self) -> None:
+        self.served: dict[str, int] = {}
+
+    def _count(self, uri: str, data: bytes) -> bytes:
+        name = uri.rsplit("/", 1)[1]
+        self.served[name] = self.served.get(name, 0) + len(data)
+        return data
+
+    def read(self, uri: str) -> bytes:
+        return self._count(uri, super().read(uri))
+
+    def read_range(self, uri: str, start: int, length: int) -> bytes:
+        return self._count(uri, super().read_range(uri, start, length))
+
+
+def test_a_relisting_of_unchanged_objects_reads_no_document_bytes(tmp_path: Path) -> None:
+    import os
+
+    from airflow_provider_deepocr.core.pipeline import StageContext, list_source
+    from airflow_provider_deepocr.core.pipeline.listing import ListResult
+
+    src = tmp_path / "in"
+    src.mkdir()
+    for name, data in (("a.pdf", _pdf(1)), ("b.pdf", _pdf(5)), ("c.tiff", _tiff(3)), ("d.png", b"png")):
+        (src / name).write_bytes(data)
+    work = WorkArea(str(tmp_path / "work"))
+    store = _Served()
+
+    def listing(run_id: str) -> tuple[ListResult, list[list[tuple[str, int, int | None]]]]:
+        res = list_source(StageContext(work, run_id, store), str(src), shard_pages=4)
+        shards = [[ShardItem.from_dict(d) for d in work.read_jsonl(u)] for u in res.shards]
+        return res, [[(Path(i.ref.uri).name, i.first, i.last) for i in s] for s in shards]
+
+    first, plan = listing("r1")
+    assert sorted(store.served) == ["a.pdf", "b.pdf", "c.tiff"]  # d.png: one page by its name
+    assert (first.total_pages, first.counted_from_cache) == (10, 0)
+    store.served.clear()
+    again, plan_again = listing("r2")
+    assert store.served == {}  # every count came from the page-count cache
+    assert (again.total_pages, again.counted_from_cache, plan_again) == (10, 4, plan)
+    # a changed object (new bytes, new mtime) is counted again, and only it
+    (src / "b.pdf").write_bytes(_pdf(2))
+    os.utime(src / "b.pdf", ns=(1, 1))
+    changed, _ = listing("r3")
+    assert list(store.served) == ["b.pdf"]
+    assert (changed.total_pages, changed.counted_from_cache) == (7, 3)

@@ -304,3 +304,55 @@ def test_check_source_local(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match="source path does not exist"):
         check_source(str(tmp_path / "nope"))
     WorkArea(str(tmp_path / "not-yet")).check()  # a local work area is made when first written
+
+
+# --------------------------------------------------------------------------------------------
+# Ranged reads
+
+
+class _WholeOnly(LocalStorage):
+    """A store without its own ranged read: the ABC's default (read whole, slice) applies."""
+
+    read_range = LocalStorage.__mro__[1].read_range  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("store", [LocalStorage(), _WholeOnly()], ids=["seek", "default"])
+def test_local_read_range_is_clipped_at_the_end(tmp_path: Path, store: LocalStorage) -> None:
+    path = tmp_path / "ten.bin"
+    path.write_bytes(b"0123456789")
+    uri = LocalStorage.uri(path)
+    assert store.read_range(uri, 2, 3) == b"234"
+    assert store.read_range(uri, 8, 100) == b"89"  # clipped at the end
+    assert store.read_range(uri, 10, 5) == b"" and store.read_range(uri, 50, 5) == b""
+    assert store.read_range(uri, 0, 0) == b""
+    with pytest.raises(ValueError, match="bad range"):
+        store.read_range(uri, -1, 3)
+    with pytest.raises(FileNotFoundError):
+        store.read_range(LocalStorage.uri(tmp_path / "gone.bin"), 0, 3)
+
+
+def test_s3_read_range_is_one_ranged_get(s3_client: Any, s3_endpoint: str, bucket: str) -> None:
+    s3_client.put_object(Bucket=bucket, Key="r/ten.bin", Body=b"0123456789")
+    ranges: list[str] = []
+    real = s3_client.get_object
+
+    def spy(**kwargs: Any) -> Any:
+        ranges.append(kwargs.get("Range", "whole"))
+        return real(**kwargs)
+
+    s3_client.get_object = spy
+    st = S3Storage(client=s3_client)
+    uri = f"s3://{bucket}/r/ten.bin"
+    assert st.read_range(uri, 2, 3) == b"234"
+    assert st.read_range(uri, 8, 100) == b"89"
+    assert st.read_range(uri, 10, 5) == b""  # S3's 416 InvalidRange: empty, not an error
+    assert ranges == ["bytes=2-4", "bytes=8-107", "bytes=10-14"]
+    with pytest.raises(errors.StorageError) as ei:
+        st.read_range(f"s3://{bucket}-gone/a.pdf", 0, 10)
+    assert ei.value.reason == errors.NO_SUCH_BUCKET and s3_endpoint in str(ei.value)
+    with pytest.raises(errors.StorageError, match="NoSuchKey"):
+        st.read_range(f"s3://{bucket}/r/missing.bin", 0, 10)
+
+
+def test_made_s3_clients_keep_64_connections() -> None:
+    assert make_s3_client("http://127.0.0.1:9").meta.config.max_pool_connections == 64
