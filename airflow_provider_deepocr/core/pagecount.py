@@ -612,6 +612,11 @@ def pdf_page_count(reader: RangeReader) -> int:
     objects = max(pdf.xref) + 1 if pdf.xref else 0
     if count >= objects:
         raise Doubt("/Count above the object count")
+    # PyMuPDF reads /Info and the outline when it opens a file, and MuPDF rebuilds the xref of a
+    # file whose object is not where the xref says: those must be where it says, too
+    for extra in (trailer.get("Info"), root.get("Outlines")):
+        if extra is not None and not isinstance(pdf.resolve(extra), dict | None):
+            raise Doubt("/Info or /Outlines is not a dictionary")
     return count
 
 

@@ -30,6 +30,7 @@ import urllib.request
 from typing import Any
 
 CONTROL = b"/__proxy__/"
+_RUNNING: set[asyncio.Task[Any]] = set()
 
 
 class _Stats:
@@ -50,7 +51,7 @@ async def _read_request(reader: asyncio.StreamReader, writer: asyncio.StreamWrit
     except asyncio.IncompleteReadError:
         return None
     headers = {}
-    kept = []
+    kept: list[bytes] = []
     for line in head.split(b"\r\n"):
         name, _, value = line.partition(b":")
         if kept and name.strip().lower() == b"expect" and value.strip().lower() == b"100-continue":
@@ -111,6 +112,9 @@ async def _serve_client(
 ) -> None:
     up_w: asyncio.StreamWriter | None = None
     pipe: asyncio.Task[None] | None = None
+    me = asyncio.current_task()
+    if me is not None:
+        _RUNNING.add(me)  # asyncio keeps only weak references to the connection tasks
     try:
         while (request := await _read_request(client_r, client_w)) is not None:
             if request.split(b" ", 2)[1].startswith(CONTROL):
@@ -133,6 +137,7 @@ async def _serve_client(
         if pipe is not None:
             await asyncio.gather(pipe, return_exceptions=True)
         client_w.close()
+        _RUNNING.discard(me)  # type: ignore[arg-type]
 
 
 async def serve(upstream_port: int, delay_ms: float, port: int = 0, upstream_host: str = "127.0.0.1") -> None:
