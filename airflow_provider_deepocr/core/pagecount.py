@@ -75,9 +75,7 @@ class RangeReader:
         """Blocks ``first``..``last`` (inclusive) in one request."""
         start = first * self.block
         length = min(self.size, (last + 1) * self.block) - start
-        if self.requests >= self.max_requests or self.bytes_read + length > max(
-            self.size // 4, 4 * END_READ
-        ):
+        if self.requests >= self.max_requests or self.bytes_read + length > max(self.size // 4, 4 * END_READ):
             self.failed = True
             raise Doubt("too many requests or bytes")
         self.failed = True  # until the store answered in full
