@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO := $(CURDIR)/demo
 PG_VERSION_DIR := $(firstword $(wildcard /etc/postgresql/*))
 
-.PHONY: demo test lint install services browser clean cluster cluster-stop
+.PHONY: demo test lint install services browser azurite clean cluster cluster-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -54,7 +54,15 @@ browser:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium > /dev/null; \
 	fi
 
-test: $(STAMP) services browser
+# Azurite (Microsoft's Azure Storage emulator, an npm package) for the Azure Blob tests, into the
+# git-ignored .node/ (Node 20 and npm are on the machine; the tests start it on a free port).
+AZURITE := .node/node_modules/.bin/azurite-blob
+$(AZURITE):
+	npm install --prefix .node --no-audit --no-fund --loglevel=error azurite@3.37.0
+
+azurite: $(AZURITE)
+
+test: $(STAMP) services browser azurite
 	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
@@ -87,4 +95,4 @@ demo: $(STAMP)
 	@echo "demo finished in $$(( $$(date +%s) - start )) s; warehouse: $(DEMO)/warehouse.db"
 
 clean:
-	rm -rf $(VENV) $(DEMO) .deepocr-work .pytest_cache .ruff_cache .cluster
+	rm -rf $(VENV) $(DEMO) .node .deepocr-work .pytest_cache .ruff_cache .cluster

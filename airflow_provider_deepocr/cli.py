@@ -522,8 +522,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("great_expectations", "httpx", "urllib3", "botocore", "transformers", "RapidOCR"):
+    for noisy in (
+        "great_expectations",
+        "httpx",
+        "urllib3",
+        "botocore",
+        "azure",
+        "google",
+        "transformers",
+        "RapidOCR",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # google-auth warns that no metadata server answered before the one no_credentials line says so
+    logging.getLogger("google.auth").setLevel(logging.ERROR)
     handlers = {
         "run": cmd_run,
         "parse": cmd_parse,

@@ -7,7 +7,8 @@ Copy it and change the defaults, or trigger it with a config, e.g.::
         "model": "deepseek-community/DeepSeek-OCR-2"}'
 
 Defaults come from environment variables (DEEPOCR_SOURCE_URI, DEEPOCR_WAREHOUSE, DEEPOCR_ENGINE,
-DEEPOCR_MODEL, DEEPOCR_WORK_URI, DEEPOCR_AWS_CONN_ID, DEEPOCR_OCR_QUEUE, DEEPOCR_TABLE_PREFIX) so
+DEEPOCR_MODEL, DEEPOCR_WORK_URI, DEEPOCR_AWS_CONN_ID, DEEPOCR_GCP_CONN_ID, DEEPOCR_WASB_CONN_ID,
+DEEPOCR_OCR_QUEUE, DEEPOCR_TABLE_PREFIX) so
 one file serves several deployments.
 
 The listing cuts the documents into shards of at most ``shard_pages`` pages (a param). The OCR task
@@ -33,13 +34,20 @@ from airflow_provider_deepocr.operators.deepocr import (
 
 WORK_URI = os.environ.get("DEEPOCR_WORK_URI", "/tmp/deepocr-work")
 AWS_CONN_ID = os.environ.get("DEEPOCR_AWS_CONN_ID") or None
+GCP_CONN_ID = os.environ.get("DEEPOCR_GCP_CONN_ID") or None  # gs:// sources and work areas
+WASB_CONN_ID = os.environ.get("DEEPOCR_WASB_CONN_ID") or None  # az://, abfs://, abfss:// ones
 TABLE_PREFIX = os.environ.get("DEEPOCR_TABLE_PREFIX", "deepocr_")
 
 with DAG(
     dag_id="deepocr_documents_to_warehouse",
     description="Object storage -> DeepSeek-OCR -> Great Expectations -> SQL warehouse",
     schedule=None,
-    default_args={"work_uri": WORK_URI, "aws_conn_id": AWS_CONN_ID},  # every task shares them
+    default_args={  # every task shares them
+        "work_uri": WORK_URI,
+        "aws_conn_id": AWS_CONN_ID,
+        "gcp_conn_id": GCP_CONN_ID,
+        "wasb_conn_id": WASB_CONN_ID,
+    },
     catchup=False,
     tags=["deepocr", "ocr", "warehouse"],
     params={

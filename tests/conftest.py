@@ -259,3 +259,89 @@ def pg_password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
     finally:
         subprocess.run([*ctl, "-m", "immediate", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _wait_for_port(proc: subprocess.Popen[bytes], port: int, what: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:  # pragma: no cover - environment problem
+            pytest.fail(f"{what} exited at start (code {proc.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()  # pragma: no cover
+    pytest.fail(f"{what} did not start")  # pragma: no cover
+
+
+@pytest.fixture(scope="session")
+def gcs_emulator() -> Iterator[str]:
+    """A real GCS JSON-API server on loopback (``gcp-storage-emulator``, in memory); its URL is
+    what ``STORAGE_EMULATOR_HOST`` takes. Started once per session (about 1 s)."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gcp_storage_emulator", "start", "--host", "127.0.0.1", "--port", str(port),
+         "--in-memory", "--quiet"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_for_port(proc, port, "gcp-storage-emulator")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+AZURITE = REPO / ".node" / "node_modules" / ".bin" / "azurite-blob"
+# Azurite's well-known development account (public, in Microsoft's documentation)
+AZURITE_ACCOUNT = "devstoreaccount1"
+AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+@pytest.fixture(scope="session")
+def azurite() -> Iterator[dict[str, str]]:
+    """Azurite's blob service on loopback (in memory), installed into .node/ by ``make azurite``
+    (``make test`` runs it): ``endpoint``, ``account``, ``key`` and ``connection_string``."""
+    if not AZURITE.exists():  # pragma: no cover - environment problem
+        pytest.fail(f"Azurite is not installed at {AZURITE}: run `make azurite` (make test does)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--inMemoryPersistence",
+         "--silent", "--skipApiVersionCheck", "--loose", "--disableTelemetry"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    _wait_for_port(proc, port, "Azurite")
+    endpoint = f"http://127.0.0.1:{port}/{AZURITE_ACCOUNT}"
+    try:
+        yield {
+            "endpoint": endpoint,
+            "account": AZURITE_ACCOUNT,
+            "key": AZURITE_KEY,
+            "connection_string": (
+                f"DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};AccountKey={AZURITE_KEY};"
+                f"BlobEndpoint={endpoint};"
+            ),
+        }
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture()
+def gcs_env(gcs_emulator: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """This process pointed at the GCS emulator (and at nothing else Google)."""
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs_emulator)
+    monkeypatch.delenv("GOOGLE_APPLICATION_CREDENTIALS", raising=False)
+    return gcs_emulator
+
+
+@pytest.fixture()
+def azure_env(azurite: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """This process pointed at Azurite through ``AZURE_STORAGE_CONNECTION_STRING``."""
+    for name in ("AZURE_STORAGE_ACCOUNT", "AZURE_STORAGE_KEY", "AZURE_STORAGE_SAS_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", azurite["connection_string"])
+    return azurite

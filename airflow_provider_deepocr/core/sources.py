@@ -6,6 +6,10 @@ URIs
   is accepted too). Listed refs always carry ``file://`` + the absolute POSIX path, *not*
   percent-encoded (a space stays a space), mirroring how ``s3://`` URIs carry raw keys.
 * S3: ``s3://bucket/key-or-prefix``.
+* Google Cloud Storage: ``gs://bucket/key`` (``gcs://``); Azure Blob Storage: ``az://container/key``,
+  ``abfs://…``, ``abfss://…`` (the account from the configuration, or
+  ``abfs://container@account.dfs.core.windows.net/key``). Both live in :mod:`.cloud_storage`,
+  with the same listing, versions (GCS generation, Azure ETag), errors and atomic writes as S3.
 
 Listing treats a prefix like a folder: ``s3://b/docs`` lists ``docs`` itself (a single object)
 and everything under ``docs/`` -- but not ``docs2/...``. A prefix ending in ``/`` lists what is
@@ -46,7 +50,7 @@ from airflow_provider_deepocr.core.records import Document, DocumentRef
 
 log = logging.getLogger(__name__)
 
-SUPPORTED_SCHEMES = ("file://", "s3://")
+SUPPORTED_SCHEMES = ("file://", "s3://", "gs://", "gcs://", "az://", "abfs://", "abfss://")
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 
 
@@ -429,13 +433,28 @@ class S3Storage(Storage):
 # Entry points
 
 
-def storage_for(uri: str, s3_client: Any = None) -> Storage:
-    """The storage for ``uri``'s scheme: a plain path or ``file://`` -> local; ``s3://`` -> S3."""
+_CLOUD_SCHEMES = frozenset({"gs", "gcs", "az", "abfs", "abfss"})
+_CLOUD_MODULE = "airflow_provider_deepocr.core.cloud_storage"
+
+
+def storage_for(uri: str, s3_client: Any = None, gcs_client: Any = None, azure_client: Any = None) -> Storage:
+    """The storage for ``uri``'s scheme: a plain path or ``file://`` -> local; ``s3://`` -> S3 (on
+    ``s3_client``); ``gs://`` -> GCS (on ``gcs_client``, a ``google.cloud.storage.Client``);
+    ``az://``/``abfs://``/``abfss://`` -> Azure Blob Storage (on ``azure_client``, a
+    ``BlobServiceClient``). Without a client, each is configured from the environment."""
     scheme = uri_scheme(uri)
     if scheme in ("", "file"):
         return LocalStorage()
     if scheme == "s3":
         return S3Storage(client=s3_client)
+    if scheme in _CLOUD_SCHEMES:
+        # By name, as fsspec's registry does: core.cloud_storage builds on this module's Storage,
+        # so this module does not import it (no import cycle in core/).
+        import importlib
+
+        cloud = importlib.import_module(_CLOUD_MODULE).cloud_storage_for
+        store: Storage = cloud(uri, gcs_client=gcs_client, azure_client=azure_client)
+        return store
     raise errors.ConfigError(
         f"unsupported storage scheme {scheme}:// in {uri!r}; supported: a local path, "
         + ", ".join(SUPPORTED_SCHEMES)

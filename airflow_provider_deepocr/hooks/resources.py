@@ -2,6 +2,9 @@
 
 - S3 goes through the Amazon provider's ``S3Hook`` (``aws_conn_id``): its boto3 client is handed to
   core's ``S3Storage``, so credentials, roles and endpoints come from the Airflow connection.
+- ``gs://`` through the Google provider's ``GCSHook`` (``gcp_conn_id``: its ``storage.Client``) and
+  Azure Blob URIs through the Azure provider's ``WasbHook`` (``wasb_conn_id``: its
+  ``BlobServiceClient``). Without a connection id, each store is configured from the environment.
 - A warehouse is any common-sql ``DbApiHook`` connection (``conn_id`` -> ``get_sqlalchemy_engine()``),
   or, for the embedded default and quick tests, a plain SQLAlchemy URL (``sqlite:///…``).
 """
@@ -41,16 +44,64 @@ def s3_client_for(aws_conn_id: str | None) -> Any:
     return S3Hook(aws_conn_id=aws_conn_id, config=config).get_conn()
 
 
-def storage_for_airflow(uri: str, aws_conn_id: str | None = None) -> Storage:
-    from airflow_provider_deepocr.core.sources import storage_for
+def gcs_client_for(gcp_conn_id: str | None) -> Any:
+    """The ``google.cloud.storage.Client`` of the Google provider's GCSHook (None without an id)."""
+    if not gcp_conn_id:
+        return None
+    try:
+        from airflow.providers.google.cloud.hooks.gcs import GCSHook
+    except ImportError as exc:  # pragma: no cover - depends on the installed providers
+        from airflow_provider_deepocr.core.errors import ConfigError
 
-    return storage_for(uri, s3_client=s3_client_for(aws_conn_id) if uri.startswith("s3://") else None)
+        raise ConfigError(
+            "gcp_conn_id needs the Google provider: pip install apache-airflow-providers-google"
+        ) from exc
+    return GCSHook(gcp_conn_id=gcp_conn_id).get_conn()
 
 
-def work_area_for_airflow(work_uri: str, aws_conn_id: str | None = None) -> WorkArea:
+def azure_client_for(wasb_conn_id: str | None) -> Any:
+    """The ``BlobServiceClient`` of the Azure provider's WasbHook (None without an id)."""
+    if not wasb_conn_id:
+        return None
+    try:
+        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
+    except ImportError as exc:  # pragma: no cover - depends on the installed providers
+        from airflow_provider_deepocr.core.errors import ConfigError
+
+        raise ConfigError(
+            "wasb_conn_id needs the Azure provider: pip install apache-airflow-providers-microsoft-azure"
+        ) from exc
+    return WasbHook(wasb_conn_id=wasb_conn_id).get_conn()
+
+
+def storage_for_airflow(
+    uri: str,
+    aws_conn_id: str | None = None,
+    gcp_conn_id: str | None = None,
+    wasb_conn_id: str | None = None,
+) -> Storage:
+    """The store of ``uri``, on the client of the connection for its scheme (if one is given)."""
+    from airflow_provider_deepocr.core.cloud_storage import AZURE_SCHEMES, GCS_SCHEMES
+    from airflow_provider_deepocr.core.sources import storage_for, uri_scheme
+
+    scheme = uri_scheme(uri)
+    return storage_for(
+        uri,
+        s3_client=s3_client_for(aws_conn_id) if scheme == "s3" else None,
+        gcs_client=gcs_client_for(gcp_conn_id) if scheme in GCS_SCHEMES else None,
+        azure_client=azure_client_for(wasb_conn_id) if scheme in AZURE_SCHEMES else None,
+    )
+
+
+def work_area_for_airflow(
+    work_uri: str,
+    aws_conn_id: str | None = None,
+    gcp_conn_id: str | None = None,
+    wasb_conn_id: str | None = None,
+) -> WorkArea:
     from airflow_provider_deepocr.core.sources import WorkArea
 
-    return WorkArea(work_uri, storage_for_airflow(work_uri, aws_conn_id))
+    return WorkArea(work_uri, storage_for_airflow(work_uri, aws_conn_id, gcp_conn_id, wasb_conn_id))
 
 
 def warehouse_for_airflow(

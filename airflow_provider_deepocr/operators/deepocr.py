@@ -81,25 +81,41 @@ def _opt_int(value: Any) -> int | None:
 
 
 class _DeepOcrOperator(BaseOperator):
-    """What every stage operator shares: the work area and the AWS connection (template fields of
-    every subclass), the stage context a task hands to core, and the result it logs and returns.
+    """What every stage operator shares: the work area and the object-store connections (template
+    fields of every subclass), the stage context a task hands to core, and the result it logs and
+    returns.
 
-    :param work_uri: work area for intermediate artifacts (folder or ``s3://bucket/prefix``), templated.
+    :param work_uri: work area for intermediate artifacts (a folder, ``s3://bucket/prefix``,
+        ``gs://bucket/prefix`` or ``az://container/prefix``), templated.
     :param aws_conn_id: Airflow AWS connection used for ``s3://`` sources and work areas.
+    :param gcp_conn_id: Google Cloud connection (the Google provider's ``GCSHook``) for ``gs://`` ones.
+    :param wasb_conn_id: Azure Blob Storage connection (the Azure provider's ``WasbHook``) for
+        ``az://``/``abfs://``/``abfss://`` ones. Any of the three unset: that store is configured
+        from the worker's environment.
     """
 
     ui_color = "#e8f0fe"
     template_fields: Sequence[str] = ("work_uri",)
 
-    def __init__(self, *, work_uri: str = DEFAULT_WORK_URI, aws_conn_id: str | None = None, **kwargs: Any):
+    def __init__(
+        self,
+        *,
+        work_uri: str = DEFAULT_WORK_URI,
+        aws_conn_id: str | None = None,
+        gcp_conn_id: str | None = None,
+        wasb_conn_id: str | None = None,
+        **kwargs: Any,
+    ):
         super().__init__(**kwargs)
         self.work_uri = work_uri
         self.aws_conn_id = aws_conn_id
+        self.gcp_conn_id = gcp_conn_id
+        self.wasb_conn_id = wasb_conn_id
 
     def _work(self) -> Any:
         from airflow_provider_deepocr.hooks.resources import work_area_for_airflow
 
-        return work_area_for_airflow(self.work_uri, self.aws_conn_id)
+        return work_area_for_airflow(self.work_uri, self.aws_conn_id, self.gcp_conn_id, self.wasb_conn_id)
 
     def _s3_client(self) -> Any:
         """The boto3 client of ``aws_conn_id`` (None without one)."""
@@ -112,13 +128,28 @@ class _DeepOcrOperator(BaseOperator):
     ) -> Any:
         """The core :class:`~airflow_provider_deepocr.core.pipeline.StageContext` of this task."""
         from airflow_provider_deepocr.core.pipeline import OcrSettings, StageContext
+        from airflow_provider_deepocr.hooks.resources import azure_client_for, gcs_client_for
 
         return StageContext(
             work or self._work(),
             _safe_run_id(context),
             s3_client=s3_client,
             settings=settings or OcrSettings(),
+            gcs_client=gcs_client_for(self.gcp_conn_id),
+            azure_client=azure_client_for(self.wasb_conn_id),
         )
+
+    def _storage_dataset(self, uri: str) -> tuple[str, str]:
+        """OpenLineage (namespace, name) of a source or work area (Azure: the connection's account)."""
+        from airflow_provider_deepocr.core.cloud_storage import AZURE_SCHEMES
+        from airflow_provider_deepocr.core.sources import uri_scheme
+        from airflow_provider_deepocr.hooks.resources import azure_client_for
+        from airflow_provider_deepocr.operators.lineage import storage_dataset
+
+        account = None
+        if self.wasb_conn_id and uri_scheme(uri) in AZURE_SCHEMES:
+            account = getattr(azure_client_for(self.wasb_conn_id), "account_name", None)
+        return storage_dataset(uri, account)
 
     def _warehouse(self, conn_id: str, schema: str | None, table_prefix: str) -> Any:
         from airflow_provider_deepocr.hooks.resources import warehouse_for_airflow
@@ -230,7 +261,7 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
             result.spanning,
         )
         summary = {**result.to_dict(), "shards": len(result.shards)}
-        self._lineage = {"inputs": [(*_storage_dataset(self.source_uri), {})], "run": summary}
+        self._lineage = {"inputs": [(*self._storage_dataset(self.source_uri), {})], "run": summary}
         if context.get("ti") is not None:
             context["ti"].xcom_push(key="summary", value=summary)
         return result.shards if shard_pages is not None else [result.manifest_uri]
@@ -443,7 +474,9 @@ class DeepOcrParseValidateOperator(_DeepOcrOperator):
         ctx = self._stage_context(context)
         uri = assemble_spanning(ctx).manifest_uri if self.spanning else _manifest_uri(self.manifest)
         result = parse_manifest(ctx, uri, suites=self.expectations, on_failure=self.on_validation_failure)
-        self._lineage = _checked_tables(self.work_uri, ctx.work.read_jsonl(result.manifest_uri))
+        self._lineage = _checked_tables(
+            self._storage_dataset(self.work_uri), ctx.work.read_jsonl(result.manifest_uri)
+        )
         return self._done("parsed %d documents, %d pages, failed %s", result)
 
 
@@ -526,18 +559,12 @@ class DeepOcrLoadOperator(_DeepOcrOperator):
         return dict(result.to_dict())
 
 
-def _storage_dataset(uri: str) -> tuple[str, str]:
-    from airflow_provider_deepocr.operators.lineage import storage_dataset
-
-    return storage_dataset(uri)
-
-
-def _checked_tables(work_uri: str, entries: list[dict[str, Any]]) -> dict[str, Any]:
+def _checked_tables(work_dataset: tuple[str, str], entries: list[dict[str, Any]]) -> dict[str, Any]:
     """The parse task's lineage inputs: the record sets it validated (pages, blocks, cells in the work
     area), each with its expectations' pass/fail over every document as ``dataQualityAssertions``."""
-    from airflow_provider_deepocr.operators.lineage import assertions_facet, storage_dataset
+    from airflow_provider_deepocr.operators.lineage import assertions_facet
 
-    namespace, root = storage_dataset(work_uri)
+    namespace, root = work_dataset
     facets = assertions_facet(row for e in entries for row in e.get("validation") or [])
     names = {t: f"{root.rstrip('/')}/records/{t}" for t in facets}
     return {

@@ -6,8 +6,10 @@ without the ``openlineage`` extra; the operators call :func:`operator_lineage` f
 
 Dataset names (https://openlineage.io/docs/spec/naming):
 
-- a source or work area: ``s3://bucket`` + the key prefix, ``gs://bucket`` + the prefix, or ``file`` +
-  the absolute path of a local folder;
+- a source or work area: ``s3://bucket`` + the key prefix, ``gs://bucket`` + the prefix, Azure Blob
+  Storage ``wasbs://container@account.dfs.core.windows.net`` + the prefix (``abfss://…`` for an
+  ``abfss://`` URI; the account from the URI, the connection or the environment), or ``file`` + the
+  absolute path of a local folder;
 - a warehouse table: PostgreSQL ``postgres://host:port`` + ``database.schema.table``; Redshift
   ``redshift://cluster.region:5439`` + ``database.schema.table``; Snowflake ``snowflake://account`` +
   ``DATABASE.SCHEMA.TABLE``; BigQuery ``bigquery`` + ``project.dataset.table``. SQLite and DuckDB
@@ -27,14 +29,30 @@ from urllib.parse import urlsplit
 PRODUCER = "https://github.com/airflow-provider-deepocr/airflow-provider-deepocr"
 
 
-def storage_dataset(uri: str) -> tuple[str, str]:
+def storage_dataset(uri: str, azure_account: str | None = None) -> tuple[str, str]:
     """(namespace, name) of a source or work-area prefix, from its scheme and key, never from a
-    string that embeds a connection id."""
+    string that embeds a connection id. An Azure URI without its account (``az://container/key``)
+    takes ``azure_account`` (the connection's), else the environment's (``AZURE_STORAGE_ACCOUNT``
+    or the connection string's ``AccountName``)."""
     parts = urlsplit(uri)
-    if parts.scheme in ("s3", "gs", "abfs", "az"):
-        return f"{parts.scheme}://{parts.netloc}", parts.path.lstrip("/") or "/"
+    name = parts.path.lstrip("/") or "/"
+    if parts.scheme in ("s3", "gs", "gcs"):
+        return f"{'gs' if parts.scheme == 'gcs' else parts.scheme}://{parts.netloc}", name
+    if parts.scheme in ("az", "abfs", "abfss"):
+        scheme = "abfss" if parts.scheme == "abfss" else "wasbs"
+        container, _, host = parts.netloc.partition("@")
+        account = host.split(".")[0] if host else azure_account or _azure_env_account()
+        if not account:
+            return f"{scheme}://{container}", name
+        return f"{scheme}://{container}@{account}.dfs.core.windows.net", name
     path = parts.path if parts.scheme == "file" else uri
     return "file", os.path.abspath(path)
+
+
+def _azure_env_account() -> str | None:
+    conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING") or ""
+    fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    return fields.get("AccountName") or os.environ.get("AZURE_STORAGE_ACCOUNT") or None
 
 
 def _redshift_namespace(host: str, port: int | None) -> str:

@@ -18,12 +18,35 @@ from airflow_provider_deepocr.operators.lineage import (
     [
         ("s3://records-archive/scans/1998/", ("s3://records-archive", "scans/1998/")),
         ("gs://filings/inbox", ("gs://filings", "inbox")),
+        ("gcs://filings/inbox/", ("gs://filings", "inbox/")),
+        (
+            "abfs://scans@hospital.dfs.core.windows.net/in/",
+            ("wasbs://scans@hospital.dfs.core.windows.net", "in/"),
+        ),
+        (
+            "abfss://scans@hospital.dfs.core.windows.net/in",
+            ("abfss://scans@hospital.dfs.core.windows.net", "in"),
+        ),
         ("/data/inbox", ("file", "/data/inbox")),
         ("file:///data/inbox", ("file", "/data/inbox")),
     ],
 )
 def test_storage_datasets_follow_the_naming_spec(uri: str, want: tuple[str, str]) -> None:
     assert storage_dataset(uri) == want
+
+
+def test_azure_datasets_take_the_account_from_the_connection_or_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("AZURE_STORAGE_CONNECTION_STRING", "AZURE_STORAGE_ACCOUNT"):
+        monkeypatch.delenv(name, raising=False)
+    assert storage_dataset("az://scans/in/", "hospital") == (
+        "wasbs://scans@hospital.dfs.core.windows.net",
+        "in/",
+    )
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", "AccountName=clinic;AccountKey=a2V5")
+    assert storage_dataset("az://scans/in/") == ("wasbs://scans@clinic.dfs.core.windows.net", "in/")
+    assert storage_dataset("abfss://scans/x") == ("abfss://scans@clinic.dfs.core.windows.net", "x")
 
 
 @pytest.mark.parametrize(

@@ -100,6 +100,8 @@ class StageContext:
     :param run_id: the run the stage belongs to (``runs/<run_id>/`` in the work area).
     :param storage: the store documents are read from; None: chosen per URI (with ``s3_client``).
     :param s3_client: the boto3 client for ``s3://`` sources when ``storage`` is None.
+    :param gcs_client: likewise a ``google.cloud.storage.Client`` for ``gs://`` sources, and
+        ``azure_client`` a ``BlobServiceClient`` for Azure ones (None: from the environment).
     :param settings: rendering and OCR settings (the OCR stage's).
     """
 
@@ -108,6 +110,8 @@ class StageContext:
     storage: Storage | None = None
     s3_client: Any = None
     settings: OcrSettings = field(default_factory=OcrSettings)
+    gcs_client: Any = None
+    azure_client: Any = None
 
     @cached_property
     def layout(self) -> WorkLayout:
@@ -125,4 +129,6 @@ class StageContext:
             return self.storage
         from airflow_provider_deepocr.core.sources import storage_for
 
-        return storage_for(uri, s3_client=self.s3_client)
+        return storage_for(
+            uri, s3_client=self.s3_client, gcs_client=self.gcs_client, azure_client=self.azure_client
+        )
