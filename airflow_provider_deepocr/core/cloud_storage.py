@@ -486,7 +486,7 @@ def azure_error(exc: BaseException, where: str, action: str) -> errors.StorageEr
         elif status == 403:
             reason, cause = errors.ACCESS_DENIED, "access denied"
         elif az_code in _AZ_THROTTLED or status in (429, 503):
-            reason, cause = errors.THROTTLED, "throttled by the server, still after the client's retries"
+            reason, cause = errors.THROTTLED, "throttled by the server"
         else:
             reason, cause = errors.STORAGE_ERROR, "the request failed"
         return errors.StorageError(reason, f"{where}: {cause} ({az_code or 'no code'}, HTTP {status})", code)

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -268,3 +269,23 @@ def test_azurite_rejects_a_wrong_key_as_access_denied(azurite: dict[str, str]) -
     # the container, which does not exist)
     line = _check_in_a_clean_process("az://inbox/in/", env | {"AZURE_STORAGE_KEY": azurite["key"]})
     assert line.startswith("no_such_bucket: cannot list az://inbox/in/ via ")
+
+
+def test_a_throttling_server_is_throttled(
+    slowdown_endpoint: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server answering every request ``503`` (what GCS and Azure say when over their request
+    rate; neither emulator throttles): the check's one request is ``throttled``, one line."""
+    endpoint = str(slowdown_endpoint["endpoint"])
+    monkeypatch.setenv("STORAGE_EMULATOR_HOST", endpoint)
+    conn = f"DefaultEndpointsProtocol=http;AccountName=acct;AccountKey=a2V5;BlobEndpoint={endpoint}/acct;"
+    monkeypatch.setenv("AZURE_STORAGE_CONNECTION_STRING", conn)
+    for uri, where in (("gs://busy/in/", endpoint), ("az://busy/in/", f"{endpoint}/acct")):
+        with pytest.raises(errors.StorageError) as ei:
+            check_source(uri)
+        assert ei.value.reason == errors.THROTTLED
+        assert str(ei.value).startswith(f"throttled: cannot list {uri} via {where}: throttled by the server")
+    # the check's one listing request each, no retries (google-cloud-storage 3.x also fetches the
+    # bucket's metadata for its tracing attributes, on a background thread: not counted)
+    lists = [r for r in slowdown_endpoint["requests"] if "/o?" in r or "comp=list" in r]
+    assert len(lists) == 2, slowdown_endpoint["requests"]
