@@ -33,6 +33,8 @@ from typing import Any
 BLOCK = 1024
 #: The first read at each end of a document (its header; a PDF's startxref, xref and trailer).
 END_READ = 4096
+#: A document this small is read in one request (two ends would cost two).
+SMALL = 16384
 #: A PDF's ``startxref`` must lie in its last this many bytes (MuPDF's own window).
 STARTXREF_WINDOW = 1024
 #: Give up (and read whole) past this many requests for one document (a TIFF costs about one a
@@ -657,6 +659,8 @@ def ranged_page_count(read_range: Callable[[int, int], bytes], size: int) -> tup
     reader = RangeReader(read_range, size)
     from airflow_provider_deepocr.core.render import detect_media_type
 
+    if size <= SMALL:
+        reader.get(0, size)  # one request for all of it: cheaper than two of its ends
     head = reader.get(0, END_READ)
     try:
         media_type = detect_media_type(head[:1024])

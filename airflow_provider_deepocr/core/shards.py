@@ -211,8 +211,12 @@ def count_all(
     ``read(uri)`` callable (whole reads); logs progress at most every 30 s."""
     if not refs:
         return []
+    from airflow_provider_deepocr.core.sources import Storage
+
     read = storage.read if hasattr(storage, "read") else storage
     read_range = getattr(storage, "read_range", None)
+    if getattr(type(storage), "read_range", None) is Storage.read_range:
+        read_range = None  # the ABC's default reads whole per range: one whole read is cheaper
     t0 = last = time.monotonic()
     out: list[PageCount] = []
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:

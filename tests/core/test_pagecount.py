@@ -231,3 +231,46 @@ def test_a_failed_read_is_counted_1_and_not_known(tmp_path: Path) -> None:
     storage = LocalStorage()
     got = count_document(ref, storage.read, storage.read_range)
     assert (got.pages, got.known) == (1, False)  # a page-count cache must not keep it
+
+
+def test_a_small_document_costs_one_request(tmp_path: Path) -> None:
+    path = tmp_path / "small.pdf"
+    path.write_bytes(_pymupdf_pdf(3, image_bytes=9000).tobytes(garbage=3))  # type: ignore[attr-defined]
+    assert 4096 < path.stat().st_size <= 16384  # past one end read, within SMALL
+    storage = CountingStorage()
+    got = count_document(
+        DocumentRef(LocalStorage.uri(path), size=path.stat().st_size), storage.read, storage.read_range
+    )
+    assert (got.pages, got.ranged, storage.requests) == (3, True, 1)
+
+
+def test_a_store_without_its_own_ranged_read_is_read_whole_once(tmp_path: Path) -> None:
+    """The ABC's default ``read_range`` reads the whole object per call: counting through it would
+    read a document whole two or three times, so ``count_all`` reads it whole once instead."""
+    from collections.abc import Iterator
+
+    from airflow_provider_deepocr.core.shards import count_all
+    from airflow_provider_deepocr.core.sources import Storage
+
+    class WholeOnly(Storage):
+        def __init__(self) -> None:
+            self.reads = 0
+
+        def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
+            return iter(())
+
+        def read(self, uri: str) -> bytes:
+            self.reads += 1
+            return LocalStorage().read(uri)
+
+        def write(self, uri: str, data: bytes) -> None:
+            raise NotImplementedError
+
+        def exists(self, uri: str) -> bool:
+            return True
+
+    path = tmp_path / "big.pdf"
+    _pymupdf_pdf(4, image_bytes=200_000).save(path)  # type: ignore[attr-defined]
+    store = WholeOnly()
+    (got,) = count_all([DocumentRef(LocalStorage.uri(path), size=path.stat().st_size)], store)
+    assert (got.pages, got.ranged, store.reads) == (4, False, 1)
