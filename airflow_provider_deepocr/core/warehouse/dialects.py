@@ -161,8 +161,13 @@ class Dialect:
                     "BigQuery needs a dataset: schema= or a bigquery://project/dataset URL"
                 )
             ds = dialect.identifier_preparer.quote(check_identifier(dataset, "schema"))
-            stmt = sa.text(f"SELECT column_name FROM {ds}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = :t")
-            return stmt, {"t": table.name}
+            # the name as a literal (it passed check_identifier): bqemulator answers an
+            # INFORMATION_SCHEMA query with a bound parameter with no rows
+            name = check_identifier(table.name, "table name")
+            stmt = sa.text(
+                f"SELECT column_name FROM {ds}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = '{name}'"
+            )
+            return stmt, {}
         stmt = sa.text(
             "SELECT column_name FROM information_schema.columns WHERE lower(table_name) = lower(:t) "
             "AND lower(table_schema) = lower(COALESCE(:s, current_schema()))"
@@ -177,6 +182,23 @@ class Dialect:
             return {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({quoted})")}
         query = self.live_columns_query(conn.dialect, table, conn.engine.url)
         return {str(r[0]).lower() for r in conn.execute(*query)}
+
+    def tables_columns(self, conn: sa.Connection, tables: Iterable[sa.Table]) -> dict[str, set[str]]:
+        """:meth:`table_columns` of each of ``tables`` by table name. BigQuery: one query of the
+        dataset's INFORMATION_SCHEMA for all of them (each such query takes a second or more and
+        bills at least 10 MB)."""
+        tables = list(tables)
+        if self.live_columns != "dataset_information_schema" or not tables:
+            return {t.name: self.table_columns(conn, t) for t in tables}
+        stmt, params = self.live_columns_query(conn.dialect, tables[0], conn.engine.url)
+        every = sa.text(
+            str(stmt).replace("SELECT column_name", "SELECT table_name, column_name", 1).split(" WHERE ")[0]
+        )
+        found: dict[str, set[str]] = {t.name: set() for t in tables}
+        for name, column in conn.execute(every, params):
+            if name in found:
+                found[name].add(str(column).lower())
+        return found
 
     # -- staged MERGE -------------------------------------------------------------------------
 
@@ -226,12 +248,15 @@ DIALECTS: dict[str, Dialect] = {
             max_params=30_000,
             max_bytes=16_000_000,
         ),
-        # Snowflake binds client-side into the statement text (1 MB of SQL text at most).
+        # Snowflake binds client-side into the statement text (1 MB of SQL text at most). Stages
+        # are session temporary tables, unqualified: they live in the session's current schema
+        # (the URL's database/schema), the one form fakesnow runs too.
         replace(
             _MERGE_WAREHOUSE,
             name="snowflake",
             transactional_ddl=False,
             ddl_commits=True,
+            stage_in_target_schema=False,
             stage_ddl="CREATE TEMPORARY TABLE {stage} LIKE {target}",
         ),
         # BigQuery: at most 10,000 query parameters and 1 MB of query text; temporary tables exist
