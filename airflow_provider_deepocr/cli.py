@@ -522,8 +522,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    for noisy in ("great_expectations", "httpx", "urllib3", "botocore", "transformers", "RapidOCR"):
+    for noisy in (
+        "great_expectations",
+        "httpx",
+        "urllib3",
+        "botocore",
+        "transformers",
+        "RapidOCR",
+        "alembic",
+    ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the cloud warehouses' drivers log each login attempt and warn about cloud metadata they probe;
+    # a failure reaches the user as the one line of the error
+    for noisy in ("snowflake.connector", "google.auth"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     handlers = {
         "run": cmd_run,
         "parse": cmd_parse,

@@ -75,6 +75,9 @@ class Dialect:
     by_source_default: bool = False
     #: The apply statements go as one ``BEGIN TRANSACTION; …; COMMIT TRANSACTION;`` script.
     script_transaction: bool = False
+    #: BigQuery: seconds the connection check may retry for (the client retries a refused
+    #: connection for 10 minutes by default); None: a plain ``SELECT 1``.
+    ping_deadline_s: float | None = None
     #: Limits of one multi-row ``INSERT … VALUES`` into a stage: bound values and payload bytes.
     max_params: int = 10_000
     max_bytes: int = 900_000
@@ -124,6 +127,20 @@ class Dialect:
             # serialised by process_lock (single writer per file); the first statement opens the
             # transaction the bulk path's raw connection then joins.
             conn.exec_driver_sql("SELECT 1")
+
+    def ping(self, conn: sa.Connection) -> None:
+        """One round trip that proves the warehouse answers (``SELECT 1``); within
+        :attr:`ping_deadline_s` where the driver would retry for longer (BigQuery's client)."""
+        client = getattr(conn.connection.driver_connection, "_client", None)
+        if self.ping_deadline_s is None or client is None:
+            conn.exec_driver_sql("SELECT 1")
+            return
+        from google.api_core.retry import Retry
+        from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+        deadline = self.ping_deadline_s
+        retry: Retry = DEFAULT_RETRY.with_deadline(deadline)
+        client.query_and_wait("SELECT 1", retry=retry, job_retry=None, api_timeout=deadline)
 
     def lock_tables(self, conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
         """At the start of a load, ``LOCK`` the tables where the database needs it (Redshift)."""
@@ -273,6 +290,7 @@ DIALECTS: dict[str, Dialect] = {
             by_source=True,
             by_source_default=True,
             script_transaction=True,
+            ping_deadline_s=10,
         ),
         # Redshift: PostgreSQL's wire protocol (32,767 parameters per statement), 16 MB statements.
         replace(
@@ -288,7 +306,7 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
-#: Connection failures, by the driver's own words (libpq, sqlite3, DuckDB; at connect time the
+#: Connection failures, by the driver's own words (libpq, sqlite3, DuckDB, Snowflake; at connect time the
 #: drivers give no SQLSTATE): a substring, the reason code and the cause printed to the user.
 CONNECT_FAILURES: tuple[tuple[str, str, str], ...] = (
     ("password authentication failed", errors.WAREHOUSE_AUTH_FAILED, "wrong password or no such user"),
@@ -300,6 +318,7 @@ CONNECT_FAILURES: tuple[tuple[str, str, str], ...] = (
     ("connection refused", errors.WAREHOUSE_UNREACHABLE, "connection refused"),
     ("failed to resolve host", errors.WAREHOUSE_UNREACHABLE, "unknown host"),
     ("could not translate host name", errors.WAREHOUSE_UNREACHABLE, "unknown host"),
+    ("failed to lookup address", errors.WAREHOUSE_UNREACHABLE, "unknown host"),  # Snowflake's account
     ("timeout expired", errors.WAREHOUSE_UNREACHABLE, "timed out"),
     ("timed out", errors.WAREHOUSE_UNREACHABLE, "timed out"),
 )
@@ -395,6 +414,12 @@ def make_engine(url: str, *, must_exist: bool = False) -> sa.Engine:
     try:
         engine = sa.create_engine(url)
     except Exception as exc:  # bad URL / missing driver: a configuration problem
+        if "credentials" in type(exc).__name__.lower():  # BigQuery asks for them when the engine is made
+            shown = sa.make_url(url).render_as_string(hide_password=True)
+            raise errors.WarehouseError(
+                errors.WAREHOUSE_AUTH_FAILED,
+                f"cannot connect to warehouse {shown} (no credentials: {type(exc).__name__})",
+            ) from None
         raise errors.ConfigError(
             f"cannot create an engine for {url.split('://', 1)[0]}:// ({type(exc).__name__}); known "
             f"databases: {', '.join(KNOWN_URL_SCHEMES)} (a driver may follow a +, e.g. postgresql+psycopg)"

@@ -164,7 +164,7 @@ class Warehouse:
         masked, and the cause) when the warehouse is unreachable or refuses us."""
         try:
             with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
+                self.db.ping(conn)
         except Exception as exc:
             raise (self._refusal(exc, True) or exc) from None
 

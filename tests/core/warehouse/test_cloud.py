@@ -289,3 +289,61 @@ def test_two_racing_loaders_leave_one_copy(
     assert all(not isinstance(v, BaseException) or v.reason == errors.LOAD_ERROR for v in outcomes.values())
     assert got.counts == refs["run-0"].counts  # one copy: no doubled rows anywhere
     assert all(source.values()), source  # every table exactly as one of the two loads left it
+
+
+# --------------------------------------------------------------------------------------------
+# A warehouse that cannot be used: one typed line, exit 3 from the CLI
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_an_unreachable_emulator_is_one_typed_line(kind: str, closed_port: int) -> None:
+    """The real drivers against a loopback port nobody listens on: the loader's usual
+    ``warehouse_unreachable`` line, password masked, within seconds (BigQuery's client alone would
+    retry for 10 minutes: the check bounds it)."""
+    from tests.core.warehouse.conftest import bigquery_engine, snowflake_engine
+
+    if kind == "snowflake":
+        eng = snowflake_engine(closed_port, "db", "ocr", login_timeout=3)
+    else:
+        eng = bigquery_engine(closed_port, "ocr")
+    with pytest.raises(errors.WarehouseError) as info:
+        Warehouse(eng, schema="ocr").create()
+    line = str(info.value)
+    assert info.value.reason == errors.WAREHOUSE_UNREACHABLE
+    assert line.startswith("warehouse_unreachable: cannot connect to warehouse ") and "\n" not in line
+    assert line.endswith(("(connection refused)", "(timed out)"))  # Snowflake: login_timeout first
+    assert "snow" not in line.split("@")[0].split(":")[-1]  # fakesnow's password is masked
+    eng.dispose()
+
+
+def test_the_cli_exits_3_on_a_bad_snowflake_account_or_no_bigquery_credentials(tmp_path: Any) -> None:
+    """``deepocr run`` with a Snowflake account that does not resolve, and with a BigQuery URL and no
+    credentials: exit 3, one line on stderr naming the warehouse (password masked) and the cause."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GOOGLE_", "CLOUDSDK_"))}
+    env["HOME"] = str(tmp_path)  # no gcloud application-default credentials either
+    cases = {
+        "snowflake://loader:hunter2@nosuchaccount-deepocr/db/ocr": (
+            "deepocr: warehouse_unreachable: cannot connect to warehouse "
+            "snowflake://loader:***@nosuchaccount-deepocr/db/ocr (unknown host)"
+        ),
+        "bigquery://deepocr-test/ocr": (
+            "deepocr: warehouse_auth_failed: cannot connect to warehouse bigquery://deepocr-test/ocr "
+            "(no credentials: DefaultCredentialsError)"
+        ),
+    }
+    for url, want in cases.items():
+        argv = ["run", str(tmp_path), "--warehouse", url, "--engine", "deepseek", "--model", "/nonexistent"]
+        proc = subprocess.run(
+            [sys.executable, "-m", "airflow_provider_deepocr.cli", *argv],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 3, proc.stderr
+        assert proc.stderr.strip().splitlines() == [want], proc.stderr
+        assert "hunter2" not in proc.stderr and proc.stdout == ""
