@@ -2,8 +2,9 @@
 
 Snowflake, BigQuery and Redshift: their statements are compiled with the real SQLAlchemy dialects,
 checked for shape and quoting, and parsed with sqlglot's grammar of each warehouse (and loaded for
-real against emulators in test_cloud.py, Redshift's on PostgreSQL below). PostgreSQL 15 (``pg_url``) and DuckDB run the whole staged path for real: replace,
-stale rows removed, rerun identical, other documents untouched, failures roll back.
+real against emulators in test_cloud.py, Redshift's on PostgreSQL below). PostgreSQL 15
+(``pg_url``) and DuckDB run the whole staged path for real: replace, stale rows removed, rerun
+identical, other documents untouched, failures roll back.
 """
 
 from __future__ import annotations
