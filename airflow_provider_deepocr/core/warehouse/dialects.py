@@ -10,7 +10,6 @@ but this table does not gets :func:`generic` (replace path, ``executemany``, no 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,12 +18,13 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.warehouse.bulk import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    dataframe_insert,
+    pg_copy,
+    sqlite_on_connect,
+)
 from airflow_provider_deepocr.core.warehouse.schema import check_identifier
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
-
-#: Staging tables (merge stages, DuckDB's registered DataFrames) start with this.
-STAGE_PREFIX = "_deepocr_stage_"
 
 Lock = Literal["advisory", "immediate", "process", "none"]
 Bulk = Literal["copy", "dataframe", "none"]
@@ -87,7 +87,7 @@ class Dialect:
     def configure(self, engine: sa.Engine) -> None:
         """Per-connection settings the loader relies on (SQLite: busy timeout, WAL)."""
         if self.lock == "immediate":
-            sa.event.listen(engine, "connect", _sqlite_on_connect)
+            sa.event.listen(engine, "connect", sqlite_on_connect)
 
     def before_create(self, engine: sa.Engine) -> None:
         """What must run outside any transaction before the tables are created (SQLite: WAL, so
@@ -156,10 +156,10 @@ class Dialect:
         """Insert ``rows`` through the bulk path inside the current transaction; False (``rows``
         untouched) where there is none."""
         if self.bulk == "copy" and conn.dialect.driver == "psycopg":
-            _pg_copy(conn, table, columns, rows)
+            pg_copy(conn, table, columns, rows)
             return True
         if self.bulk == "dataframe":
-            _dataframe_insert(conn, table, columns, rows)
+            dataframe_insert(conn, table, columns, rows)
             return True
         return False
 
@@ -178,8 +178,7 @@ class Dialect:
                     "BigQuery needs a dataset: schema= or a bigquery://project/dataset URL"
                 )
             ds = dialect.identifier_preparer.quote(check_identifier(dataset, "schema"))
-            # the name as a literal (it passed check_identifier): bqemulator answers an
-            # INFORMATION_SCHEMA query with a bound parameter with no rows
+            # a literal (checked): bqemulator answers this query with a bound parameter with no rows
             name = check_identifier(table.name, "table name")
             stmt = sa.text(
                 f"SELECT column_name FROM {ds}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = '{name}'"
@@ -446,55 +445,6 @@ def begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
     dialect_of(conn).begin_write(conn, lock_keys)
 
 
-# --------------------------------------------------------------------------------------------
-# The pieces behind the fields
-# --------------------------------------------------------------------------------------------
-
+#: The locks in this process of ``lock="process"`` databases, by key.
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
-
-
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cur.close()
-
-
-def _pg_copy(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
-    """PostgreSQL ``COPY ... FROM STDIN`` through psycopg 3 (identifiers quoted by psycopg).
-
-    The row tuples go to psycopg's ``write_row`` as they are (encoded in C with psycopg's binary
-    build); encoding COPY text in Python was measured slower.
-    """
-    from psycopg import sql
-
-    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(stmt) as cp:  # type: ignore[union-attr]
-        write = cp.write_row
-        for r in rows:
-            write(r)
-
-
-def _dataframe_insert(
-    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]
-) -> None:
-    """DuckDB: register the rows as a DataFrame and ``INSERT ... SELECT`` (executemany is slow)."""
-    import pandas as pd
-
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-    quoter = conn.dialect.identifier_preparer
-    name = f"{STAGE_PREFIX}{uuid.uuid4().hex}"
-    col_sql = ", ".join(quoter.quote(c) for c in columns)
-    target = quoter.format_table(table)
-    raw = conn.connection.driver_connection
-    raw.register(name, frame)  # type: ignore[union-attr]
-    try:
-        raw.execute(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM {name}")  # type: ignore[union-attr]
-    finally:
-        raw.unregister(name)  # type: ignore[union-attr]
