@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 DEMO := $(CURDIR)/demo
 PG_VERSION_DIR := $(firstword $(wildcard /etc/postgresql/*))
 
-.PHONY: demo test lint install services browser azurite clean cluster cluster-stop
+.PHONY: demo test lint install services browser azurite emulators clean cluster cluster-stop
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,7 +62,28 @@ $(AZURITE):
 
 azurite: $(AZURITE)
 
-test: $(STAMP) services browser azurite
+# The Snowflake and BigQuery emulators, each in its own venv: fakesnow and bqemulator pin two
+# different sqlglot versions (and fakesnow a snowflake-connector 4.x; the project uses 5.x), so
+# neither shares .venv. The tests start them as servers on loopback (tests/core/warehouse/conftest.py).
+# bqemulator needs DuckDB's spatial extension: installed from its PyPI wheel into the emulator's
+# own HOME (DuckDB would otherwise download it at start).
+SF_VENV := .venv-sf
+BQ_VENV := .venv-bq
+$(SF_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(SF_VENV)
+	$(SF_VENV)/bin/pip install -q "fakesnow[server]==0.12.1" "snowflake-connector-python>=4.8,<5"
+	touch $@
+$(BQ_VENV)/.installed: Makefile
+	$(PYTHON) -m venv $(BQ_VENV)
+	$(BQ_VENV)/bin/pip install -q "bqemulator==1.4.0" "duckdb==1.5.5" "duckdb-extension-spatial==1.5.5" numpy
+	mkdir -p $(BQ_VENV)/home
+	HOME=$(CURDIR)/$(BQ_VENV)/home $(BQ_VENV)/bin/python -c "import duckdb, pathlib, duckdb_extension_spatial as m; \
+	  ext = next(pathlib.Path(m.__file__).parent.glob('extensions/*/spatial.duckdb_extension')); \
+	  duckdb.connect().execute(f\"INSTALL '{ext}'\")"
+	touch $@
+emulators: $(SF_VENV)/.installed $(BQ_VENV)/.installed
+
+test: $(STAMP) services browser azurite emulators
 	$(BIN)/ruff check airflow_provider_deepocr tests dags bench
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -p no:cacheprovider tests
@@ -95,4 +116,4 @@ demo: $(STAMP)
 	@echo "demo finished in $$(( $$(date +%s) - start )) s; warehouse: $(DEMO)/warehouse.db"
 
 clean:
-	rm -rf $(VENV) $(DEMO) .node .deepocr-work .pytest_cache .ruff_cache .cluster
+	rm -rf $(VENV) $(SF_VENV) $(BQ_VENV) $(DEMO) .node .deepocr-work .pytest_cache .ruff_cache .cluster

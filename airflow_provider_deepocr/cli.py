@@ -528,13 +528,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "urllib3",
         "botocore",
         "azure",
-        "google",
         "transformers",
         "RapidOCR",
+        "alembic",
     ):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    # google-auth warns that no metadata server answered before the one no_credentials line says so
-    logging.getLogger("google.auth").setLevel(logging.ERROR)
+    # the cloud drivers log each login attempt and warn about cloud metadata they probe (google-auth:
+    # no metadata server answered); a failure reaches the user as the one line of the error
+    for noisy in ("snowflake.connector", "google", "google.auth"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
     handlers = {
         "run": cmd_run,
         "parse": cmd_parse,

@@ -43,25 +43,39 @@ def _catalog(conn: sa.Connection, prefix: str, schema: str | None) -> dict[str, 
             key = [r[1] for r in sorted((r for r in info if r[5]), key=lambda r: r[5])]
             out[name] = ([r[1] for r in sorted(info, key=lambda r: r[0])], key)
         return out
-    where = "table_schema = COALESCE(:s, current_schema())"
+    if conn.dialect.name == "bigquery":  # INFORMATION_SCHEMA per dataset, no current_schema()
+        dataset = schema or conn.engine.url.database
+        info, where, params = f"`{dataset}`.INFORMATION_SCHEMA", "TRUE", {}
+        key_where = where
+    else:  # Snowflake stores unquoted names upper-case: names compare case-insensitively
+        info, where = "information_schema", "lower(table_schema) = lower(COALESCE(:s, current_schema()))"
+        key_where = where.replace("(table_schema)", "(c.table_schema)")
+        params = {"s": schema}
     cols = conn.execute(
         sa.text(
-            f"SELECT table_name, column_name FROM information_schema.columns WHERE {where} "
+            f"SELECT table_name, column_name FROM {info}.columns WHERE {where} "
             "ORDER BY table_name, ordinal_position"
         ),
-        {"s": schema},
+        params,
     ).all()
-    keys = conn.execute(
-        sa.text(
-            "SELECT k.table_name, k.column_name FROM information_schema.table_constraints c "
-            "JOIN information_schema.key_column_usage k ON k.constraint_name = c.constraint_name "
-            "AND k.table_schema = c.table_schema AND k.table_name = c.table_name "
-            f"WHERE c.constraint_type = 'PRIMARY KEY' AND c.{where} ORDER BY k.table_name, k.ordinal_position"
-        ),
-        {"s": schema},
-    ).all()
+    # BigQuery's keys are unenforced metadata and bqemulator has no TABLE_CONSTRAINTS view:
+    # its rows are ordered by every column (still a total order)
+    keys = (
+        []
+        if conn.dialect.name == "bigquery"
+        else conn.execute(
+            sa.text(
+                f"SELECT k.table_name, k.column_name FROM {info}.table_constraints c "
+                f"JOIN {info}.key_column_usage k ON k.constraint_name = c.constraint_name "
+                "AND k.table_schema = c.table_schema AND k.table_name = c.table_name "
+                f"WHERE c.constraint_type = 'PRIMARY KEY' AND {key_where} "
+                "ORDER BY k.table_name, k.ordinal_position"
+            ),
+            params,
+        ).all()
+    )
     for table, column in cols:
-        if table.startswith(prefix):
+        if table.lower().startswith(prefix.lower()):
             out.setdefault(table, ([], []))[0].append(column)
     for table, column in keys:
         if table in out:
@@ -73,8 +87,8 @@ def _digest(conn: sa.Connection, prefix: str, schema: str | None, skip: set[str]
     hashes: dict[str, str] = {}
     counts: dict[str, int] = {}
     for name, (columns, key) in sorted(_catalog(conn, prefix, schema).items()):
-        short = name[len(prefix) :]
-        keep = [c for c in columns if c not in skip and f"{short}.{c}" not in skip]
+        short = name[len(prefix) :].lower()
+        keep = [c for c in columns if c.lower() not in skip and f"{short}.{c.lower()}" not in skip]
         t = sa.table(name, *(sa.column(c) for c in columns), schema=schema)
         order = [t.c[c] for c in (key or columns)]  # no key: every column, still a total order
         h = hashlib.sha256()

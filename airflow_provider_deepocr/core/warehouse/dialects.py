@@ -10,7 +10,6 @@ but this table does not gets :func:`generic` (replace path, ``executemany``, no 
 from __future__ import annotations
 
 import threading
-import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -19,12 +18,13 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 from airflow_provider_deepocr.core import errors
+from airflow_provider_deepocr.core.warehouse.bulk import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    dataframe_insert,
+    pg_copy,
+    sqlite_on_connect,
+)
 from airflow_provider_deepocr.core.warehouse.schema import check_identifier
-
-SQLITE_BUSY_TIMEOUT_MS = 60_000
-
-#: Staging tables (merge stages, DuckDB's registered DataFrames) start with this.
-STAGE_PREFIX = "_deepocr_stage_"
 
 Lock = Literal["advisory", "immediate", "process", "none"]
 Bulk = Literal["copy", "dataframe", "none"]
@@ -75,6 +75,9 @@ class Dialect:
     by_source_default: bool = False
     #: The apply statements go as one ``BEGIN TRANSACTION; …; COMMIT TRANSACTION;`` script.
     script_transaction: bool = False
+    #: BigQuery: seconds the connection check may retry for (the client retries a refused
+    #: connection for 10 minutes by default); None: a plain ``SELECT 1``.
+    ping_deadline_s: float | None = None
     #: Limits of one multi-row ``INSERT … VALUES`` into a stage: bound values and payload bytes.
     max_params: int = 10_000
     max_bytes: int = 900_000
@@ -84,7 +87,7 @@ class Dialect:
     def configure(self, engine: sa.Engine) -> None:
         """Per-connection settings the loader relies on (SQLite: busy timeout, WAL)."""
         if self.lock == "immediate":
-            sa.event.listen(engine, "connect", _sqlite_on_connect)
+            sa.event.listen(engine, "connect", sqlite_on_connect)
 
     def before_create(self, engine: sa.Engine) -> None:
         """What must run outside any transaction before the tables are created (SQLite: WAL, so
@@ -125,6 +128,20 @@ class Dialect:
             # transaction the bulk path's raw connection then joins.
             conn.exec_driver_sql("SELECT 1")
 
+    def ping(self, conn: sa.Connection) -> None:
+        """One round trip that proves the warehouse answers (``SELECT 1``); within
+        :attr:`ping_deadline_s` where the driver would retry for longer (BigQuery's client)."""
+        client = getattr(conn.connection.driver_connection, "_client", None)
+        if self.ping_deadline_s is None or client is None:
+            conn.exec_driver_sql("SELECT 1")
+            return
+        from google.api_core.retry import Retry
+        from google.cloud.bigquery.retry import DEFAULT_RETRY
+
+        deadline = self.ping_deadline_s
+        retry: Retry = DEFAULT_RETRY.with_deadline(deadline)
+        client.query_and_wait("SELECT 1", retry=retry, job_retry=None, api_timeout=deadline)
+
     def lock_tables(self, conn: sa.Connection, tables: Iterable[sa.Table]) -> None:
         """At the start of a load, ``LOCK`` the tables where the database needs it (Redshift)."""
         if self.lock_tables_on_load:
@@ -139,10 +156,10 @@ class Dialect:
         """Insert ``rows`` through the bulk path inside the current transaction; False (``rows``
         untouched) where there is none."""
         if self.bulk == "copy" and conn.dialect.driver == "psycopg":
-            _pg_copy(conn, table, columns, rows)
+            pg_copy(conn, table, columns, rows)
             return True
         if self.bulk == "dataframe":
-            _dataframe_insert(conn, table, columns, rows)
+            dataframe_insert(conn, table, columns, rows)
             return True
         return False
 
@@ -161,8 +178,12 @@ class Dialect:
                     "BigQuery needs a dataset: schema= or a bigquery://project/dataset URL"
                 )
             ds = dialect.identifier_preparer.quote(check_identifier(dataset, "schema"))
-            stmt = sa.text(f"SELECT column_name FROM {ds}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = :t")
-            return stmt, {"t": table.name}
+            # a literal (checked): bqemulator answers this query with a bound parameter with no rows
+            name = check_identifier(table.name, "table name")
+            stmt = sa.text(
+                f"SELECT column_name FROM {ds}.INFORMATION_SCHEMA.COLUMNS WHERE table_name = '{name}'"
+            )
+            return stmt, {}
         stmt = sa.text(
             "SELECT column_name FROM information_schema.columns WHERE lower(table_name) = lower(:t) "
             "AND lower(table_schema) = lower(COALESCE(:s, current_schema()))"
@@ -177,6 +198,23 @@ class Dialect:
             return {r[1] for r in conn.exec_driver_sql(f"PRAGMA table_info({quoted})")}
         query = self.live_columns_query(conn.dialect, table, conn.engine.url)
         return {str(r[0]).lower() for r in conn.execute(*query)}
+
+    def tables_columns(self, conn: sa.Connection, tables: Iterable[sa.Table]) -> dict[str, set[str]]:
+        """:meth:`table_columns` of each of ``tables`` by table name. BigQuery: one query of the
+        dataset's INFORMATION_SCHEMA for all of them (each such query takes a second or more and
+        bills at least 10 MB)."""
+        tables = list(tables)
+        if self.live_columns != "dataset_information_schema" or not tables:
+            return {t.name: self.table_columns(conn, t) for t in tables}
+        stmt, params = self.live_columns_query(conn.dialect, tables[0], conn.engine.url)
+        every = sa.text(
+            str(stmt).replace("SELECT column_name", "SELECT table_name, column_name", 1).split(" WHERE ")[0]
+        )
+        found: dict[str, set[str]] = {t.name: set() for t in tables}
+        for name, column in conn.execute(every, params):
+            if name in found:
+                found[name].add(str(column).lower())
+        return found
 
     # -- staged MERGE -------------------------------------------------------------------------
 
@@ -226,12 +264,15 @@ DIALECTS: dict[str, Dialect] = {
             max_params=30_000,
             max_bytes=16_000_000,
         ),
-        # Snowflake binds client-side into the statement text (1 MB of SQL text at most).
+        # Snowflake binds client-side into the statement text (1 MB of SQL text at most). Stages
+        # are session temporary tables, unqualified: they live in the session's current schema
+        # (the URL's database/schema), the one form fakesnow runs too.
         replace(
             _MERGE_WAREHOUSE,
             name="snowflake",
             transactional_ddl=False,
             ddl_commits=True,
+            stage_in_target_schema=False,
             stage_ddl="CREATE TEMPORARY TABLE {stage} LIKE {target}",
         ),
         # BigQuery: at most 10,000 query parameters and 1 MB of query text; temporary tables exist
@@ -248,6 +289,7 @@ DIALECTS: dict[str, Dialect] = {
             by_source=True,
             by_source_default=True,
             script_transaction=True,
+            ping_deadline_s=10,
         ),
         # Redshift: PostgreSQL's wire protocol (32,767 parameters per statement), 16 MB statements.
         replace(
@@ -263,7 +305,7 @@ DIALECTS: dict[str, Dialect] = {
 }
 
 
-#: Connection failures, by the driver's own words (libpq, sqlite3, DuckDB; at connect time the
+#: Connection failures, by the driver's own words (libpq, sqlite3, DuckDB, Snowflake; at connect time the
 #: drivers give no SQLSTATE): a substring, the reason code and the cause printed to the user.
 CONNECT_FAILURES: tuple[tuple[str, str, str], ...] = (
     ("password authentication failed", errors.WAREHOUSE_AUTH_FAILED, "wrong password or no such user"),
@@ -275,6 +317,7 @@ CONNECT_FAILURES: tuple[tuple[str, str, str], ...] = (
     ("connection refused", errors.WAREHOUSE_UNREACHABLE, "connection refused"),
     ("failed to resolve host", errors.WAREHOUSE_UNREACHABLE, "unknown host"),
     ("could not translate host name", errors.WAREHOUSE_UNREACHABLE, "unknown host"),
+    ("failed to lookup address", errors.WAREHOUSE_UNREACHABLE, "unknown host"),  # Snowflake's account
     ("timeout expired", errors.WAREHOUSE_UNREACHABLE, "timed out"),
     ("timed out", errors.WAREHOUSE_UNREACHABLE, "timed out"),
 )
@@ -370,6 +413,12 @@ def make_engine(url: str, *, must_exist: bool = False) -> sa.Engine:
     try:
         engine = sa.create_engine(url)
     except Exception as exc:  # bad URL / missing driver: a configuration problem
+        if "credentials" in type(exc).__name__.lower():  # BigQuery asks for them when the engine is made
+            shown = sa.make_url(url).render_as_string(hide_password=True)
+            raise errors.WarehouseError(
+                errors.WAREHOUSE_AUTH_FAILED,
+                f"cannot connect to warehouse {shown} (no credentials: {type(exc).__name__})",
+            ) from None
         raise errors.ConfigError(
             f"cannot create an engine for {url.split('://', 1)[0]}:// ({type(exc).__name__}); known "
             f"databases: {', '.join(KNOWN_URL_SCHEMES)} (a driver may follow a +, e.g. postgresql+psycopg)"
@@ -396,55 +445,6 @@ def begin_write(conn: sa.Connection, lock_keys: Sequence[str]) -> None:
     dialect_of(conn).begin_write(conn, lock_keys)
 
 
-# --------------------------------------------------------------------------------------------
-# The pieces behind the fields
-# --------------------------------------------------------------------------------------------
-
+#: The locks in this process of ``lock="process"`` databases, by key.
 _PROCESS_LOCKS: dict[str, threading.Lock] = {}
 _PROCESS_LOCKS_GUARD = threading.Lock()
-
-
-def _sqlite_on_connect(dbapi_conn: Any, _record: Any) -> None:
-    cur = dbapi_conn.cursor()
-    try:
-        cur.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        cur.execute("PRAGMA synchronous = NORMAL")
-    finally:
-        cur.close()
-
-
-def _pg_copy(conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]) -> None:
-    """PostgreSQL ``COPY ... FROM STDIN`` through psycopg 3 (identifiers quoted by psycopg).
-
-    The row tuples go to psycopg's ``write_row`` as they are (encoded in C with psycopg's binary
-    build); encoding COPY text in Python was measured slower.
-    """
-    from psycopg import sql
-
-    target = sql.Identifier(table.schema, table.name) if table.schema else sql.Identifier(table.name)
-    stmt = sql.SQL("COPY {} ({}) FROM STDIN").format(target, sql.SQL(", ").join(map(sql.Identifier, columns)))
-    raw = conn.connection.driver_connection
-    with raw.cursor() as cur, cur.copy(stmt) as cp:  # type: ignore[union-attr]
-        write = cp.write_row
-        for r in rows:
-            write(r)
-
-
-def _dataframe_insert(
-    conn: sa.Connection, table: sa.Table, columns: tuple[str, ...], rows: Iterable[Any]
-) -> None:
-    """DuckDB: register the rows as a DataFrame and ``INSERT ... SELECT`` (executemany is slow)."""
-    import pandas as pd
-
-    frame = pd.DataFrame.from_records(list(rows), columns=list(columns))
-    quoter = conn.dialect.identifier_preparer
-    name = f"{STAGE_PREFIX}{uuid.uuid4().hex}"
-    col_sql = ", ".join(quoter.quote(c) for c in columns)
-    target = quoter.format_table(table)
-    raw = conn.connection.driver_connection
-    raw.register(name, frame)  # type: ignore[union-attr]
-    try:
-        raw.execute(f"INSERT INTO {target} ({col_sql}) SELECT {col_sql} FROM {name}")  # type: ignore[union-attr]
-    finally:
-        raw.unregister(name)  # type: ignore[union-attr]

@@ -164,7 +164,7 @@ class Warehouse:
         masked, and the cause) when the warehouse is unreachable or refuses us."""
         try:
             with self.engine.connect() as conn:
-                conn.exec_driver_sql("SELECT 1")
+                self.db.ping(conn)
         except Exception as exc:
             raise (self._refusal(exc, True) or exc) from None
 
@@ -185,7 +185,8 @@ class Warehouse:
                     conn.exec_driver_sql(ddl)
             else:
                 self.metadata.create_all(conn, checkfirst=True)
-            added = add_missing_columns(conn, self._tables.values(), self.db.table_columns)
+            live = self.db.tables_columns(conn, self._tables.values())
+            added = add_missing_columns(conn, self._tables.values(), lambda _c, t: live[t.name])
             if self.db.indexes:  # an older table gets the indexes it lacks
                 add_missing_indexes(conn, self._tables.values())
         if added:

@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -356,12 +357,20 @@ def merge_documents(
     stages (after the commit where DDL commits). Racing loaders end with one copy: MERGE matches rows
     by key, PostgreSQL takes advisory locks, Redshift ``LOCK``s the tables, Snowflake serialises DML
     on a table, BigQuery aborts the later of two conflicting transactions (the task's retry then
-    finds the document loaded)."""
+    finds the document loaded). A failed stage or apply drops its stages where no rollback does
+    (Snowflake, BigQuery)."""
     loads = [
         TableLoad(tables[name], KEYS[name], columns, rows)
         for name, columns, rows in new_rows(todo, vrows, run_id, now)
     ]
     sm = StagedMerge(conn, loads, [r.doc_id for r, _ in todo], bulk=bulk)
-    sm.stage()  # Snowflake: DDL commits, so this comes before any other write
-    sm.apply()
+    try:
+        sm.stage()  # Snowflake: DDL commits, so this comes before any other write
+        sm.apply()
+    except BaseException:
+        if not sm.db.transactional_ddl:  # no rollback takes the stages: drop them here
+            conn.rollback()  # first: a DROP commits on Snowflake
+            with suppress(Exception):
+                sm.drop()
+        raise
     return sm

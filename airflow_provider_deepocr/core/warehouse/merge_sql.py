@@ -13,7 +13,8 @@ from collections.abc import Iterator, Sequence
 import sqlalchemy as sa
 
 from airflow_provider_deepocr.core import errors
-from airflow_provider_deepocr.core.warehouse.dialects import STAGE_PREFIX, Dialect, dialect_of, merge_dialect
+from airflow_provider_deepocr.core.warehouse.bulk import STAGE_PREFIX
+from airflow_provider_deepocr.core.warehouse.dialects import Dialect, dialect_of, merge_dialect
 from airflow_provider_deepocr.core.warehouse.rows import Row
 from airflow_provider_deepocr.core.warehouse.schema import check_identifier
 

@@ -1,9 +1,10 @@
 """Staged MERGE (core.merge).
 
-Snowflake, BigQuery and Redshift have no server here: their statements are compiled with the real
-SQLAlchemy dialects, checked for shape and quoting, and parsed with sqlglot's grammar of each
-warehouse. PostgreSQL 15 (``pg_url``) and DuckDB run the whole staged path for real: replace,
-stale rows removed, rerun identical, other documents untouched, failures roll back.
+Snowflake, BigQuery and Redshift: their statements are compiled with the real SQLAlchemy dialects,
+checked for shape and quoting, and parsed with sqlglot's grammar of each warehouse (and loaded for
+real against emulators in test_cloud.py, Redshift's on PostgreSQL below). PostgreSQL 15
+(``pg_url``) and DuckDB run the whole staged path for real: replace, stale rows removed, rerun
+identical, other documents untouched, failures roll back.
 """
 
 from __future__ import annotations
@@ -148,9 +149,9 @@ def test_stage_ddl_per_dialect(dialect: sa.Dialect, md: sa.MetaData) -> None:
     assert [c.name for c in st.columns] == [c.name for c in blocks.columns]
     ddl = m.stage_ddl(dialect, blocks, st, ttl_hours=3)
     drop = m.drop_stage_sql(dialect, st)
-    if dialect.name == "snowflake":
-        assert ddl == f"CREATE TEMPORARY TABLE ocr.{name} LIKE ocr.deepocr_blocks"
-        assert drop == f"DROP TABLE IF EXISTS ocr.{name}"
+    if dialect.name == "snowflake":  # a session temp table in the session's current schema
+        assert ddl == f"CREATE TEMPORARY TABLE {name} LIKE ocr.deepocr_blocks"
+        assert drop == f"DROP TABLE IF EXISTS {name}"
     elif dialect.name == "bigquery":
         assert ddl == (
             f"CREATE TABLE `ocr`.`{name}` LIKE `ocr`.`deepocr_blocks` OPTIONS ("
