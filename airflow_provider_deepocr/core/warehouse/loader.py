@@ -42,7 +42,7 @@ from airflow_provider_deepocr.core.warehouse.schema import (
     build_metadata,
     check_identifier,
 )
-from airflow_provider_deepocr.core.warehouse.sources import write_sources
+from airflow_provider_deepocr.core.warehouse.sources import source_rows, write_sources
 
 log = logging.getLogger(__name__)
 
@@ -288,7 +288,12 @@ class Warehouse:
                     vrows = _validation_rows_of(changed, validation_rows, run_id)
                     if merging:
                         todo = [(r, rows_of(r)) for r in changed]
-                        sm = merge_documents(conn, self._tables, todo, vrows, run_id, now, self._bulk_fill)
+                        # the sources go in the same MERGE script (one row per URI under racing
+                        # loaders, even where no transaction covers a read-then-insert: BigQuery)
+                        srows = source_rows(results, run_id, now)
+                        sm = merge_documents(
+                            conn, self._tables, todo, vrows, run_id, now, self._bulk_fill, sources=srows
+                        )
                     else:
                         replace_documents(
                             conn,
@@ -328,7 +333,8 @@ class Warehouse:
                         if rows:
                             conn.execute(self.validation_results.insert(), rows)
                         counts["validation_results"] += len(rows)
-                write_sources(conn, self._tables["sources"], results, run_id, now)  # every URI seen
+                if sm is None:  # every URI seen (merged above with the documents otherwise)
+                    write_sources(conn, self._tables["sources"], results, run_id, now)
                 if sm is not None:
                     if not self.db.transactional_ddl:
                         conn.commit()  # Snowflake: a DROP would commit anyway; keep it after the writes

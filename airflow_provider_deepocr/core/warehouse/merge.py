@@ -44,6 +44,7 @@ raises with row values (document text): table names, counts, reason codes.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
@@ -121,6 +122,11 @@ class TableLoad:
     columns: tuple[str, ...]
     rows: Sequence[Row]
     scope_col: str = "doc_id"
+    #: False: a MERGE only (upsert by key): rows of the documents that the load lacks stay, and rows
+    #: may belong to documents outside the load (the ``sources`` table: every URI ever seen)
+    replace_scope: bool = True
+    same_cols: tuple[str, ...] = ()  # see merge_sql's keep_when_same
+    keep_when_same: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -147,6 +153,10 @@ class TableLoad:
         return cls(table, tuple(key_cols), cols, rows, scope_col)  # type: ignore[arg-type]
 
 
+def _upsert_only(load: TableLoad, same_cols: tuple[str, ...], keep_when_same: tuple[str, ...]) -> TableLoad:
+    return dataclasses.replace(load, replace_scope=False, same_cols=same_cols, keep_when_same=keep_when_same)
+
+
 def _check_rows(load: TableLoad, ids: set[str]) -> None:
     cols = load.columns
     if load.scope_col not in cols:
@@ -157,7 +167,7 @@ def _check_rows(load: TableLoad, ids: set[str]) -> None:
             errors.LOAD_ERROR, f"{load.table.name}: a row has {len(bad)} values, not {len(cols)}"
         )
     si = cols.index(load.scope_col)
-    outside = sum(r[si] not in ids for r in load.rows)
+    outside = sum(r[si] not in ids for r in load.rows) if load.replace_scope else 0
     if outside:
         raise errors.DeepOcrError(
             errors.LOAD_ERROR, f"{load.table.name}: {outside} row(s) belong to no document of this load"
@@ -252,7 +262,7 @@ class StagedMerge:
         by_source = _by_source(self.db, self.delete_by_source)
         out: list[str] = []
         for ld, st in zip(self.loads, self.stages, strict=True):
-            if not by_source:
+            if not by_source and ld.replace_scope:
                 out.append(
                     delete_stale_sql(self.conn, ld.table, st, ld.key_cols, self.ids, scope_col=ld.scope_col)
                 )
@@ -265,7 +275,9 @@ class StagedMerge:
                     ld.columns,
                     scope_ids=self.ids,
                     scope_col=ld.scope_col,
-                    delete_by_source=by_source,
+                    delete_by_source=by_source and ld.replace_scope,
+                    same_cols=ld.same_cols,
+                    keep_when_same=ld.keep_when_same,
                 )
             )
         return apply_statements(self.conn, out)
@@ -350,6 +362,7 @@ def merge_documents(
     run_id: str,
     now: datetime,
     bulk: BulkFill | None = None,
+    sources: Sequence[Mapping[str, Any]] = (),
 ) -> StagedMerge:
     """``load_method="merge"``: documents, pages, blocks, cells, their validation results and the
     ledger rows through one :class:`StagedMerge`, staged and applied, so on every warehouse the
@@ -358,11 +371,19 @@ def merge_documents(
     by key, PostgreSQL takes advisory locks, Redshift ``LOCK``s the tables, Snowflake serialises DML
     on a table, BigQuery aborts the later of two conflicting transactions (the task's retry then
     finds the document loaded). A failed stage or apply drops its stages where no rollback does
-    (Snowflake, BigQuery)."""
+    (Snowflake, BigQuery).
+
+    ``sources`` (rows of the ``sources`` table, see ``sources.source_rows``) are upserted by URI in
+    the same MERGE script: a URI seen again unchanged keeps its row, so a rerun leaves the table as
+    it was, and two racing loaders leave one row per URI even on BigQuery, whose DB-API has no
+    transaction for a separate read-then-insert."""
     loads = [
         TableLoad(tables[name], KEYS[name], columns, rows)
         for name, columns, rows in new_rows(todo, vrows, run_id, now)
     ]
+    if sources:
+        upsert = TableLoad.of(tables["sources"], KEYS["sources"], list(sources))
+        loads.append(_upsert_only(upsert, ("doc_id", "source_size", "source_version"), ("seen_at", "run_id")))
     sm = StagedMerge(conn, loads, [r.doc_id for r, _ in todo], bulk=bulk)
     try:
         sm.stage()  # Snowflake: DDL commits, so this comes before any other write

@@ -213,9 +213,16 @@ def merge_sql(
     scope_ids: Sequence[str] | None = None,
     scope_col: str = "doc_id",
     delete_by_source: bool | None = None,
+    same_cols: Sequence[str] = (),
+    keep_when_same: Sequence[str] = (),
 ) -> str:
     """The ``MERGE`` of ``stage`` into ``target``: keys in ``ON``, every non-key column of ``cols`` in
     ``UPDATE SET``, all of ``cols`` in ``INSERT``.
+
+    ``keep_when_same``: columns that keep the target's value when the matched row equals the new
+    one on ``same_cols`` (NULL equal to NULL), e.g. the ``sources`` table's ``seen_at``: a URI seen
+    again unchanged keeps when it was first seen so. Written as ``CASE`` in ``SET``, which every
+    dialect's MERGE takes (Redshift has no ``WHEN MATCHED AND …``).
 
     ``delete_by_source`` (default: the dialect's, i.e. BigQuery only) adds ``WHEN NOT MATCHED BY
     SOURCE AND tgt.<scope_col> IN (<scope_ids>) THEN DELETE``, which makes the MERGE a full replace
@@ -240,8 +247,20 @@ def merge_sql(
     non_key = [c for c in cols if c not in key_cols]
     on = " AND ".join(f"{t}.{q(k)} = src.{q(k)}" for k in key_cols)
     parts = [head, f"ON {on}"]
+    _check_table(target, *same_cols, *keep_when_same)
+    if not set(same_cols) | set(keep_when_same) <= set(cols):
+        raise errors.ConfigError(f"{target.name}: compared or kept columns must be loaded columns")
+    same = " AND ".join(
+        f"({t}.{q(c)} = src.{q(c)} OR ({t}.{q(c)} IS NULL AND src.{q(c)} IS NULL))" for c in same_cols
+    )
+
+    def new_value(c: str) -> str:
+        if c in keep_when_same and same:
+            return f"CASE WHEN {same} THEN {t}.{q(c)} ELSE src.{q(c)} END"
+        return f"src.{q(c)}"
+
     if non_key:
-        parts.append("WHEN MATCHED THEN UPDATE SET " + ", ".join(f"{q(c)} = src.{q(c)}" for c in non_key))
+        parts.append("WHEN MATCHED THEN UPDATE SET " + ", ".join(f"{q(c)} = {new_value(c)}" for c in non_key))
     elif d.merge_needs_update:  # both clauses are mandatory there; a no-op update keeps the grammar
         parts.append(f"WHEN MATCHED THEN UPDATE SET {q(key_cols[0])} = src.{q(key_cols[0])}")
     parts.append(
