@@ -331,6 +331,7 @@ class BatchedOcr:
             settings.dpi,
             settings.limits(),
             text_layer=settings.text_layer != "never",
+            pixels=self.router.pixels(self.engine),
         )
         self.pagework.start()
         try:
