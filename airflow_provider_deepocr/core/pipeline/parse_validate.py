@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ON_VALIDATION_FAILURE = tuple(m.value for m in OnValidationFailure)
-VALIDATE_BATCH_DOCS = 64  # documents validated in one GX run per table (issue 22)
+VALIDATE_BATCH_DOCS = 256  # documents validated in one GX run per table (issue 22)
 VALIDATE_BATCH_PAGES = 2000  # and at most this many pages in memory at once
 
 
