@@ -196,7 +196,7 @@ def _without_layout_analyzer() -> None:
     os.environ.setdefault("PYMUPDF_SUGGEST_LAYOUT_ANALYZER", "0")  # and no advice on stdout
     if "pymupdf" not in sys.modules:
         for name in ("pymupdf.layout", "pymupdf4llm"):
-            sys.modules.setdefault(name, None)  # type: ignore[assignment]
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
 
 
 def _serve(conn: Any) -> None:
