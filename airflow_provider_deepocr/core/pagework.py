@@ -14,12 +14,17 @@ that dies (a crash in a native library, the kernel's OOM killer) costs its page 
 
 Use (what the OCR stage calls; one ``PageWork`` per stage, it keeps one child across documents)::
 
-    with PageWork(page_timeout_s=60, dpi=144, limits=RenderLimits(), text_layer=True) as work:
+    with PageWork(page_timeout_s=60, dpi=144, limits=RenderLimits(), text_layer=True, pixels="all") as work:
         opened = work.open(doc, pages=[3, 4])  # DocumentError: typed, as render_pages raises
         opened.media_type, opened.page_count   # the whole document's count
         for item in opened:                    # in page order, one per asked page
             if isinstance(item, errors.PageError): ...  # failure row, the document goes on
             else: item.page (PageImage), item.blocks (text-layer blocks or None), item.extras
+
+``pixels`` (``core.pageworker.PIXELS``): which PDF pages are rendered -- ``"all"``, ``"model"``
+(only pages whose text layer is not usable: the others go to the ``pdf-text`` engine, which
+reads no pixels) or ``"none"`` (an engine that reads no pixels); a page not rendered has
+``page.image`` None and the width, height, DPI and flags its render would have had.
 
 Asking for pages the document does not have (it changed since it was listed) is
 ``DocumentError(source_changed)``. The time of a page is counted from when the parent starts
@@ -31,10 +36,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 from airflow_provider_deepocr.core import errors
-from airflow_provider_deepocr.core.pageworker import PageResult, _image, _Job, _stream
+from airflow_provider_deepocr.core.pageworker import PIXELS, PIXELS_ALL, PageResult, _image, _Job, _stream
 from airflow_provider_deepocr.core.records import Document
 
 __all__ = ["DEFAULT_PAGE_TIMEOUT_S", "OpenedDocument", "PageResult", "PageWork"]
@@ -100,6 +106,8 @@ class _Child:
             msg = self.conn.recv()
             if msg[0] == "raw":
                 _, result, stride = msg
+                if not stride:  # a page asked without pixels
+                    return ("page", result)
                 size = stride * result.page.height
                 if len(self.buffer) < size:  # one buffer, reused: no fresh pages to fault in
                     self.buffer = bytearray(size)
@@ -146,15 +154,19 @@ class PageWork:
         limits: Any = None,
         text_layer: bool = False,
         page_functions: Sequence[str] = (),
+        pixels: str = PIXELS_ALL,
     ) -> None:
         from airflow_provider_deepocr.core.render import DEFAULT_DPI, RenderLimits
 
         if page_timeout_s is not None and not page_timeout_s > 0:
             raise errors.ConfigError(f"page_timeout_s must be > 0 or None, got {page_timeout_s!r}")
+        if pixels not in PIXELS:
+            raise errors.ConfigError(f"pixels must be one of {', '.join(PIXELS)}, got {pixels!r}")
         self.page_timeout_s = page_timeout_s
         self.dpi = DEFAULT_DPI if dpi is None else dpi
         self.limits = limits or RenderLimits()
         self.text_layer = text_layer
+        self.pixels = pixels
         self.functions = tuple(page_functions)
         self._child: _Child | None = None
         self._busy = False  # a job's messages are still coming
@@ -189,6 +201,7 @@ class PageWork:
             self.limits,
             self.text_layer,
             self.functions,
+            self.pixels,
         )
         if self.page_timeout_s is None:
             stream = _stream(job)
@@ -266,7 +279,8 @@ class OpenedDocument:
     def _in_process(stream: Iterator[tuple[Any, ...]]) -> Iterator[PageResult | errors.PageError]:
         for msg in stream:
             if msg[0] == "raw":
-                msg[1].page.image = _image(msg[1].page, msg[2], msg[3])
+                if msg[3] is not None:
+                    msg[1].page.image = _image(msg[1].page, msg[2], msg[3])
                 yield msg[1]
             elif msg[0] == "page":
                 yield msg[1]
@@ -313,7 +327,7 @@ class OpenedDocument:
 
     def _resume(self, rest: list[int]) -> tuple[str, str] | None:
         """Start the job again from ``rest``; the reason and detail when it cannot open."""
-        job = _Job(self.job.doc, rest, self.job.dpi, self.job.limits, self.job.text_layer, self.job.functions)
+        job = replace(self.job, numbers=rest)
         try:
             first = self.work._start(job, self.job.doc.doc_id)
         except errors.DocumentError as exc:

@@ -31,6 +31,16 @@ class PageResult:
     seconds: float = 0.0  # the child's time for this page
 
 
+PIXELS_ALL = "all"
+PIXELS_MODEL = "model"
+PIXELS_NONE = "none"
+PIXELS = (PIXELS_ALL, PIXELS_MODEL, PIXELS_NONE)
+"""Which PDF pages get pixels: ``all``; ``model``: those whose text layer is not usable
+(:func:`core.engines.text_layer.usable_text_layer`), the only ones the OCR stage can send to
+the model under ``text_layer="auto"``; ``none`` (sizes only: an engine that reads no pixels, or
+``text_layer="only"``). Raster images always get theirs."""
+
+
 @dataclass(frozen=True)
 class _Job:
     doc: Document
@@ -39,6 +49,18 @@ class _Job:
     limits: Any
     text_layer: bool
     functions: tuple[str, ...]
+    pixels: str = PIXELS_ALL
+
+
+def _wants_pixels(job: _Job, blocks: list[dict[str, Any]] | None) -> bool:
+    """Whether a PDF page with text-layer ``blocks`` is rendered (see :data:`PIXELS`)."""
+    if job.pixels == PIXELS_ALL:
+        return True
+    if job.pixels == PIXELS_NONE:
+        return False
+    from airflow_provider_deepocr.core.engines.text_layer import usable_text_layer
+
+    return not usable_text_layer(blocks)
 
 
 # --------------------------------------------------------------------------------------------
@@ -74,31 +96,39 @@ def _open(job: _Job) -> tuple[str, int, Iterator[Any]]:
     """Media type, page count and the page iterator (raw pixels for a PDF) of a job."""
     from airflow_provider_deepocr.core.render import (
         PDF,
+        OpenPdf,
         count_pages,
         detect_media_type,
-        pdf_raw_pages,
         render_pages,
     )
 
     media_type = detect_media_type(job.doc.data)
+    if media_type == PDF:  # one open: the count, then the asked pages
+        pdf = OpenPdf(job.doc, job.limits)
+        try:
+            _check_numbers(job, pdf.page_count)
+        except errors.DeepOcrError:
+            pdf.close()
+            raise
+        pages = pdf.pages(dpi=job.dpi, pages=job.numbers, pixels=job.pixels == PIXELS_ALL)
+        return media_type, pdf.page_count, pages
     page_count = count_pages(job.doc, job.limits)
+    _check_numbers(job, page_count)
+    return media_type, page_count, render_pages(job.doc, dpi=job.dpi, limits=job.limits, pages=job.numbers)
+
+
+def _check_numbers(job: _Job, page_count: int) -> None:
     if job.numbers and max(job.numbers) > page_count:
         raise errors.DocumentError(
             errors.SOURCE_CHANGED, f"pages up to {max(job.numbers)} asked, {page_count} in the document"
         )
-    if media_type == PDF:
-        return (
-            media_type,
-            page_count,
-            pdf_raw_pages(job.doc, dpi=job.dpi, limits=job.limits, pages=job.numbers),
-        )
-    return media_type, page_count, render_pages(job.doc, dpi=job.dpi, limits=job.limits, pages=job.numbers)
 
 
 def _stream(job: _Job) -> Iterator[tuple[Any, ...]]:
     """The messages of one job: ``("open", media_type, page_count)`` or ``("doc_error", reason,
     detail)``; then per page ``("raw", PageResult, stride, samples)`` (a PDF page: its image
-    still to be made from the raw RGB samples), ``("page", PageResult)`` (a raster image) or
+    still to be made from the raw RGB samples; ``stride`` 0 and ``samples`` None for a page not
+    rendered, see :data:`PIXELS`), ``("page", PageResult)`` (a raster image) or
     ``("page_error", reason, detail, page_no)``; then ``("end",)``."""
     from airflow_provider_deepocr.core.render import PDF, RawPage
 
@@ -114,6 +144,11 @@ def _stream(job: _Job) -> Iterator[tuple[Any, ...]]:
             yield ("page_error", item.reason, item.detail, item.page_no)
         elif isinstance(item, RawPage):
             blocks, text_error, extras = _page_extras(job, item.page, item.page_no)
+            if item.samples is None and _wants_pixels(job, blocks):
+                failed = item.render()
+                if failed is not None:
+                    yield ("page_error", failed.reason, failed.detail, failed.page_no)
+                    continue
             page = PageImage(
                 job.doc.doc_id, item.page_no, None, item.dpi, item.width, item.height, PDF, flags=item.flags
             )
@@ -133,10 +168,12 @@ def _image(page: PageImage, stride: int, samples: Any) -> Any:
 
 
 def _send(conn: Any, msg: tuple[Any, ...]) -> None:
-    """A page goes as its metadata, then its pixels as raw bytes (no pickling of the image)."""
+    """A page goes as its metadata, then its pixels as raw bytes (no pickling of the image);
+    a page without pixels (``stride`` 0) as its metadata alone."""
     if msg[0] == "raw":
         conn.send(msg[:3])
-        conn.send_bytes(msg[3])
+        if msg[3] is not None:
+            conn.send_bytes(msg[3])
         return
     if msg[0] != "page":
         conn.send(msg)
@@ -148,11 +185,26 @@ def _send(conn: Any, msg: tuple[Any, ...]) -> None:
     conn.send_bytes(image.tobytes())
 
 
+def _without_layout_analyzer() -> None:
+    """Keep ``import pymupdf`` from loading ``pymupdf.layout`` and ``pymupdf4llm`` (PyMuPDF 2
+    imports both when installed: ONNX models and pandas-sized imports, seconds of CPU per child
+    start). Nothing here calls ``Page.get_layout`` or ``pymupdf.to_markdown``, their only users;
+    text extraction and rendering do not change."""
+    import os
+    import sys
+
+    os.environ.setdefault("PYMUPDF_SUGGEST_LAYOUT_ANALYZER", "0")  # and no advice on stdout
+    if "pymupdf" not in sys.modules:
+        for name in ("pymupdf.layout", "pymupdf4llm"):
+            sys.modules.setdefault(name, None)  # type: ignore[arg-type]
+
+
 def _serve(conn: Any) -> None:
     """The child's loop: one job at a time until ``None`` or the parent goes."""
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _without_layout_analyzer()
     import airflow_provider_deepocr.core.render as render
 
     render._pymupdf()  # import PyMuPDF (quiet) before the first job's clock starts

@@ -327,10 +327,10 @@ def _page_failure(exc: Exception) -> str:
     return errors.BROKEN_PAGE_TREE if "page tree" in str(exc).lower() else errors.CORRUPT
 
 
-def _pdf_pixmap(
-    pymupdf: Any, page: Any, doc: Document, page_no: int, dpi: int, limits: RenderLimits
-) -> tuple[Any, int, list[str]] | errors.PageError:
-    """The RGB pixmap of one loaded page, the DPI used and the flags; or the page's error."""
+def _pdf_plan(
+    page: Any, doc: Document, page_no: int, dpi: int, limits: RenderLimits
+) -> tuple[int, list[str]] | errors.PageError:
+    """The DPI one loaded page renders at and its flags; or the page's error (before any pixel)."""
     rect = page.rect
     w, h = _pdf_pixels(rect.width, rect.height, dpi)
     if w <= 0 or h <= 0:
@@ -345,7 +345,25 @@ def _pdf_pixmap(
             return _page_error(errors.IMAGE_TOO_LARGE, page_no, too_large + ", even at 1 dpi")
         flags = [FLAG_DOWNSCALED]
         log.info("doc=%s page=%d: %s; rendering at %d dpi", doc.doc_id[:12], page_no, too_large, used)
+    return used, flags
+
+
+def _pdf_pixmap(
+    pymupdf: Any, page: Any, doc: Document, page_no: int, dpi: int, limits: RenderLimits
+) -> tuple[Any, int, list[str]] | errors.PageError:
+    """The RGB pixmap of one loaded page, the DPI used and the flags; or the page's error."""
+    plan = _pdf_plan(page, doc, page_no, dpi, limits)
+    if isinstance(plan, errors.PageError):
+        return plan
+    used, flags = plan
     return page.get_pixmap(dpi=used, alpha=False, colorspace=pymupdf.csRGB), used, flags
+
+
+def _pdf_size(pymupdf: Any, page: Any, dpi: int) -> tuple[int, int]:
+    """The pixel size ``page.get_pixmap(dpi=dpi)`` gives, without rendering: MuPDF's own
+    rounding (``fz_round_rect``) of the page bound scaled by ``dpi / 72``, as the pixmap's bbox."""
+    box = (page.rect * pymupdf.Matrix(dpi / 72, dpi / 72)).round()
+    return int(box.width), int(box.height)
 
 
 def _pdf_pages(
@@ -408,9 +426,11 @@ def _pdf_pages(
 
 @dataclass
 class RawPage:
-    """A rendered PDF page before it becomes a PIL image (for :mod:`core.pagework`, which sends
-    the pixels to another process): ``samples`` is a view of the pixmap's RGB rows (``stride``
-    bytes each) and ``page`` the open ``pymupdf.Page``, both valid until the next item."""
+    """A PDF page for :mod:`core.pagework`, which sends the pixels to another process:
+    ``samples`` is a view of the pixmap's RGB rows (``stride`` bytes each) -- or None until
+    :meth:`render` for a page asked without pixels (``pdf_raw_pages(pixels=False)``: its
+    ``width`` and ``height`` are the size it renders at, computed, not rendered) -- and ``page``
+    the open ``pymupdf.Page``, all valid until the next item."""
 
     page_no: int
     width: int
@@ -420,6 +440,20 @@ class RawPage:
     dpi: int
     flags: list[str]
     page: Any
+    pixmap: Any = None  # keeps ``samples`` alive
+
+    def render(self) -> errors.PageError | None:
+        """Render the pixels now (a page made without them); the page's error if MuPDF fails."""
+        pymupdf = _pymupdf()
+        try:
+            pix = self.page.get_pixmap(dpi=self.dpi, alpha=False, colorspace=pymupdf.csRGB)
+        except Exception as exc:
+            return _page_error(_page_failure(exc), self.page_no, f"cannot render page ({type(exc).__name__})")
+        finally:
+            pymupdf.TOOLS.reset_mupdf_warnings()
+        self.pixmap, self.samples, self.stride = pix, pix.samples_mv, pix.stride
+        self.width, self.height = pix.width, pix.height
+        return None
 
 
 def pdf_raw_pages(
@@ -427,9 +461,12 @@ def pdf_raw_pages(
     dpi: int = DEFAULT_DPI,
     limits: RenderLimits | None = None,
     pages: Iterable[int] | None = None,
+    pixels: bool = True,
 ) -> Iterator[RawPage | errors.PageError]:
     """:func:`render_pages` of a PDF, the same checks and reasons, yielding :class:`RawPage` s
-    (no copy of the pixels, no PIL image) in place of ``PageImage`` s."""
+    (no copy of the pixels, no PIL image) in place of ``PageImage`` s. ``pixels=False``: pages
+    are loaded and sized (the same DPI, flags and page errors before any pixel) but rendered
+    only when the caller calls :meth:`RawPage.render`."""
     limits = limits or RenderLimits()
     if _supported_media_type(doc, limits) != PDF:
         raise errors.ConfigError("pdf_raw_pages renders PDFs only")
@@ -440,18 +477,54 @@ def pdf_raw_pages(
         except BaseException:
             pdf.close()
             raise
-    return _raw_pages(pdf, doc, numbers, dpi, limits)
+    return _raw_pages(pdf, doc, numbers, dpi, limits, pixels)
+
+
+class OpenPdf:
+    """A PDF opened once (the checks of :func:`render_pages`): its ``page_count``, then
+    :meth:`pages` (``count_pages`` followed by ``pdf_raw_pages`` would parse it twice). Close it
+    when :meth:`pages` is not called; the page iterator closes it at its end."""
+
+    def __init__(self, doc: Document, limits: RenderLimits | None = None) -> None:
+        self.doc, self.limits = doc, limits or RenderLimits()
+        if _supported_media_type(doc, self.limits) != PDF:
+            raise errors.ConfigError("OpenPdf opens PDFs only")
+        with _typed("count pages"):  # what count_pages, which ran first before, says
+            self.pdf = _open_pdf(doc, self.limits)
+            try:
+                self.page_count = _pdf_page_count(self.pdf)
+            except BaseException:
+                self.pdf.close()
+                raise
+
+    def pages(
+        self, dpi: int = DEFAULT_DPI, pages: Iterable[int] | None = None, pixels: bool = True
+    ) -> Iterator[RawPage | errors.PageError]:
+        """:func:`pdf_raw_pages` of this open PDF."""
+        try:
+            numbers = _page_numbers(pages, self.page_count)
+        except BaseException:
+            self.pdf.close()
+            raise
+        return _raw_pages(self.pdf, self.doc, numbers, dpi, self.limits, pixels)
+
+    def close(self) -> None:
+        self.pdf.close()
 
 
 def _raw_pages(
-    pdf: Any, doc: Document, numbers: list[int], dpi: int, limits: RenderLimits
+    pdf: Any, doc: Document, numbers: list[int], dpi: int, limits: RenderLimits, pixels: bool = True
 ) -> Iterator[RawPage | errors.PageError]:
     pymupdf = _pymupdf()
     try:
         for page_no in numbers:
             try:
                 page = pdf.load_page(page_no - 1)
-                rendered = _pdf_pixmap(pymupdf, page, doc, page_no, dpi, limits)
+                if pixels:
+                    rendered = _pdf_pixmap(pymupdf, page, doc, page_no, dpi, limits)
+                else:
+                    plan = _pdf_plan(page, doc, page_no, dpi, limits)
+                    rendered = plan if isinstance(plan, errors.PageError) else (None, *plan)
             except Exception as exc:
                 rendered = _page_error(
                     _page_failure(exc), page_no, f"cannot render page ({type(exc).__name__})"
@@ -462,7 +535,11 @@ def _raw_pages(
                 yield rendered
                 continue
             pix, used, flags = rendered
-            yield RawPage(page_no, pix.width, pix.height, pix.stride, pix.samples_mv, used, flags, page)
+            if pix is None:
+                width, height = _pdf_size(pymupdf, page, used)
+                yield RawPage(page_no, width, height, 0, None, used, flags, page)
+                continue
+            yield RawPage(page_no, pix.width, pix.height, pix.stride, pix.samples_mv, used, flags, page, pix)
     finally:
         pdf.close()
 

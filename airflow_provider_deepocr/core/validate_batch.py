@@ -201,11 +201,18 @@ def _run_group(
         name = v.expectation_name(exp.expectation_type, kwargs)
         rows = []
         bad = np.asarray(idx, dtype=np.int64)
+        # GX's verdict is a function of the counts alone: documents with the same counts (most
+        # one-page documents) share one ``_validate`` call instead of one each
+        verdicts: dict[tuple[tuple[str, int], ...], tuple[bool, dict[str, Any]]] = {}
         for i, m in enumerate(metrics):
-            d = exp._validate(m, runtime_configuration={"result_format": "BASIC"})
-            shim = SimpleNamespace(result=d.get("result"), exception_info=None)
-            observed = v._observed(shim)
-            if not d["success"] and len(bad):
+            counts = tuple(sorted(m.items()))
+            if counts not in verdicts:
+                d = exp._validate(m, runtime_configuration={"result_format": "BASIC"})
+                shim = SimpleNamespace(result=d.get("result"), exception_info=None)
+                verdicts[counts] = (bool(d["success"]), v._observed(shim))
+            success, seen = verdicts[counts]
+            observed = dict(seen)
+            if not success and len(bad):
                 ids = v.row_ids(frame, bad[owner[bad] == i])  # which rows, as the per-document run names
                 if ids:
                     observed["rows"] = ids
@@ -213,7 +220,7 @@ def _run_group(
                 {
                     "table_name": table,
                     "expectation": name,
-                    "success": bool(d["success"]),
+                    "success": success,
                     "observed": observed,
                 }
             )

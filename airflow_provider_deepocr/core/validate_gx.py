@@ -57,7 +57,19 @@ def _gx() -> Any:
     for name in ("great_expectations", "great_expectations.core", "great_expectations.expectations"):
         logging.getLogger(name).setLevel(logging.WARNING)
     log.debug("great_expectations imported in %.2fs", time.perf_counter() - t0)
+    _settle()
     return gx
+
+
+def _settle() -> None:
+    """Move every object alive now (GX, pandas and their imports: ~400k objects, kept for the
+    process's life) out of the garbage collector's reach (``gc.freeze``): otherwise each full
+    collection walks them all again (0.3-0.6 s on 2 cores, about one per 250 one-page documents
+    parsed). Objects made later are collected as before; unreachable cycles alive at this moment
+    would be kept (none are expected right after an import)."""
+    import gc
+
+    gc.freeze()
 
 
 @cache
@@ -71,6 +83,7 @@ def _context() -> Any:
         ctx.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     except Exception:  # pragma: no cover - cosmetic only
         log.debug("could not turn GX progress bars off")
+    _settle()
     return ctx
 
 

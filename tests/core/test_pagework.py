@@ -94,3 +94,47 @@ def test_a_document_left_half_read_does_not_leak_into_the_next(three_pages: byte
 def test_the_limit_must_be_positive() -> None:
     with pytest.raises(errors.ConfigError):
         PageWork(page_timeout_s=0)
+
+
+def _text_and_scan_pdf() -> bytes:
+    """Page 1 born-digital (a usable text layer), page 2 a scan (an image, no text)."""
+    import io
+
+    import pymupdf
+    from PIL import Image, ImageDraw
+
+    pdf = pymupdf.open()
+    page = pdf.new_page(width=300, height=400)
+    for line in range(6):
+        page.insert_text((30, 40 + 30 * line), f"Invoice line {line}: amount {line * 7}.00 EUR", fontsize=9)
+    img = Image.new("L", (300, 400), 255)
+    ImageDraw.Draw(img).text((30, 40), "Scanned letter", fill=0)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    pdf.new_page(width=300, height=400).insert_image(pymupdf.Rect(0, 0, 300, 400), stream=buf.getvalue())
+    return pdf.tobytes()
+
+
+@pytest.mark.parametrize("timeout", [30.0, None])
+def test_pages_no_engine_looks_at_come_without_pixels_and_with_their_render_size(
+    timeout: float | None,
+) -> None:
+    doc = _doc(_text_and_scan_pdf())
+    got: dict[str, list[PageResult]] = {}
+    for pixels in ("all", "model", "none"):
+        with PageWork(page_timeout_s=timeout, dpi=100, text_layer=True, pixels=pixels) as work:
+            got[pixels] = [r for r in work.open(doc) if isinstance(r, PageResult)]
+    size = [
+        (r.page.page_no, r.page.width, r.page.height, r.page.dpi, r.page.flags, r.blocks) for r in got["all"]
+    ]
+    for pixels in ("model", "none"):
+        assert [
+            (r.page.page_no, r.page.width, r.page.height, r.page.dpi, r.page.flags, r.blocks)
+            for r in got[pixels]
+        ] == size
+    assert [r.page.image is not None for r in got["all"]] == [True, True]
+    assert [r.page.image is not None for r in got["model"]] == [False, True]  # the text page goes to pdf-text
+    assert got["model"][1].page.image.tobytes() == got["all"][1].page.image.tobytes()
+    assert [r.page.image for r in got["none"]] == [None, None]
+    with pytest.raises(errors.ConfigError):
+        PageWork(pixels="some")

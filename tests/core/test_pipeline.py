@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.engines.base import OcrEngine
 from airflow_provider_deepocr.core.pipeline import (
+    OcrEntry,
     OcrSettings,
     run_pipeline,
     stage_list,
@@ -121,7 +123,18 @@ def test_s3_source_and_s3_work_area_end_to_end(
     assert failure == [("s3://docs/in/broken.pdf", "corrupt")]
     # the work area is in the bucket, content-addressed
     keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket="docs", Prefix="work/ocr/")["Contents"]]
-    assert sum(k.endswith(".json") and "/p000" in k for k in keys) == 5
+    # a page file for each page of the 3-page document; the one-page documents' results are held
+    # in their summaries (one object each, not two)
+    assert sorted(k.rsplit("/", 1)[-1] for k in keys if "/p000" in k) == [
+        "p00001.json",
+        "p00002.json",
+        "p00003.json",
+    ]
+    summaries = [k for k in keys if k.endswith("/document.json")]
+    held = [json.loads(s3_client.get_object(Bucket="docs", Key=k)["Body"].read()) for k in summaries]
+    assert len(summaries) == 3
+    assert sorted(list(d["results"]) if d["results"] else [] for d in held) == [[], ["1"], ["1"]]
+    assert all(d["results"]["1"]["raw_text"] for d in held if d["results"])
 
 
 def test_pages_are_batched_across_documents_and_prefetch_changes_nothing(
@@ -140,7 +153,8 @@ def test_pages_are_batched_across_documents_and_prefetch_changes_nothing(
         texts = {}
         for entry in work.read_jsonl(res.manifest_uri):
             for page_no in entry["pages_ok"]:
-                meta = work.read_json(f"{entry['ocr_dir']}/p{page_no:05d}.json")
+                meta = OcrEntry.from_dict(entry).page_result(page_no)  # held (one-page) or a file
+                meta = meta or work.read_json(f"{entry['ocr_dir']}/p{page_no:05d}.json")
                 texts[(entry["doc_id"], page_no)] = meta["raw_text"]
         outputs[prefetch] = texts
     assert outputs[0] == outputs[2]
@@ -203,7 +217,9 @@ def test_page_files_are_written_off_the_engines_thread(
     res = stage_ocr(listed.manifest_uri, work, "r1", recording)
     assert res.pages == 5
     pages = [(t, u) for t, u in writes if u.rsplit("/", 1)[-1].startswith("p0")]
-    assert len(pages) == 5 and not {t for t, _ in pages} & engine_threads
+    assert len(pages) == 3 and not {t for t, _ in pages} & engine_threads  # the 3-page document's
+    summaries = [(t, u) for t, u in writes if u.endswith("/document.json")]  # one-page ones: held here
+    assert len(summaries) == 3 and not {t for t, _ in summaries} & engine_threads
     order = [u for _, u in writes]
     for summary in [u for u in order if u.endswith("/document.json")]:
         folder = summary.rsplit("/", 1)[0]
@@ -599,3 +615,43 @@ def test_an_image_without_a_resolution_is_stored_at_an_unknown_dpi(
     by_name = {Path(uri).name: (dpi, flags or "") for uri, dpi, flags in rows}
     assert by_name["untagged.tiff"][0] is None and "dpi_unknown" in by_name["untagged.tiff"][1]
     assert by_name["tagged.tiff"][0] == 200 and "dpi_unknown" not in by_name["tagged.tiff"][1]
+
+
+def test_a_one_page_documents_result_is_held_in_its_summary_and_a_rerun_still_finds_every_page(
+    inbox: Path, tmp_path: Path
+) -> None:
+    """One work-area write for a one-page document (its summary, holding the page), a page file
+    per page of a longer one; the parse stage reads the held result, and a rerun OCRs nothing."""
+    from airflow_provider_deepocr.core.engines import get_engine
+    from airflow_provider_deepocr.core.pipeline import build_records
+
+    calls = tmp_path / "calls.txt"
+    engine = get_engine("sleep", calls_file=str(calls))
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1")
+    writes: list[str] = []
+    write = work.storage.write
+    work.storage.write = lambda uri, data: writes.append(uri) or write(uri, data)  # type: ignore[method-assign,func-returns-value]
+    res = stage_ocr(listed.manifest_uri, work, "r1", engine)
+    assert res.pages == 5 and len(calls.read_text().splitlines()) == 5
+    entries = {Path(e["ref"]["uri"]).name: OcrEntry.from_dict(e) for e in work.read_jsonl(res.manifest_uri)}
+    for name in ("one.png", "two.png"):
+        entry = entries[name]
+        assert entry.ocr_dir is not None
+        assert [u for u in writes if u.startswith(entry.ocr_dir)] == [f"{entry.ocr_dir}/document.json"]
+        held = entry.page_result(1)
+        assert held is not None and "page 1" in held["raw_text"]
+        (page,) = build_records(entry, work).pages  # parsed from the held result
+        assert (page.page_no, page.width, page.height) == (1, held["width"], held["height"])
+    fax = entries["fax.tiff"]
+    assert fax.results is None and fax.ocr_dir is not None
+    assert sorted(u.rsplit("/", 1)[-1] for u in writes if u.startswith(fax.ocr_dir)) == [
+        "document.json",
+        "p00001.json",
+        "p00002.json",
+        "p00003.json",
+    ]
+    again = stage_ocr(listed.manifest_uri, work, "r2", engine)
+    assert again.pages == 5 and len(calls.read_text().splitlines()) == 5  # nothing OCR'd again
+    rerun = {Path(e["ref"]["uri"]).name: OcrEntry.from_dict(e) for e in work.read_jsonl(again.manifest_uri)}
+    assert rerun["one.png"].page_result(1) == entries["one.png"].page_result(1)

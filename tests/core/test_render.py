@@ -11,9 +11,11 @@ import pytest
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import Document, DocumentRef, PageImage
 from airflow_provider_deepocr.core.render import (
+    RawPage,
     RenderLimits,
     count_pages,
     detect_media_type,
+    pdf_raw_pages,
     render_pages,
 )
 from airflow_provider_deepocr.testing import samples
@@ -406,3 +408,49 @@ def test_heic_is_refused_with_a_reason_naming_heic() -> None:
             render_pages(_doc(data))
         assert ei.value.reason == errors.UNSUPPORTED_TYPE and "HEIC" in ei.value.detail
     assert detect_media_type(_ftyp(b"avif", b"mif1", b"avif")) == "image/avif"  # AVIF is not HEIC
+
+
+def _odd_pages_pdf() -> bytes:
+    """Pages whose pixel size MuPDF rounds its own way (a side a hair over a whole pixel: MuPDF
+    drops up to 0.001 px, so ``ceil(points * dpi / 72)`` is one too many), a box that does not
+    start at 0, a turned page, odd point sizes, and one over the pixel limit."""
+    import pymupdf
+
+    pdf = pymupdf.open()
+    for i, (w, h, origin) in enumerate(
+        [
+            (612, 792, (0, 0)),
+            (600.0004, 400.0004, (0, 0)),
+            (595.3, 841.9, (10.3, 20.3)),
+            (431.17, 607.33, (0.5, 0.49)),
+            (2384, 3370, (3.3, 7.7)),
+        ]
+    ):
+        page = pdf.new_page(width=w, height=h)
+        page.insert_text((50, 80), f"Page {i + 1}")
+        if origin != (0, 0):
+            page.set_mediabox(pymupdf.Rect(origin[0], origin[1], origin[0] + w, origin[1] + h))
+        if i == 3:
+            page.set_rotation(90)
+    return pdf.tobytes()
+
+
+def test_pages_asked_without_pixels_have_the_size_dpi_and_flags_of_their_render() -> None:
+    doc = _doc(_odd_pages_pdf())
+    limits = RenderLimits(max_pixels=3_000_000)  # the A0 page renders downscaled
+    for dpi in (72, 100, 144, 150, 200):
+        rendered = list(pdf_raw_pages(doc, dpi=dpi, limits=limits))
+        sized = list(pdf_raw_pages(doc, dpi=dpi, limits=limits, pixels=False))
+        for a, b in zip(rendered, sized, strict=True):
+            assert isinstance(a, RawPage) and isinstance(b, RawPage)
+            got = (a.page_no, a.width, a.height, a.dpi, a.flags)
+            assert (b.page_no, b.width, b.height, b.dpi, b.flags) == got, dpi
+            assert a.samples is not None and b.samples is None and b.stride == 0
+        assert rendered[-1].flags == ["downscaled"] and rendered[-1].dpi < dpi  # type: ignore[union-attr]
+    # rendered on demand, a page gets the pixels the eager render gives
+    eager, lazy = pdf_raw_pages(doc, dpi=100), pdf_raw_pages(doc, dpi=100, pixels=False)
+    first, later = next(eager), next(lazy)  # each valid while its iterator is open
+    assert isinstance(first, RawPage) and isinstance(later, RawPage)
+    assert later.render() is None
+    assert (later.width, later.height, later.stride) == (first.width, first.height, first.stride)
+    assert bytes(later.samples) == bytes(first.samples)

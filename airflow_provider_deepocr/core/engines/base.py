@@ -62,6 +62,12 @@ class OcrEngine(abc.ABC):
     #: Whether its boxes come from the pixels, so a page's coverage (core.coverage) says something.
     reads_pixels: bool = True
 
+    def needs_pixels(self) -> bool:
+        """Whether it looks at the page images at all. False (the sleep engine): the OCR stage
+        does not render its PDF pages nor prepare them (core.pageprep), they come with the size,
+        DPI and flags their render would give."""
+        return self.reads_pixels
+
     @abc.abstractmethod
     def ocr(self, pages: Sequence[PageImage], temperature: float = 0.0) -> list[OcrResult]:
         """OCR a batch of pages; one result per page, in order.

@@ -92,6 +92,9 @@ class RetryingEngine(OcrEngine):
     def device_name(self) -> str:
         return self.inner.device_name()
 
+    def needs_pixels(self) -> bool:
+        return self.inner.needs_pixels() or (self.fallback is not None and self.fallback.needs_pixels())
+
     def prepare(self, pages: Sequence[PageImage]) -> Any:
         return (list(pages), self.inner.prepare(pages))
 

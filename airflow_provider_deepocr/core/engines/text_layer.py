@@ -59,10 +59,24 @@ class TextLayerRouter:
         the text layer gets its blocks as ``page.text_layer`` (JSON), what ``pdf-text`` reads."""
         if self.engine is None:
             return Route.MODEL
-        from airflow_provider_deepocr.core.engines.pdf_text import page_text, text_layer_quality
-
         page_blocks = (blocks or {}).get(page.page_no)
-        if page_blocks and text_layer_quality(page_text(page_blocks)):
+        if usable_text_layer(page_blocks):
             page.text_layer = json.dumps(page_blocks, ensure_ascii=False)
             return Route.TEXT
         return Route.NONE if self.mode == "only" else Route.MODEL
+
+    def pixels(self, engine: OcrEngine) -> str:
+        """Which PDF pages the page worker renders (``core.pageworker.PIXELS``) when ``engine``
+        reads the pages the text layer does not: ``none`` under ``only`` (no page reaches the
+        model) or for an engine that reads no pixels; ``model`` under ``auto`` (a page routed to
+        the text layer is never looked at); else ``all``."""
+        if self.mode == "only" or not engine.needs_pixels():
+            return "none"
+        return "model" if self.engine is not None else "all"
+
+
+def usable_text_layer(page_blocks: list[dict[str, Any]] | None) -> bool:
+    """Whether a page's text-layer blocks are good enough to skip the model (:meth:`route`)."""
+    from airflow_provider_deepocr.core.engines.pdf_text import page_text, text_layer_quality
+
+    return bool(page_blocks) and bool(text_layer_quality(page_text(page_blocks or [])))

@@ -74,6 +74,7 @@ def _assemble_one(ctx: StageContext, doc: dict[str, Any], parts: _ShardParts) ->
         next((e.ocr_dir for e in got if e.ocr_dir), None),
         sorted(p for e in got for p in e.pages_ok),
         [f for e in got for f in e.failures],
+        results={k: v for e in got for k, v in (e.results or {}).items()} or None,
     )
     if whole.ocr_dir and whole.rendered_whole and not any(f.stage == Stage.OCR for f in whole.failures):
         # done whole: a later run that does not split it (another shard size) reuses it

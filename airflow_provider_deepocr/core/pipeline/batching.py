@@ -4,7 +4,8 @@ thread, pages batched across documents.
 A folder of one-page receipts fills a GPU batch as well as one long filing does, and a bounded
 queue of ``prefetch`` batches keeps memory flat on a 3,000-page PDF while the next batch is rendered
 and preprocessed during the current generate. Each page's result is written as soon as its batch
-is done, and a document's summary once all its pages are: a retried task skips both.
+is done, and a document's summary once all its pages are: a retried task skips both. A one-page
+document's result is held in its summary (one work-area object for it, not two).
 """
 
 from __future__ import annotations
@@ -55,6 +56,9 @@ class _DocState:
     # the page files an earlier, interrupted try finished
     found: frozenset[str] = frozenset()
     writes: list[Future[Any]] = field(default_factory=list)  # its page files, being written
+    # a one-page document's page result, kept for its summary (one object, not a page file and a
+    # summary); None: each page is written to its page file as soon as its batch is done
+    held: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass
@@ -110,10 +114,6 @@ class BatchedOcr:
         self.progress.add(len(entry.pages_ok), ocr=False)
         return state, None
 
-    def _found(self, ocr_dir: str) -> frozenset[str]:
-        """The URIs under a document's OCR folder, in one listing of the work area."""
-        return frozenset(ref.uri for ref in self.ctx.work.storage.list(ocr_dir))
-
     def _failed(
         self, item: ShardItem, doc_id: str | None, stage: Stage, exc: errors.DeepOcrError, t0: float
     ) -> _DocState:
@@ -163,7 +163,10 @@ class BatchedOcr:
         entry = new_entry(item, doc_id, opened.media_type, page_count, self.fp, ocr_dir, [])
         if not item.pages:
             self.progress.total += page_count
-        state = _DocState(entry, summary_uri, t0, found=self._found(ocr_dir))
+        found = frozenset(r.uri for r in work.storage.list(ocr_dir))  # one listing, not one request a page
+        state = _DocState(entry, summary_uri, t0, found=found)
+        if not item.is_part and page_count == 1 and not state.found:
+            state.held = {}
         if not item.is_part:
             self.first_of[doc_id] = state
         return state, opened
@@ -229,15 +232,9 @@ class BatchedOcr:
                     entry.failures.append(failure_of(entry.ref, entry.doc_id, None, Stage.RENDER, exc))
                 except Exception as exc:  # a renderer bug fails this document only
                     log.exception("document %s: rendering failed", entry.ref.uri)
+                    why, uri, doc_id = type(exc).__name__, entry.ref.uri, entry.doc_id
                     entry.failures.append(
-                        Failure(
-                            entry.ref.uri,
-                            errors.INTERNAL_ERROR,
-                            type(exc).__name__,
-                            entry.doc_id,
-                            None,
-                            Stage.RENDER,
-                        )
+                        Failure(uri, errors.INTERNAL_ERROR, why, doc_id, None, Stage.RENDER)
                     )
             with self.lock:
                 state.rendered_all = True
@@ -278,8 +275,11 @@ class BatchedOcr:
                 # rotation, coverage (core.coverage) and render/prep/engine flags for the page row
                 image_page = batch.engine is None and self.engine.reads_pixels
                 meta.update(page_meta(page, result, image_page=image_page))
-                uri = WorkLayout.page(entry.ocr_dir, page.page_no)
-                state.writes.append(self.writer.submit(self.ctx.work.write_json, uri, meta))
+                if state.held is not None:
+                    state.held[str(page.page_no)] = meta
+                else:
+                    uri = WorkLayout.page(entry.ocr_dir, page.page_no)
+                    state.writes.append(self.writer.submit(self.ctx.work.write_json, uri, meta))
                 entry.pages_ok.append(page.page_no)
                 reader = result.engine or engine.name  # a fallback engine names itself
                 state.engines[reader] += 1
@@ -296,6 +296,14 @@ class BatchedOcr:
             state.finished = True
         entry = state.entry
         entry.pages_ok.sort()
+        if state.held:
+            if state.summary_uri is not None and entry.settled:
+                entry.results = state.held
+            else:  # no summary to hold it: the finished page goes to its file, for the next run
+                assert entry.ocr_dir is not None
+                for page_no, meta in state.held.items():
+                    uri = WorkLayout.page(entry.ocr_dir, int(page_no))
+                    state.writes.append(self.writer.submit(self.ctx.work.write_json, uri, meta))
         self.finishing.append(self.finisher.submit(self._write_summary, state))
         self.done_docs += 1
         log.info(
@@ -317,10 +325,8 @@ class BatchedOcr:
         completely; its failed pages (engine error, page timeout) are retried by the next run."""
         for write in state.writes:
             write.result()
-        entry = state.entry
-        if state.summary_uri is not None and entry.rendered_whole:
-            if not any(f.reason in errors.RETRIED_PAGE_REASONS for f in entry.failures):
-                self.ctx.work.write_json(state.summary_uri, entry.to_dict())
+        if state.summary_uri is not None and state.entry.settled:
+            self.ctx.work.write_json(state.summary_uri, state.entry.to_dict())
 
     def run(self) -> list[OcrEntry]:
         from airflow_provider_deepocr.core.pagework import PageWork
@@ -331,6 +337,7 @@ class BatchedOcr:
             settings.dpi,
             settings.limits(),
             text_layer=settings.text_layer != "never",
+            pixels=self.router.pixels(self.engine),
         )
         self.pagework.start()
         try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from airflow_provider_deepocr.core import errors
@@ -29,12 +29,21 @@ class OcrEntry:
     first: int = 1  # a part of a document split across shards: pages first..last, part of parts
     last: int | None = None
     parts: int = 1
+    # the page results (by page number, as text) of a one-page document held in its summary (and
+    # this entry) instead of a page file; None: in page files (WorkLayout.page)
+    results: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        d = asdict(replace(self, results=None))
         d["ref"] = self.ref.to_dict()
         d["failures"] = [f.to_dict() for f in self.failures]
+        d["results"] = self.results
         return d
+
+    def page_result(self, page_no: int) -> dict[str, Any] | None:
+        """A page's result held in this entry (a copy), or None: read its page file."""
+        held = (self.results or {}).get(str(page_no))
+        return None if held is None else dict(held)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> OcrEntry:
@@ -52,6 +61,12 @@ class OcrEntry:
         """No document-level failure: every page was rendered (some may have failed alone)."""
         return not any(f.page_no is None for f in self.failures)
 
+    @property
+    def settled(self) -> bool:
+        """Done for later runs (the OCR stage writes its summary, which they skip): rendered
+        whole, and no page failed for a reason the next run retries (engine error, page timeout)."""
+        return self.rendered_whole and not any(f.reason in errors.RETRIED_PAGE_REASONS for f in self.failures)
+
     def part(self, item: ShardItem) -> OcrEntry:
         """This finished whole document's summary cut down to the pages of ``item`` (a part)."""
         pages = set(item.page_numbers() or ())
@@ -67,6 +82,7 @@ class OcrEntry:
             item.first,
             item.last,
             item.parts,
+            {k: v for k, v in self.results.items() if int(k) in pages} if self.results else None,
         )
 
 

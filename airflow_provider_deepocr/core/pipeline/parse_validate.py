@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 ON_VALIDATION_FAILURE = tuple(m.value for m in OnValidationFailure)
-VALIDATE_BATCH_DOCS = 64  # documents validated in one GX run per table (issue 22)
+VALIDATE_BATCH_DOCS = 256  # documents validated in one GX run per table (issue 22)
 VALIDATE_BATCH_PAGES = 2000  # and at most this many pages in memory at once
 
 
@@ -106,7 +106,10 @@ def build_records(entry: OcrEntry, work: WorkArea) -> DocumentResult:
     if entry.ocr_dir is None or not entry.rendered_whole:
         return result  # a document-level failure rejects the whole document: no partial loads
     for page_no in entry.pages_ok:
-        record = _page_record(result, entry, page_no, work.read_json(WorkLayout.page(entry.ocr_dir, page_no)))
+        meta = entry.page_result(page_no)  # held in the summary (a one-page document), else its file
+        if meta is None:
+            meta = work.read_json(WorkLayout.page(entry.ocr_dir, page_no))
+        record = _page_record(result, entry, page_no, meta)
         if record is not None:
             result.pages.append(record)
     return result

@@ -154,3 +154,13 @@ def test_a_custom_text_loop_check_and_a_fallback_that_also_loops() -> None:
     assert ladder.name == inner.name and ladder.model == inner.model
     (clean,) = ladder.ocr([_page(2)])
     assert clean.attempts == 1
+
+
+def test_pages_get_pixels_when_the_engine_or_its_fallback_reads_them() -> None:
+    from airflow_provider_deepocr.core.engines.sleep import SleepEngine
+
+    sleep = SleepEngine(0.0)
+    assert not sleep.needs_pixels() and Scripted({}).needs_pixels()
+    assert not RetryingEngine(sleep).needs_pixels()  # the OCR stage renders nothing for it
+    assert RetryingEngine(sleep, fallback=Scripted({})).needs_pixels()  # its fallback reads them
+    assert RetryingEngine(Scripted({})).needs_pixels()
