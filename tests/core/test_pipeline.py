@@ -226,6 +226,41 @@ def test_page_files_are_written_off_the_engines_thread(
         assert all(order.index(u) < order.index(summary) for u in order if u.startswith(folder + "/p0"))
 
 
+def test_documents_are_read_ahead_while_the_engine_works(
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A slow source store (0.3 s a read) is read several documents ahead, not one after another
+    on the render thread; the stage's result is the listing's documents, in the listing's order."""
+    import threading
+    import time
+
+    work = _work(tmp_path)
+    listed = stage_list(str(inbox), work, "r1")
+    read = LocalStorage.read
+    lock = threading.Lock()
+    now = [0]
+    most = [0]
+
+    def slow_read(self: LocalStorage, uri: str) -> bytes:
+        if not uri.startswith(LocalStorage.uri(inbox)):
+            return read(self, uri)  # the work area's own reads
+        with lock:
+            now[0] += 1
+            most[0] = max(most[0], now[0])
+        time.sleep(0.3)
+        with lock:
+            now[0] -= 1
+        return read(self, uri)
+
+    monkeypatch.setattr(LocalStorage, "read", slow_read)
+    res = stage_ocr(listed.manifest_uri, work, "r1", Recording(tiny_engine))
+    assert res.pages == 5
+    assert most[0] >= 3, most[0]  # every document of the inbox read at once, not one at a time
+    assert [e["ref"]["uri"] for e in work.read_jsonl(res.manifest_uri)] == [
+        r["uri"] for r in work.read_jsonl(listed.manifest_uri)
+    ]
+
+
 def test_a_failing_page_is_a_failure_row_and_its_siblings_load(
     tiny_engine: OcrEngine, inbox: Path, tmp_path: Path, pg_url: str
 ) -> None:

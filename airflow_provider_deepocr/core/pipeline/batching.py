@@ -26,6 +26,7 @@ from airflow_provider_deepocr.core.engines.text_layer import Route, TextLayerRou
 from airflow_provider_deepocr.core.pageprep import prepare_for_ocr
 from airflow_provider_deepocr.core.pipeline.context import OcrSettings, StageContext
 from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, failure_of, new_entry
+from airflow_provider_deepocr.core.pipeline.prefetch import Fetched, ahead, fetch, summary_of
 from airflow_provider_deepocr.core.records import DocumentRef, Failure, PageImage
 from airflow_provider_deepocr.core.runs import Progress
 from airflow_provider_deepocr.core.shards import ShardItem
@@ -120,26 +121,19 @@ class BatchedOcr:
         failures = [failure_of(item.ref, doc_id, None, stage, exc)]
         return _DocState(new_entry(item, doc_id, "", 0, self.fp, None, failures), None, t0)
 
-    def _open(self, item: ShardItem) -> tuple[_DocState, Any]:
-        """Read and check one document (or the part of it ``item`` names); returns its state and a
-        page iterator (or None)."""
-        from airflow_provider_deepocr.core.sources import read_document
-
+    def _open(self, item: ShardItem, fetched: Fetched) -> tuple[_DocState, Any]:
+        """Check one document (or the part of it ``item`` names), read ahead as ``fetched``;
+        returns its state and a page iterator (or None)."""
         t0 = time.perf_counter()
-        ref, work = item.ref, self.ctx.work
-        try:
-            doc = read_document(ref, self.ctx.storage_of(ref.uri))
-        except errors.DeepOcrError as exc:
-            log.warning("document %s unreadable: %s", ref.uri, exc.reason)
-            return self._failed(item, None, Stage.READ, exc, t0), None
+        ref, work, doc = item.ref, self.ctx.work, fetched.doc
+        if doc is None:
+            assert fetched.error is not None
+            log.warning("document %s unreadable: %s", ref.uri, fetched.error.reason)
+            return self._failed(item, None, Stage.READ, fetched.error, t0), None
         doc_id = doc.sha256
         ocr_dir = self.ctx.layout.ocr_dir(self.fp, doc_id)
-        summary_uri = (
-            WorkLayout.part_summary(ocr_dir, item.first, item.last)
-            if item.is_part
-            else WorkLayout.summary(ocr_dir)
-        )
-        if work.exists(summary_uri):
+        summary_uri = summary_of(self.ctx, self.fp, item, doc_id)
+        if fetched.summary_exists:
             entry = OcrEntry.from_dict(work.read_json(summary_uri))
             if not item.pages:  # an unsharded listing: the total grows as documents open
                 self.progress.total += entry.page_count
@@ -163,8 +157,7 @@ class BatchedOcr:
         entry = new_entry(item, doc_id, opened.media_type, page_count, self.fp, ocr_dir, [])
         if not item.pages:
             self.progress.total += page_count
-        found = frozenset(r.uri for r in work.storage.list(ocr_dir))  # one listing, not one request a page
-        state = _DocState(entry, summary_uri, t0, found=found)
+        state = _DocState(entry, summary_uri, t0, found=fetched.found or frozenset())
         if not item.is_part and page_count == 1 and not state.found:
             state.held = {}
         if not item.is_part:
@@ -217,8 +210,8 @@ class BatchedOcr:
 
     def produce(self, put: Callable[[Any], None]) -> None:
         self.filling = _Batch([], [])
-        for item in self.items:
-            state, pages = self._open(item)
+        for item, fetched in ahead(self.items, lambda it: fetch(self.ctx, self.fp, it)):
+            state, pages = self._open(item, fetched)
             with self.lock:
                 self.states.append(state)
             if pages is not None:
