@@ -33,7 +33,7 @@ from airflow_provider_deepocr.core.warehouse.rows import (
     Row,
     build_doc_rows,
     failure_row,
-    validation_rows,
+    validation_rows_of,
 )
 from airflow_provider_deepocr.core.warehouse.schema import (
     TABLES,
@@ -53,14 +53,6 @@ COUNTS = ("documents", "pages", "blocks", "cells", "failures", "validation_resul
 def _log_batch(verb: str, counts: dict[str, int], run_id: str) -> None:
     msg = "warehouse: %s %d documents in one transaction, run %s: %d pages, %d blocks (%d unchanged)"
     log.info(msg, verb, counts["documents"], run_id, counts["pages"], counts["blocks"], counts["unchanged"])
-
-
-def _validation_rows_of(
-    docs: Sequence[DocumentResult], by_doc: Mapping[str, list[dict[str, Any]]] | None, run_id: str
-) -> list[dict[str, Any]]:
-    """:func:`~.rows.validation_rows` of each of ``docs`` (doc id → its expectation results)."""
-    by_doc = by_doc or {}
-    return [row for r in docs for row in validation_rows(r.doc_id, by_doc.get(r.doc_id) or [], run_id)]
 
 
 class Warehouse:
@@ -285,14 +277,12 @@ class Warehouse:
                 changed, same = split_changed(results, prev, rows_of, force=force)
                 now = datetime.now(UTC)
                 if changed:
-                    vrows = _validation_rows_of(changed, validation_rows, run_id)
+                    vrows = validation_rows_of(changed, validation_rows, run_id)
                     if merging:
                         todo = [(r, rows_of(r)) for r in changed]
-                        # the sources go in the same MERGE script (one row per URI under racing
-                        # loaders, even where no transaction covers a read-then-insert: BigQuery)
-                        srows = source_rows(results, run_id, now)
+                        srows = source_rows(results, run_id, now)  # upserted in the MERGE script
                         sm = merge_documents(
-                            conn, self._tables, todo, vrows, run_id, now, self._bulk_fill, sources=srows
+                            conn, self._tables, todo, vrows, run_id, now, self._bulk_fill, srows
                         )
                     else:
                         replace_documents(
@@ -329,11 +319,11 @@ class Warehouse:
                     counts["failures"] += sum(map(len, keep))
                     if validation_rows is not None:
                         delete_docs(conn, self._tables, [r.doc_id for r in same], ("validation_results",))
-                        rows = _validation_rows_of(same, validation_rows, run_id)
+                        rows = validation_rows_of(same, validation_rows, run_id)
                         if rows:
                             conn.execute(self.validation_results.insert(), rows)
                         counts["validation_results"] += len(rows)
-                if sm is None:  # every URI seen (merged above with the documents otherwise)
+                if sm is None:  # every URI seen (else merged with the documents)
                     write_sources(conn, self._tables["sources"], results, run_id, now)
                 if sm is not None:
                     if not self.db.transactional_ddl:
@@ -392,7 +382,7 @@ class Warehouse:
         """
         doc_id = result.doc_id
         frows = fail.quarantine_rows(result, reason or errors.VALIDATION_FAILED, detail, run_id, stage)
-        vrows = _validation_rows_of([result], {doc_id: validation_rows or []}, run_id)
+        vrows = validation_rows_of([result], {doc_id: validation_rows or []}, run_id)
         with self._write(doc_id) as conn:
             delete_docs(conn, self._tables, [doc_id])
             fail.delete_failures_of(conn, self.failures, [result])

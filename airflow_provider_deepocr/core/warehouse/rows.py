@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
@@ -398,3 +398,11 @@ def new_rows(
     )
     ledger = [ledger_row(res, r, run_id, now) for res, r in todo]
     yield "load_ledger", tuple(ledger[0]), [tuple(d.values()) for d in ledger]
+
+
+def validation_rows_of(
+    docs: Sequence[DocumentResult], by_doc: Mapping[str, list[dict[str, Any]]] | None, run_id: str
+) -> list[dict[str, Any]]:
+    """:func:`validation_rows` of each of ``docs`` (doc id → its expectation results)."""
+    by_doc = by_doc or {}
+    return [row for r in docs for row in validation_rows(r.doc_id, by_doc.get(r.doc_id) or [], run_id)]
