@@ -690,3 +690,102 @@ def test_a_one_page_documents_result_is_held_in_its_summary_and_a_rerun_still_fi
     assert again.pages == 5 and len(calls.read_text().splitlines()) == 5  # nothing OCR'd again
     rerun = {Path(e["ref"]["uri"]).name: OcrEntry.from_dict(e) for e in work.read_jsonl(again.manifest_uri)}
     assert rerun["one.png"].page_result(1) == entries["one.png"].page_result(1)
+
+
+class _SlowStore:
+    """A work area's store made slow (``delay`` s) for the requests ``slow(kind, uri)`` picks,
+    counting every request by kind and the most of the slow ones in flight at once."""
+
+    def __init__(self, work: WorkArea, slow: Any, delay: float = 0.2) -> None:
+        import threading
+
+        self.calls: list[tuple[str, str]] = []
+        self.most = 0
+        self._now = 0
+        self._lock = threading.Lock()
+        storage = work.storage
+        for kind in ("exists", "list", "read", "write"):
+            setattr(storage, kind, self._wrap(kind, getattr(storage, kind), slow, delay))
+
+    def _wrap(self, kind: str, fn: Any, slow: Any, delay: float) -> Any:
+        import time
+
+        def call(uri: str, *args: Any) -> Any:
+            with self._lock:
+                self.calls.append((kind, uri))
+            if not slow(kind, uri):
+                return fn(uri, *args)
+            with self._lock:
+                self._now += 1
+                self.most = max(self.most, self._now)
+            time.sleep(delay)
+            with self._lock:
+                self._now -= 1
+            return fn(uri, *args)
+
+        return call
+
+    def of(self, kind: str, part: str = "") -> list[str]:
+        return [uri for k, uri in self.calls if k == kind and part in uri]
+
+
+@pytest.fixture()
+def receipts(tmp_path: Path) -> Path:
+    root = tmp_path / "receipts"
+    root.mkdir()
+    for i in range(8):
+        (root / f"r{i}.png").write_bytes(_png(f"receipt {i}"))
+    return root
+
+
+def test_a_new_document_costs_the_work_area_one_listing_and_its_summaries_are_written_together(
+    receipts: Path, tmp_path: Path
+) -> None:
+    """Opening a document asks the work area once (a listing of its OCR folder says whether it is
+    done and which pages are), and the summaries of finished documents are written by a pool: on a
+    slow store (0.2 s a summary) several at once, not one after another."""
+    from airflow_provider_deepocr.core.engines import get_engine
+
+    work = _work(tmp_path)
+    listed = stage_list(str(receipts), work, "r1")
+    store = _SlowStore(work, lambda kind, uri: kind == "write" and uri.endswith("/document.json"))
+    res = stage_ocr(listed.manifest_uri, work, "r1", get_engine("sleep", batch_size=1))
+    assert res.pages == 8
+    assert len(store.of("list", "/ocr/")) == 8  # one listing of each document's OCR folder
+    assert not store.of("exists", "/ocr/")  # and no existence check besides it
+    assert len(store.of("write", "/document.json")) == 8
+    assert store.most >= 3, store.most  # summaries written together (1 with a single finisher)
+
+    again = _SlowStore(work, lambda kind, uri: False)
+    second = Recording(get_engine("sleep", batch_size=1))
+    assert stage_ocr(listed.manifest_uri, work, "r2", second).pages == 8
+    assert second.calls == []  # the listing found every summary
+    assert not again.of("exists", "/ocr/") and len(again.of("list", "/ocr/")) == 8
+
+
+def test_records_are_written_and_read_several_at_once(receipts: Path, tmp_path: Path) -> None:
+    """On a slow work area (0.2 s a records file) the parse stage writes records files, and the
+    load reads them, several at once; the rows are those of a run on a fast one."""
+    from airflow_provider_deepocr.core.engines import get_engine
+    from airflow_provider_deepocr.core.pipeline import stage_load, stage_parse_validate
+
+    rows = {}
+    for name, delay in (("fast", 0.0), ("slow", 0.2)):
+        work = _work(tmp_path / name)
+        listed = stage_list(str(receipts), work, "r1")
+        ocr = stage_ocr(listed.manifest_uri, work, "r1", get_engine("sleep"))
+        writes = _SlowStore(work, lambda kind, uri: kind == "write" and "/records/" in uri, delay)
+        parsed = stage_parse_validate(ocr.manifest_uri, work, "r1")
+        assert parsed.pages == 8 and len(writes.of("write", "/records/")) == 8
+        wh = Warehouse(f"sqlite:///{tmp_path / name}.db")
+        reads = _SlowStore(work, lambda kind, uri: kind == "read" and "/records/" in uri, delay)
+        loaded = stage_load(parsed.manifest_uri, work, "r1", wh)
+        assert loaded.pages == 8 and loaded.documents == 8
+        if delay:
+            assert writes.most >= 3, writes.most
+            assert reads.most >= 3, reads.most
+        digest = table_digest(wh.engine, "deepocr_", skip=["loaded_at", "run_id", "seen_at"])
+        rows[name] = {t: digest.hashes[t] for t in ("pages", "blocks", "documents")}
+        assert digest.counts["blocks"] > 8
+        wh.dispose()
+    assert rows["slow"] == rows["fast"]

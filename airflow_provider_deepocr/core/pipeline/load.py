@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.pipeline.context import StageContext
 from airflow_provider_deepocr.core.pipeline.manifests import count_failures
+from airflow_provider_deepocr.core.pipeline.prefetch import ahead
 from airflow_provider_deepocr.core.records import DocumentRef, DocumentResult, Failure
 from airflow_provider_deepocr.core.review import APPROVE, REJECT, review_decisions
 from airflow_provider_deepocr.core.runs import OcrStats, run_row, utc_now
@@ -252,7 +253,13 @@ def load_manifest(
     loader = _Loader(ctx, warehouse, force)
     refs = _refs_by_doc(entries)
     rows = 0
-    for e in entries:
+
+    def read(e: dict[str, Any]) -> DocumentResult | None:  # on the read-ahead pool
+        if e["records_uri"] is None or e["_ref"] is not refs[e["doc_id"]][0]:
+            return None
+        return DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
+
+    for e, read_ahead in ahead(entries, read):  # the next documents' records read meanwhile
         if e["records_uri"] is None:
             loader.failures.extend(Failure.from_dict(f) for f in e["failures"])
             loader.outcome[e["source_uri"]] = "failed"
@@ -262,7 +269,8 @@ def load_manifest(
             loader.duplicates += 1
             loader.outcome[e["source_uri"]] = "duplicate"
             continue
-        result = DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
+        result = read_ahead
+        assert result is not None
         result.ref, result.seen_as = first, also  # the records file is shared by identical bytes
         if loader.held_back(e, result, decisions.get(result.doc_id) or {}):
             loader.seen.append(result)

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.pipeline.context import StageContext
 from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, RecordsEntry, count_failures
+from airflow_provider_deepocr.core.pipeline.prefetch import Behind, ahead
 from airflow_provider_deepocr.core.records import DocumentResult, Failure, OcrResult, PageRecord
 from airflow_provider_deepocr.core.vocab import OnValidationFailure, PageFlag, Stage, Status
 from airflow_provider_deepocr.core.work_layout import Manifest, RunLayout, WorkLayout
@@ -145,8 +146,8 @@ def _built(
     entries: list[OcrEntry], work: WorkArea, suites: dict[str, Any] | None, validate: bool
 ) -> Iterator[tuple[OcrEntry, DocumentResult, ValidationReport | None]]:
     """Each entry's records and validation, the documents of a chunk validated together."""
-    for chunk in _chunks(entries):
-        results = [build_records(entry, work) for entry in chunk]
+    for chunk in _chunks(entries):  # a document's page files are read ahead while others parse
+        results = [result for _, result in ahead(chunk, lambda entry: build_records(entry, work))]
         yield from zip(chunk, results, _reports(results, suites, validate), strict=True)
 
 
@@ -178,6 +179,42 @@ def _validate(
     return Status.QUARANTINED, report.rows
 
 
+def _one(
+    ctx: StageContext,
+    entry: OcrEntry,
+    result: DocumentResult,
+    report: ValidationReport | None,
+    on_failure: str,
+    writes: Behind,
+    out: list[dict[str, Any]],
+    failures: list[Failure],
+) -> bool:
+    """One document's verdict, its records file (handed to ``writes``) and its manifest line (onto
+    ``out``); its failures onto ``failures``. Whether it failed validation."""
+    status = Status.OK if result.pages else Status.FAILED
+    rows: list[dict[str, Any]] = []
+    if report is not None:
+        status, rows = _validate(result, entry, report, on_failure)
+    records_uri = None
+    if result.doc_id:
+        records_uri = ctx.layout.records(result.config_fingerprint, result.doc_id)
+        writes.submit(ctx.work.write_json, records_uri, result.to_dict())
+    failures.extend(result.failures)
+    orphan = [f.to_dict() for f in result.failures] if records_uri is None else []
+    entry_out = RecordsEntry(
+        result.doc_id or None,
+        entry.ref.uri,
+        records_uri,
+        status,
+        len(result.pages),
+        rows,
+        orphan,
+        entry.ref.to_dict(),
+    )
+    out.append(asdict(entry_out))
+    return report is not None and status != Status.OK
+
+
 def parse_manifest(
     ctx: StageContext,
     manifest_uri: str,
@@ -199,34 +236,12 @@ def parse_manifest(
     entries = [e for e in entries if e.parts == 1]
     out: list[dict[str, Any]] = []
     failures: list[Failure] = []
-    pages = 0
     failed_validation = 0
-    for entry, result, report in _built(entries, ctx.work, suites, validate):
-        status = Status.OK if result.pages else Status.FAILED
-        rows: list[dict[str, Any]] = []
-        if report is not None:
-            status, rows = _validate(result, entry, report, on_failure)
-            failed_validation += status != Status.OK
-        records_uri = None
-        if result.doc_id:
-            records_uri = ctx.work.write_json(
-                ctx.layout.records(result.config_fingerprint, result.doc_id), result.to_dict()
-            )
-        if status.loads:
-            pages += len(result.pages)
-        failures.extend(result.failures)
-        orphan = [f.to_dict() for f in result.failures] if records_uri is None else []
-        entry_out = RecordsEntry(
-            result.doc_id or None,
-            entry.ref.uri,
-            records_uri,
-            status,
-            len(result.pages),
-            rows,
-            orphan,
-            entry.ref.to_dict(),
-        )
-        out.append(asdict(entry_out))
+    with Behind() as writes:  # records files written behind the parser, a few at once
+        for entry, result, report in _built(entries, ctx.work, suites, validate):
+            failed_validation += _one(ctx, entry, result, report, on_failure, writes, out, failures)
+        writes.wait()
+    pages = sum(e["pages"] for e in out if Status(e["status"]).loads)
     uri = ctx.run_layout.manifest(Manifest.RECORDS, RunLayout.shard_of(manifest_uri))
     ctx.work.write_jsonl(uri, out)
     if failed_validation and on_failure == OnValidationFailure.FAIL:

@@ -2,7 +2,7 @@
 files exist), fetched for the next few documents on a small pool while the current one renders.
 
 Each is a request to a store; one after another they bound the stage at about one document per
-three round trips (~13 one-page documents/s at 25 ms a request), whatever the engine's speed.
+two round trips (~20 one-page documents/s at 25 ms a request), whatever the engine's speed.
 Fetched ahead, in listing order, ``window`` at a time, the stage waits on them only when the store
 is slower than the engine. Memory: at most ``window`` documents' bytes wait here.
 """
@@ -13,7 +13,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.work_layout import WorkLayout
@@ -32,13 +32,12 @@ WINDOW = 8
 
 @dataclass(frozen=True)
 class Fetched:
-    """One document as read ahead: its bytes (or the typed error of reading them), whether its OCR
-    summary exists already, and the page files its OCR folder held (None: not looked, as when the
-    summary exists)."""
+    """One document as read ahead: its bytes (or the typed error of reading them), its OCR summary
+    when one exists already, and what its OCR folder held (None: not looked, the bytes unread)."""
 
     doc: Document | None
     error: errors.DeepOcrError | None
-    summary_exists: bool = False
+    summary: dict[str, Any] | None = None  # the summary as read (a rerun's document done earlier)
     found: frozenset[str] | None = None
 
 
@@ -78,15 +77,45 @@ def summary_of(ctx: StageContext, fp: str, item: ShardItem, doc_id: str) -> str:
 
 
 def fetch(ctx: StageContext, fp: str, item: ShardItem) -> Fetched:
-    """The store requests of opening ``item`` (run ahead, on the read pool): its bytes, whether its
-    summary exists, and the page files its OCR folder holds (one listing, not a request a page)."""
+    """The store requests of opening ``item`` (run ahead, on the read pool): its bytes, then one
+    listing of its OCR folder, which says both whether its summary exists and which page files an
+    earlier try finished (not an existence check and a listing, nor a request a page)."""
     from airflow_provider_deepocr.core.sources import read_document
 
     try:
         doc = read_document(item.ref, ctx.storage_of(item.ref.uri))
     except errors.DeepOcrError as exc:
         return Fetched(None, exc)
-    if ctx.work.exists(summary_of(ctx, fp, item, doc.sha256)):
-        return Fetched(doc, None, summary_exists=True)
     ocr_dir = ctx.layout.ocr_dir(fp, doc.sha256)
-    return Fetched(doc, None, found=frozenset(r.uri for r in ctx.work.storage.list(ocr_dir)))
+    found = frozenset(r.uri for r in ctx.work.storage.list(ocr_dir))
+    summary_uri = summary_of(ctx, fp, item, doc.sha256)
+    summary = ctx.work.read_json(summary_uri) if summary_uri in found else None
+    return Fetched(doc, None, summary, found)
+
+
+class Behind:
+    """Writes done behind the caller, on up to ``window`` threads: :meth:`submit` returns at once
+    unless ``window`` writes are pending (then it waits for the oldest: memory stays bounded);
+    :meth:`wait` waits for every one and raises the first error. Used as a context manager."""
+
+    def __init__(self, window: int = WINDOW) -> None:
+        self.window = max(1, window)
+        self.pool = ThreadPoolExecutor(max_workers=self.window, thread_name_prefix="deepocr-write")
+        self.pending: deque[Future[Any]] = deque()
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        while len(self.pending) >= self.window:
+            self.pending.popleft().result()
+        self.pending.append(self.pool.submit(fn, *args))
+
+    def wait(self) -> None:
+        while self.pending:
+            self.pending.popleft().result()
+
+    def __enter__(self) -> Behind:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for fut in self.pending:  # an error on the way out: nothing more is started
+            fut.cancel()
+        self.pool.shutdown(wait=True)
