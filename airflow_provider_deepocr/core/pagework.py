@@ -26,6 +26,13 @@ Use (what the OCR stage calls; one ``PageWork`` per stage, it keeps one child ac
 reads no pixels) or ``"none"`` (an engine that reads no pixels); a page not rendered has
 ``page.image`` None and the width, height, DPI and flags its render would have had.
 
+A child carries nothing from one document to the next (each job names its DPI, limits, text layer
+and functions), so a stage's healthy child is kept when its ``PageWork`` closes and the next
+``PageWork`` of this process takes it (:func:`warm_up` starts one ahead: ``run_pipeline`` does
+before its listing): a child imports PyMuPDF, about 1.6 s of CPU, once per process and not once per
+stage. At most one such child waits; it is stopped when the process exits (or sees its socket
+close, if the process dies).
+
 Asking for pages the document does not have (it changed since it was listed) is
 ``DocumentError(source_changed)``. The time of a page is counted from when the parent starts
 waiting for it, so a page is never cut before it had ``page_timeout_s`` of the child's time.
@@ -34,7 +41,10 @@ waiting for it, so a page is never cut before it had ``page_timeout_s`` of the c
 
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import Any
@@ -43,7 +53,7 @@ from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.pageworker import PIXELS, PIXELS_ALL, PageResult, _image, _Job, _stream
 from airflow_provider_deepocr.core.records import Document
 
-__all__ = ["DEFAULT_PAGE_TIMEOUT_S", "OpenedDocument", "PageResult", "PageWork"]
+__all__ = ["DEFAULT_PAGE_TIMEOUT_S", "OpenedDocument", "PageResult", "PageWork", "warm_up"]
 
 log = logging.getLogger(__name__)
 
@@ -143,6 +153,43 @@ class _Child:
         self.conn.close()
 
 
+_spare: list[_Child] = []  # at most one started child no PageWork holds (the module docstring)
+_spare_lock = threading.Lock()
+
+
+def warm_up() -> None:
+    """Start a child now (it imports PyMuPDF: seconds) for the next :class:`PageWork` of this
+    process to take; nothing when one waits already."""
+    with _spare_lock:
+        if not _spare:
+            _spare.append(_Child())
+
+
+def _take_spare() -> _Child | None:
+    with _spare_lock:
+        return _spare.pop() if _spare else None
+
+
+def _keep_spare(child: _Child) -> None:
+    """Keep a healthy, idle child for the next PageWork; stop it when one waits already."""
+    with _spare_lock:
+        if not _spare and child.proc.poll() is None:
+            _spare.append(child)
+            return
+    child.stop()
+
+
+def _stop_spare() -> None:
+    child = _take_spare()
+    if child is not None:
+        child.stop()
+
+
+atexit.register(_stop_spare)
+# a forked process must not talk to its parent's child over the same socket: it starts its own
+os.register_at_fork(after_in_child=_spare.clear)
+
+
 class PageWork:
     """Runs documents' per-page work in a child process with a per-page time limit; see the
     module docstring. Not thread-safe: one caller (the OCR stage's producer) at a time."""
@@ -183,12 +230,17 @@ class PageWork:
         before other slow start-up work (loading the model) so the two overlap; otherwise the
         first :meth:`open` starts it."""
         if self.page_timeout_s is not None and self._child is None:
-            self._child = _Child()
+            self._child = _take_spare() or _Child()
 
     def close(self) -> None:
-        if self._child is not None:
-            self._child.stop()
-            self._child = None
+        """Hand a healthy child on to the next PageWork of this process (stopped otherwise)."""
+        child, self._child = self._child, None
+        if child is None:
+            return
+        if self._busy:  # a document left half read: its messages would reach the next user
+            child.kill()
+        else:
+            _keep_spare(child)
 
     def open(self, doc: Document, pages: Sequence[int] | None = None) -> OpenedDocument:
         """Open ``doc`` (in the child); raises ``DocumentError`` as :func:`render_pages` does,
@@ -214,7 +266,7 @@ class PageWork:
             self._kill(doc_id)
         try:
             if self._child is None:
-                self._child = _Child()
+                self._child = _take_spare() or _Child()
             self._child.wait_ready()
         except (_Died, _Timeout) as exc:
             self._kill(doc_id)

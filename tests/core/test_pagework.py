@@ -138,3 +138,40 @@ def test_pages_no_engine_looks_at_come_without_pixels_and_with_their_render_size
     assert [r.page.image for r in got["none"]] == [None, None]
     with pytest.raises(errors.ConfigError):
         PageWork(pixels="some")
+
+
+def test_the_next_page_work_of_the_process_takes_the_last_ones_child(three_pages: bytes) -> None:
+    """A stage's healthy child is kept for the next stage of this process (PyMuPDF imported once),
+    and its pages are the same; a child left half-way through a document is not kept."""
+    from airflow_provider_deepocr.core import pagework
+
+    pagework._stop_spare()
+    with PageWork(page_timeout_s=30) as work:
+        first = [(r.page.width, r.page.height) for r in work.open(_doc(three_pages)) if isinstance(r, PageResult)]
+        assert work._child is not None
+        pid = work._child.proc.pid
+    with PageWork(page_timeout_s=30, dpi=72) as work:  # another configuration: the same child
+        assert work._child is None
+        again = list(work.open(_doc(three_pages)))
+        assert work._child is not None and work._child.proc.pid == pid
+        assert [(r.page.width, r.page.height) for r in again if isinstance(r, PageResult)] == [
+            (round(w / 2), round(h / 2)) for w, h in first
+        ]
+        half = iter(work.open(_doc(three_pages)))
+        next(half)  # pages 2 and 3 still coming when the stage ends
+        child = work._child
+    assert not pagework._spare and child.proc.poll() is not None  # killed, not handed on
+
+
+def test_warm_up_starts_the_child_the_next_page_work_takes(three_pages: bytes) -> None:
+    from airflow_provider_deepocr.core import pagework
+
+    pagework._stop_spare()
+    pagework.warm_up()
+    (waiting,) = pagework._spare
+    with PageWork(page_timeout_s=30) as work:
+        assert len(list(work.open(_doc(three_pages)))) == 3
+        assert work._child is waiting
+    assert pagework._spare == [waiting]
+    pagework._stop_spare()
+    assert waiting.proc.poll() is not None

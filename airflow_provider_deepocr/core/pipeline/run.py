@@ -76,6 +76,10 @@ def run_pipeline(
     t0 = time.perf_counter()
     ctx = StageContext(work, run_id or new_run_id(), s3_client=s3_client, settings=settings or OcrSettings())
     warehouse.create()  # an unreachable warehouse fails the run before any OCR work is spent
+    if ctx.settings.page_timeout_s is not None:  # the OCR stage's page worker starts during the listing
+        from airflow_provider_deepocr.core.pagework import warm_up
+
+        warm_up()
     fp = config_fingerprint(engine, ctx.settings)
     listed = list_source(
         ctx,
