@@ -147,7 +147,8 @@ def test_the_next_page_work_of_the_process_takes_the_last_ones_child(three_pages
 
     pagework._stop_spare()
     with PageWork(page_timeout_s=30) as work:
-        first = [(r.page.width, r.page.height) for r in work.open(_doc(three_pages)) if isinstance(r, PageResult)]
+        opened = work.open(_doc(three_pages))
+        first = [(r.page.width, r.page.height) for r in opened if isinstance(r, PageResult)]
         assert work._child is not None
         pid = work._child.proc.pid
     with PageWork(page_timeout_s=30, dpi=72) as work:  # another configuration: the same child
