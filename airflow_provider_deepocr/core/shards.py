@@ -199,8 +199,9 @@ def count_pages_cheap(ref: DocumentRef, read: Callable[[str], bytes]) -> int:
 
 
 #: Documents counted at once by default: ranged reads are small, so the listing is bound by the
-#: store's latency (about 3 requests a PDF); 64 at ~25 ms a request approaches 1,000 documents/s.
-DEFAULT_COUNT_THREADS = 64
+#: store's latency (about 2 requests a PDF, one after the other); at 25 ms a request 64 made ~900
+#: documents/s, 128 make ~1,300 (bench/pipeline_ceiling.py, a store that only sleeps).
+DEFAULT_COUNT_THREADS = 128
 
 
 def count_all(

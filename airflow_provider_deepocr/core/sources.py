@@ -214,7 +214,7 @@ _S3_THROTTLED = frozenset(
 
 #: Connections a client made here keeps open: enough for the listing's ``count_threads`` reads
 #: at once (botocore's default, 10, would queue them).
-S3_POOL_CONNECTIONS = 64
+S3_POOL_CONNECTIONS = 128
 
 
 def make_s3_client(endpoint_url: str | None = None, max_pool_connections: int = S3_POOL_CONNECTIONS) -> Any:

@@ -195,9 +195,9 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
         still skips them and its OCR task warns; the next run re-reads them under the new config.
     :param warehouse_conn_id: the warehouse the load tasks write (an Airflow SQL connection id or a
         SQLAlchemy URL), for ``skip_unchanged``; templated. ``schema`` and ``table_prefix`` as the load's.
-    :param count_threads: count the pages of this many documents at a time (default 64: the counts
+    :param count_threads: count the pages of this many documents at a time (default 128: the counts
         come from small ranged reads, so the listing is bound by the store's latency; with an S3
-        client from ``aws_conn_id`` the connection pool is raised to 64 to match).
+        client from ``aws_conn_id`` the connection pool is raised to 128 to match).
     :return: the shard manifest URIs, to map the OCR task over (``.expand(manifest=listing.output)``;
         empty when nothing is listed: the mapped tasks are then skipped); with ``shard_pages=None``
         the one listing manifest URI. The counts (``documents``, ``skipped``, ``total_pages``,
@@ -224,7 +224,7 @@ class DeepOcrListDocumentsOperator(_DeepOcrOperator):
         warehouse_conn_id: str | None = None,
         schema: str | None = None,
         table_prefix: str = "deepocr_",
-        count_threads: int = 64,  # core.shards.DEFAULT_COUNT_THREADS
+        count_threads: int = 128,  # core.shards.DEFAULT_COUNT_THREADS
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -354,5 +354,5 @@ def test_s3_read_range_is_one_ranged_get(s3_client: Any, s3_endpoint: str, bucke
         st.read_range(f"s3://{bucket}/r/missing.bin", 0, 10)
 
 
-def test_made_s3_clients_keep_64_connections() -> None:
-    assert make_s3_client("http://127.0.0.1:9").meta.config.max_pool_connections == 64
+def test_made_s3_clients_keep_128_connections() -> None:
+    assert make_s3_client("http://127.0.0.1:9").meta.config.max_pool_connections == 128

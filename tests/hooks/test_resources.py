@@ -46,8 +46,8 @@ def test_s3_through_the_amazon_provider_connection(
         f'"extra": {{"endpoint_url": "{s3_endpoint}", "region_name": "us-east-1"}}}}',
     )
     assert s3_client_for(None) is None
-    # the listing's ranged reads run 64 at a time: the hook's client keeps 64 connections, not 10
-    assert s3_client_for("minio").meta.config.max_pool_connections == 64
+    # the listing's ranged reads run 128 at a time: the hook's client keeps 128 connections, not 10
+    assert s3_client_for("minio").meta.config.max_pool_connections == 128
     storage = storage_for_airflow("s3://hooked/in/", "minio")
     assert [r.uri for r in storage.list("s3://hooked/in/")] == ["s3://hooked/in/a.png"]
     work = work_area_for_airflow("s3://hooked/work", "minio")
