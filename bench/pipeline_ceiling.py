@@ -385,6 +385,11 @@ def main(argv: list[str] | None = None) -> int:
     home = Path(tempfile.mkdtemp(prefix="deepocr-ceiling-"))
     write_documents(home / "docs", args.docs)
     print(f"GX import + context: {validate.warm_up():.2f}s (once per process, not in the stages)")
+    from airflow_provider_deepocr.core import pagework
+
+    t0 = time.perf_counter()
+    pagework.warm_up(wait=True)  # kept across stages (run_pipeline starts it before its listing)
+    print(f"page worker start: {time.perf_counter() - t0:.2f}s (once per process, not in the stages)")
     work_root = str(home / "work")
     settings = OcrSettings(text_layer="auto")
     ctx = StageContext(WorkArea(work_root, storage_for(work_root)), "ceiling", settings=settings)

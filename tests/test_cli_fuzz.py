@@ -25,7 +25,7 @@ def test_the_fuzz_corpus_through_the_cli_loses_no_file(tmp_path: Path) -> None:
         (inbox / name).write_bytes(corpus[name])
     db = tmp_path / "wh.db"
     argv = ["run", str(inbox), "--warehouse", f"sqlite:///{db}", "--work-dir", str(tmp_path / "work")]
-    argv += ["--engine", "rapidocr", "--text-layer", "only", "--page-timeout", "2", "--json"]
+    argv += ["--engine", "rapidocr", "--text-layer", "only", "--page-timeout", "1", "--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "airflow_provider_deepocr.cli", *argv],
         capture_output=True,

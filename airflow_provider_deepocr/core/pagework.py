@@ -157,12 +157,14 @@ _spare: list[_Child] = []  # at most one started child no PageWork holds (the mo
 _spare_lock = threading.Lock()
 
 
-def warm_up() -> None:
+def warm_up(wait: bool = False) -> None:
     """Start a child now (it imports PyMuPDF: seconds) for the next :class:`PageWork` of this
-    process to take; nothing when one waits already."""
+    process to take; nothing when one waits already. ``wait``: return once it is ready."""
     with _spare_lock:
         if not _spare:
             _spare.append(_Child())
+        if wait:
+            _spare[0].wait_ready()
 
 
 def _take_spare() -> _Child | None:

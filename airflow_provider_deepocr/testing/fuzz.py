@@ -66,8 +66,8 @@ def text_pdf(pages: int = 3) -> bytes:
     return build_pdf(objects)
 
 
-def slow_page_pdf(runs: int = 2_000_000) -> bytes:
-    """One page whose content stream is ``runs`` tiny text runs on the page (about 50 KB
+def slow_page_pdf(runs: int = 6_000_000) -> bytes:
+    """One page whose content stream is ``runs`` tiny text runs on the page (about 280 KB
     compressed): seconds of MuPDF time to render and to extract its text."""
     ops = b"BT /F1 1 Tf 50 400 Td " + b"0.0002 0 Td (a) Tj " * runs + b"ET"
     return build_pdf(
