@@ -42,7 +42,6 @@ import logging
 import os
 from abc import abstractmethod
 from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from airflow_provider_deepocr.core import errors
@@ -104,19 +103,6 @@ class ObjectStore(Storage):
         except Exception:  # the endpoint itself could not be worked out (no configuration)
             endpoint = "an unknown endpoint"
         return f"cannot {action} {uri} via {endpoint}"
-
-    @contextmanager
-    def _errors(self, action: str, uri: str) -> Iterator[None]:
-        """The store's errors in the block become one :class:`StorageError` line (no traceback)."""
-        try:
-            yield
-        except errors.DeepOcrError:
-            raise
-        except Exception as exc:
-            mapped = self._map_error(exc, uri, action)
-            if mapped is None:
-                raise
-            raise mapped from None
 
     def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
         base, bucket, prefix = self.split(prefix_uri)

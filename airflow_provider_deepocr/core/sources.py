@@ -95,6 +95,24 @@ class Storage(ABC):
         """Raise a typed error now if the store holding ``uri`` cannot be used (S3: the bucket
         cannot be listed with these credentials). Does not require ``uri`` itself to exist."""
 
+    def _map_error(self, exc: BaseException, uri: str, action: str) -> errors.StorageError | None:
+        """The store's error as one typed line, or None to raise it as it is (this default)."""
+        return None
+
+    @contextmanager
+    def _errors(self, action: str, uri: str) -> Iterator[None]:
+        """The store's errors in the block become one :class:`StorageError` line (no chained
+        traceback), by :meth:`_map_error`; our own typed errors pass through."""
+        try:
+            yield
+        except errors.DeepOcrError:
+            raise
+        except Exception as exc:
+            mapped = self._map_error(exc, uri, action)
+            if mapped is None:
+                raise
+            raise mapped from None
+
 
 # --------------------------------------------------------------------------------------------
 # Local files
@@ -319,19 +337,9 @@ class S3Storage(Storage):
             self._client = make_s3_client(self.endpoint_url)
         return self._client
 
-    @contextmanager
-    def _errors(self, action: str, uri: str) -> Iterator[None]:
-        """boto3 errors in the block become one :class:`StorageError` line (no chained traceback)."""
-        try:
-            yield
-        except errors.DeepOcrError:
-            raise
-        except Exception as exc:
-            endpoint = getattr(getattr(self._client, "meta", None), "endpoint_url", None) or self.endpoint_url
-            mapped = s3_error(exc, uri, action, endpoint)
-            if mapped is None:
-                raise
-            raise mapped from None
+    def _map_error(self, exc: BaseException, uri: str, action: str) -> errors.StorageError | None:
+        endpoint = getattr(getattr(self._client, "meta", None), "endpoint_url", None) or self.endpoint_url
+        return s3_error(exc, uri, action, endpoint)
 
     def check(self, uri: str) -> None:
         """List at most one key under ``uri``: proves the credentials, the endpoint and the bucket."""
