@@ -18,6 +18,18 @@ if TYPE_CHECKING:
     from airflow_provider_deepocr.core.warehouse import Warehouse
 
 
+def _hook_class(module: str, name: str, needs: str) -> Any:
+    """A provider's hook class (``module.name``), or a ConfigError saying what to install."""
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except ImportError as exc:  # pragma: no cover - depends on the installed providers
+        from airflow_provider_deepocr.core.errors import ConfigError
+
+        raise ConfigError(needs) from exc
+
+
 def s3_client_for(aws_conn_id: str | None) -> Any:
     """A boto3 S3 client from the Amazon provider's S3Hook, or None when no connection is given.
 
@@ -26,52 +38,43 @@ def s3_client_for(aws_conn_id: str | None) -> Any:
     connection's own ``config_kwargs`` are kept, and a larger ``max_pool_connections`` there wins."""
     if not aws_conn_id:
         return None
-    try:
-        from airflow.providers.amazon.aws.hooks.s3 import S3Hook
-    except ImportError as exc:  # pragma: no cover - depends on the installed extras
-        from airflow_provider_deepocr.core.errors import ConfigError
-
-        raise ConfigError(
-            "aws_conn_id needs the Amazon provider: pip install 'airflow-provider-deepocr[amazon]'"
-        ) from exc
+    s3_hook = _hook_class(
+        "airflow.providers.amazon.aws.hooks.s3",
+        "S3Hook",
+        "aws_conn_id needs the Amazon provider: pip install 'airflow-provider-deepocr[amazon]'",
+    )
     from botocore.config import Config
 
     from airflow_provider_deepocr.core.sources import S3_POOL_CONNECTIONS
 
-    config = S3Hook(aws_conn_id=aws_conn_id).config  # the connection's config_kwargs (or defaults)
+    config = s3_hook(aws_conn_id=aws_conn_id).config  # the connection's config_kwargs (or defaults)
     if (config.max_pool_connections or 0) < S3_POOL_CONNECTIONS:
         config = config.merge(Config(max_pool_connections=S3_POOL_CONNECTIONS))
-    return S3Hook(aws_conn_id=aws_conn_id, config=config).get_conn()
+    return s3_hook(aws_conn_id=aws_conn_id, config=config).get_conn()
 
 
 def gcs_client_for(gcp_conn_id: str | None) -> Any:
     """The ``google.cloud.storage.Client`` of the Google provider's GCSHook (None without an id)."""
     if not gcp_conn_id:
         return None
-    try:
-        from airflow.providers.google.cloud.hooks.gcs import GCSHook
-    except ImportError as exc:  # pragma: no cover - depends on the installed providers
-        from airflow_provider_deepocr.core.errors import ConfigError
-
-        raise ConfigError(
-            "gcp_conn_id needs the Google provider: pip install apache-airflow-providers-google"
-        ) from exc
-    return GCSHook(gcp_conn_id=gcp_conn_id).get_conn()
+    gcs_hook = _hook_class(
+        "airflow.providers.google.cloud.hooks.gcs",
+        "GCSHook",
+        "gcp_conn_id needs the Google provider: pip install apache-airflow-providers-google",
+    )
+    return gcs_hook(gcp_conn_id=gcp_conn_id).get_conn()
 
 
 def azure_client_for(wasb_conn_id: str | None) -> Any:
     """The ``BlobServiceClient`` of the Azure provider's WasbHook (None without an id)."""
     if not wasb_conn_id:
         return None
-    try:
-        from airflow.providers.microsoft.azure.hooks.wasb import WasbHook
-    except ImportError as exc:  # pragma: no cover - depends on the installed providers
-        from airflow_provider_deepocr.core.errors import ConfigError
-
-        raise ConfigError(
-            "wasb_conn_id needs the Azure provider: pip install apache-airflow-providers-microsoft-azure"
-        ) from exc
-    return WasbHook(wasb_conn_id=wasb_conn_id).get_conn()
+    wasb_hook = _hook_class(
+        "airflow.providers.microsoft.azure.hooks.wasb",
+        "WasbHook",
+        "wasb_conn_id needs the Azure provider: pip install apache-airflow-providers-microsoft-azure",
+    )
+    return wasb_hook(wasb_conn_id=wasb_conn_id).get_conn()
 
 
 def storage_for_airflow(

@@ -53,3 +53,24 @@ def test_s3_through_the_amazon_provider_connection(
     work = work_area_for_airflow("s3://hooked/work", "minio")
     work.write_json(work.uri("x.json"), {"n": 1})
     assert work.read_json(work.uri("x.json")) == {"n": 1}
+
+
+@pytest.mark.parametrize(
+    ("uri", "kwargs", "provider"),
+    [
+        ("gs://bucket/docs/", {"gcp_conn_id": "google_default"}, "apache-airflow-providers-google"),
+        ("az://box/docs/", {"wasb_conn_id": "wasb_default"}, "apache-airflow-providers-microsoft-azure"),
+    ],
+)
+def test_a_connection_id_for_a_provider_not_installed_is_a_config_error_naming_it(
+    uri: str, kwargs: dict[str, str], provider: str
+) -> None:
+    """The Google and Azure providers are not in the dev extra: a connection id for them is one
+    typed line saying what to install (without an id, the store is configured from the environment)."""
+    pytest.importorskip("airflow.providers.amazon")  # the providers package tree itself is there
+    for module in ("airflow.providers.google", "airflow.providers.microsoft.azure"):
+        with pytest.raises(ImportError):
+            __import__(module)
+    with pytest.raises(ConfigError, match=f"pip install {provider}"):
+        storage_for_airflow(uri, **kwargs)
+    assert storage_for_airflow(uri) is not None
