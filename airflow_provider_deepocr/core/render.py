@@ -467,17 +467,7 @@ def pdf_raw_pages(
     (no copy of the pixels, no PIL image) in place of ``PageImage`` s. ``pixels=False``: pages
     are loaded and sized (the same DPI, flags and page errors before any pixel) but rendered
     only when the caller calls :meth:`RawPage.render`."""
-    limits = limits or RenderLimits()
-    if _supported_media_type(doc, limits) != PDF:
-        raise errors.ConfigError("pdf_raw_pages renders PDFs only")
-    with _typed("open"):
-        pdf = _open_pdf(doc, limits)
-        try:
-            numbers = _page_numbers(pages, _pdf_page_count(pdf))
-        except BaseException:
-            pdf.close()
-            raise
-    return _raw_pages(pdf, doc, numbers, dpi, limits, pixels)
+    return OpenPdf(doc, limits, action="open").pages(dpi, pages, pixels)
 
 
 class OpenPdf:
@@ -485,11 +475,15 @@ class OpenPdf:
     :meth:`pages` (``count_pages`` followed by ``pdf_raw_pages`` would parse it twice). Close it
     when :meth:`pages` is not called; the page iterator closes it at its end."""
 
-    def __init__(self, doc: Document, limits: RenderLimits | None = None) -> None:
+    def __init__(
+        self, doc: Document, limits: RenderLimits | None = None, action: str = "count pages"
+    ) -> None:
+        """``action`` names the step in a typed error's message (``count pages``: what
+        count_pages, which ran first before, says; ``open`` for render_pages and pdf_raw_pages)."""
         self.doc, self.limits = doc, limits or RenderLimits()
         if _supported_media_type(doc, self.limits) != PDF:
             raise errors.ConfigError("OpenPdf opens PDFs only")
-        with _typed("count pages"):  # what count_pages, which ran first before, says
+        with _typed(action):
             self.pdf = _open_pdf(doc, self.limits)
             try:
                 self.page_count = _pdf_page_count(self.pdf)
@@ -497,16 +491,19 @@ class OpenPdf:
                 self.pdf.close()
                 raise
 
+    def numbers(self, pages: Iterable[int] | None) -> list[int]:
+        """The page numbers asked (None: all) checked against the document; closes it on error."""
+        try:
+            return _page_numbers(pages, self.page_count)
+        except BaseException:
+            self.pdf.close()
+            raise
+
     def pages(
         self, dpi: int = DEFAULT_DPI, pages: Iterable[int] | None = None, pixels: bool = True
     ) -> Iterator[RawPage | errors.PageError]:
         """:func:`pdf_raw_pages` of this open PDF."""
-        try:
-            numbers = _page_numbers(pages, self.page_count)
-        except BaseException:
-            self.pdf.close()
-            raise
-        return _raw_pages(self.pdf, self.doc, numbers, dpi, self.limits, pixels)
+        return _raw_pages(self.pdf, self.doc, self.numbers(pages), dpi, self.limits, pixels)
 
     def close(self) -> None:
         self.pdf.close()
@@ -795,16 +792,12 @@ def render_pages(
     if not isinstance(dpi, int) or not 1 <= dpi <= MAX_DPI:
         raise errors.ConfigError(f"dpi must be an integer in 1..{MAX_DPI}, got {dpi!r}")
     media_type = _supported_media_type(doc, limits)
+    if media_type == PDF:
+        opened = OpenPdf(doc, limits, action="open")
+        numbers = opened.numbers(pages)
+        log.debug("rendering doc=%s pdf pages=%d dpi=%d", doc.doc_id[:12], len(numbers), dpi)
+        return _pdf_pages(opened.pdf, doc, numbers, dpi, limits, with_text_layer)
     with _typed("open"):
-        if media_type == PDF:
-            pdf = _open_pdf(doc, limits)
-            try:
-                numbers = _page_numbers(pages, _pdf_page_count(pdf))
-            except BaseException:
-                pdf.close()
-                raise
-            log.debug("rendering doc=%s pdf pages=%d dpi=%d", doc.doc_id[:12], len(numbers), dpi)
-            return _pdf_pages(pdf, doc, numbers, dpi, limits, with_text_layer)
         img, n = _open_image(doc, media_type, limits)
         try:
             numbers = _page_numbers(pages, n)
