@@ -623,20 +623,12 @@ def pdf_page_count(reader: RangeReader) -> int:
 def tiff_frame_count(reader: RangeReader) -> int:
     """Pillow's frame count of the TIFF behind ``reader`` (the same checks as
     :func:`render.count_pages`: the decompression-bomb limit); :class:`Doubt` where Pillow fails."""
-    import warnings
-
-    from PIL import Image
-
-    from airflow_provider_deepocr.core.render import RenderLimits, _bomb_limit
+    from airflow_provider_deepocr.core.render import RenderLimits, _bomb_limit, pillow_open
 
     limits = RenderLimits(max_pages=10**9)
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limits.max_pixels:
-        Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    bomb = _bomb_limit(limits)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BufferedReader(RangeFile(reader), buffer_size=512))
+        img = pillow_open(io.BufferedReader(RangeFile(reader), buffer_size=512), limits)
+        bomb = _bomb_limit(limits)
         try:
             w, h = img.size
             if bomb is not None and w * h > bomb:

@@ -545,27 +545,35 @@ def _raw_pages(
 # Raster images (Pillow)
 
 
+def pillow_open(fp: Any, limits: RenderLimits) -> Any:
+    """``Image.open(fp)`` (lazy: the header only) with Pillow's own bomb guard, which fires inside
+    ``Image.open``, never *below* ``limits.max_pixels`` (it only ever gets raised) and its warning
+    silenced. Raises what Pillow raises (``DecompressionBombError`` past :func:`_bomb_limit`)."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limits.max_pixels:
+        Image.MAX_IMAGE_PIXELS = limits.max_pixels
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(fp)
+
+
 def _open_image(doc: Document, media_type: str, limits: RenderLimits) -> tuple[Any, int]:
     """Open lazily (header only), check the first frame's size and the page count.
 
     Returns the image and its number of pages: a TIFF's frame count, 1 for any other type."""
     from PIL import Image
 
-    # Pillow's own bomb guard fires inside Image.open; make sure it never fires *below* our
-    # limit (it only ever gets raised), and turn its error into our reason code.
-    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limits.max_pixels:
-        Image.MAX_IMAGE_PIXELS = limits.max_pixels
-    bomb = _bomb_limit(limits)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(doc.data))
+        img = pillow_open(io.BytesIO(doc.data), limits)  # Pillow's bomb error: our reason code
     except Image.DecompressionBombError:
         raise errors.DocumentError(
-            errors.IMAGE_TOO_LARGE, f"image header exceeds the decompression-bomb limit of {bomb} px"
+            errors.IMAGE_TOO_LARGE,
+            f"image header exceeds the decompression-bomb limit of {_bomb_limit(limits)} px",
         ) from None
     except Exception as exc:
         raise errors.DocumentError(errors.CORRUPT, f"cannot open image ({type(exc).__name__})") from None
+    bomb = _bomb_limit(limits)
     try:
         w, h = img.size
         if bomb is not None and w * h > bomb:
