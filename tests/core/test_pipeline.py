@@ -789,3 +789,40 @@ def test_records_are_written_and_read_several_at_once(receipts: Path, tmp_path: 
         assert digest.counts["blocks"] > 8
         wh.dispose()
     assert rows["slow"] == rows["fast"]
+
+
+def test_the_read_ahead_keeps_order_and_its_documents_under_the_byte_budget() -> None:
+    """100-byte documents under a 250-byte budget: at most 2 fetched and not handed out at once
+    (the window alone allows 8), in the listing's order; one heavier than the budget still goes,
+    alone."""
+    import threading
+    import time
+
+    from airflow_provider_deepocr.core.pipeline.prefetch import ahead
+
+    def most_held(sizes: list[int], **bounds: Any) -> int:
+        lock = threading.Lock()
+        held: list[int] = []
+        most = 0
+
+        def fetch(size: int) -> int:
+            nonlocal most
+            with lock:
+                held.append(size)
+                most = max(most, sum(held))
+            time.sleep(0.02)
+            return size
+
+        out = []
+        for size, got in ahead(sizes, fetch, window=8, **bounds):
+            assert got == size
+            out.append(size)
+            time.sleep(0.01)  # the consumer's own work
+            with lock:
+                held.remove(size)  # handed out: no longer waiting here
+        assert out == sizes
+        return most
+
+    assert most_held([100] * 10, weight=lambda s: s, budget=250) == 200
+    assert most_held([100] * 10) >= 500  # without a budget the window bounds it
+    assert most_held([100, 1000, 100], weight=lambda s: s, budget=250) == 1000  # alone

@@ -26,7 +26,7 @@ from airflow_provider_deepocr.core.engines.text_layer import Route, TextLayerRou
 from airflow_provider_deepocr.core.pageprep import prepare_for_ocr
 from airflow_provider_deepocr.core.pipeline.context import OcrSettings, StageContext
 from airflow_provider_deepocr.core.pipeline.manifests import OcrEntry, failure_of, new_entry
-from airflow_provider_deepocr.core.pipeline.prefetch import Fetched, ahead, fetch, summary_of
+from airflow_provider_deepocr.core.pipeline.prefetch import Fetched, documents_ahead, summary_of
 from airflow_provider_deepocr.core.records import DocumentRef, Failure, PageImage
 from airflow_provider_deepocr.core.runs import Progress
 from airflow_provider_deepocr.core.shards import ShardItem
@@ -214,7 +214,7 @@ class BatchedOcr:
 
     def produce(self, put: Callable[[Any], None]) -> None:
         self.filling = _Batch([], [])
-        for item, fetched in ahead(self.items, lambda it: fetch(self.ctx, self.fp, it)):
+        for item, fetched in documents_ahead(self.ctx, self.fp, self.items):
             state, pages = self._open(item, fetched)
             with self.lock:
                 self.states.append(state)

@@ -4,7 +4,8 @@ files exist), fetched for the next few documents on a small pool while the curre
 Each is a request to a store; one after another they bound the stage at about one document per
 two round trips (~20 one-page documents/s at 25 ms a request), whatever the engine's speed.
 Fetched ahead, in listing order, ``window`` at a time, the stage waits on them only when the store
-is slower than the engine. Memory: at most ``window`` documents' bytes wait here.
+is slower than the engine. Memory: at most ``OCR_WINDOW`` documents' bytes wait here, and together
+under ``READ_AHEAD_BYTES`` by their listed sizes (a larger document alone).
 """
 
 from __future__ import annotations
@@ -26,8 +27,11 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: documents read ahead of the one being rendered
+#: documents read ahead of the one being rendered (records files: the parse and load stages)
 WINDOW = 8
+#: the OCR stage's read-ahead: up to this many documents, together under READ_AHEAD_BYTES
+OCR_WINDOW = 16
+READ_AHEAD_BYTES = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -41,28 +45,39 @@ class Fetched:
     found: frozenset[str] | None = None
 
 
-def ahead(items: Sequence[T], fetch: Callable[[T], R], window: int = WINDOW) -> Iterator[tuple[T, R]]:
+def ahead(
+    items: Sequence[T],
+    fetch: Callable[[T], R],
+    window: int = WINDOW,
+    weight: Callable[[T], int] | None = None,
+    budget: int | None = None,
+) -> Iterator[tuple[T, R]]:
     """``(item, fetch(item))`` in ``items``' order, ``fetch`` running on up to ``window`` threads for
-    the items ahead of the one handed out. An exception of ``fetch`` is raised when its item's turn
-    comes. ``window`` <= 1 fetches one at a time on the caller's thread."""
+    the items ahead of the one handed out. With ``weight`` (an item's bytes, say) the items fetched
+    and not yet handed out weigh under ``budget`` (one item alone may weigh more). An exception of
+    ``fetch`` is raised when its item's turn comes. ``window`` <= 1 fetches one at a time on the
+    caller's thread."""
     if window <= 1:
         for item in items:
             yield item, fetch(item)
         return
-    pending: deque[tuple[T, Future[R]]] = deque()
+    pending: deque[tuple[T, Future[R], int]] = deque()
+    held = 0  # the weight of ``pending``
     with ThreadPoolExecutor(max_workers=window, thread_name_prefix="deepocr-read") as pool:
-        it = iter(items)
         try:
-            for item in it:
-                pending.append((item, pool.submit(fetch, item)))
-                if len(pending) >= window:
-                    first, fut = pending.popleft()
+            for item in items:
+                w = weight(item) if weight is not None else 0
+                while pending and (len(pending) >= window or (budget is not None and held + w > budget)):
+                    first, fut, fw = pending.popleft()
+                    held -= fw
                     yield first, fut.result()
+                pending.append((item, pool.submit(fetch, item), w))
+                held += w
             while pending:
-                first, fut = pending.popleft()
+                first, fut, _ = pending.popleft()
                 yield first, fut.result()
         finally:
-            for _, fut in pending:  # the consumer stopped early: nothing more is started
+            for _, fut, _ in pending:  # the consumer stopped early: nothing more is started
                 fut.cancel()
 
 
@@ -119,3 +134,17 @@ class Behind:
         for fut in self.pending:  # an error on the way out: nothing more is started
             fut.cancel()
         self.pool.shutdown(wait=True)
+
+
+def documents_ahead(
+    ctx: StageContext, fp: str, items: Sequence[ShardItem]
+) -> Iterator[tuple[ShardItem, Fetched]]:
+    """The OCR stage's reads ahead: :func:`fetch` of each item, up to ``OCR_WINDOW`` documents
+    at a time, together under ``READ_AHEAD_BYTES`` by their listed sizes."""
+    return ahead(
+        items,
+        lambda it: fetch(ctx, fp, it),
+        OCR_WINDOW,
+        weight=lambda it: it.ref.size or 0,
+        budget=READ_AHEAD_BYTES,
+    )
