@@ -296,7 +296,7 @@ def load_manifest(
     if loader.seen:  # their URIs are seen again, maybe new ones: the sources table keeps them
         from airflow_provider_deepocr.core.warehouse.sources import record_sources
 
-        record_sources(warehouse.engine, warehouse.table("sources"), loader.seen, ctx.run_id)
+        record_sources(warehouse, loader.seen, ctx.run_id)
     # documents without a content id (unreadable) only have failure rows
     orphan = [Failure.from_dict(f) for e in entries if e["records_uri"] is None for f in e["failures"]]
     if orphan:

@@ -26,7 +26,7 @@ from airflow_provider_deepocr.core.warehouse.dialects import (
     warehouse_failure,
 )
 from airflow_provider_deepocr.core.warehouse.ledger import ledger_pages, ledger_state, split_changed
-from airflow_provider_deepocr.core.warehouse.merge import merge_documents, warehouse_ddl
+from airflow_provider_deepocr.core.warehouse.merge import merge_documents, merge_sources, warehouse_ddl
 from airflow_provider_deepocr.core.warehouse.replace import delete_docs, replace_documents
 from airflow_provider_deepocr.core.warehouse.rows import (
     DocRows,
@@ -308,6 +308,8 @@ class Warehouse:
                         blocks=sum(len(p.blocks) for _, p in todo),
                         cells=sum(len(p.cells) for _, p in todo),
                     )
+                elif merging:  # every document unchanged: its URIs still go through a MERGE
+                    sm = merge_sources(conn, self._tables, source_rows(results, run_id, now), self._bulk_fill)
                 if same:
                     # failures recorded since their load (a transient read error, say) are stale
                     # now; each result's own are kept

@@ -382,9 +382,35 @@ def merge_documents(
         for name, columns, rows in new_rows(todo, vrows, run_id, now)
     ]
     if sources:
-        upsert = TableLoad.of(tables["sources"], KEYS["sources"], list(sources))
-        loads.append(_upsert_only(upsert, ("doc_id", "source_size", "source_version"), ("seen_at", "run_id")))
-    sm = StagedMerge(conn, loads, [r.doc_id for r, _ in todo], bulk=bulk)
+        loads.append(_sources_upsert(tables, sources))
+    return _staged(conn, loads, [r.doc_id for r, _ in todo], bulk)
+
+
+def merge_sources(
+    conn: sa.Connection,
+    tables: Mapping[str, sa.Table],
+    sources: Sequence[Mapping[str, Any]],
+    bulk: BulkFill | None = None,
+) -> StagedMerge:
+    """The ``sources`` rows alone upserted by URI through a :class:`StagedMerge`, as
+    :func:`merge_documents` upserts them beside the documents: for a load whose documents were all
+    loaded earlier (a URI seen again, or a new one for the same bytes), so that two racing loaders
+    leave one row per URI on BigQuery too. The caller drops the stages after the commit."""
+    ids = sorted({str(r["doc_id"]) for r in sources})
+    return _staged(conn, [_sources_upsert(tables, sources)], ids, bulk)
+
+
+def _sources_upsert(tables: Mapping[str, sa.Table], sources: Sequence[Mapping[str, Any]]) -> TableLoad:
+    """A URI seen again with the same document, size and version keeps its row and first sighting."""
+    upsert = TableLoad.of(tables["sources"], KEYS["sources"], list(sources))
+    return _upsert_only(upsert, ("doc_id", "source_size", "source_version"), ("seen_at", "run_id"))
+
+
+def _staged(
+    conn: sa.Connection, loads: list[TableLoad], ids: Sequence[str], bulk: BulkFill | None
+) -> StagedMerge:
+    """Stage and apply ``loads``; a failure drops the stages where no rollback does."""
+    sm = StagedMerge(conn, loads, ids, bulk=bulk)
     try:
         sm.stage()  # Snowflake: DDL commits, so this comes before any other write
         sm.apply()

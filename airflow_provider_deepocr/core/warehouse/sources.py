@@ -55,8 +55,22 @@ def write_sources(
     return len(rows)
 
 
-def record_sources(engine: sa.Engine, table: sa.Table, results: Sequence[DocumentResult], run_id: str) -> int:
-    """:func:`write_sources` in a transaction of its own: the URIs of documents a load skipped
-    (loaded earlier with this config) are still recorded."""
-    with engine.begin() as conn:
-        return write_sources(conn, table, results, run_id, datetime.now(UTC))
+def record_sources(warehouse: Any, results: Sequence[DocumentResult], run_id: str) -> None:
+    """The URIs of documents a load skipped (loaded earlier with this config), upserted by URI in
+    ``warehouse`` (a :class:`~.loader.Warehouse`, not imported: loader imports this module), in a
+    transaction of their own: where loads merge (Snowflake, BigQuery, Redshift) through a MERGE
+    (:func:`~.merge.merge_sources`), so two racing loaders leave one row per URI there too; else
+    :func:`write_sources`."""
+    now = datetime.now(UTC)
+    table = warehouse.table("sources")
+    if warehouse.load_method != "merge":
+        with warehouse.engine.begin() as conn:
+            write_sources(conn, table, results, run_id, now)
+        return
+    from airflow_provider_deepocr.core.warehouse.merge import merge_sources
+
+    with warehouse._write(*sorted({r.doc_id for r in results})) as conn:
+        sm = merge_sources(conn, {"sources": table}, source_rows(results, run_id, now), warehouse._bulk_fill)
+        if not warehouse.db.transactional_ddl:
+            conn.commit()  # Snowflake: the DROP would commit anyway; keep it after the write
+        sm.drop()

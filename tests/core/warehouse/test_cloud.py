@@ -285,6 +285,84 @@ def test_two_racing_loaders_leave_one_copy(
     assert all(source.values()), source
 
 
+@pytest.mark.parametrize("kind", KINDS)
+def test_racing_loaders_of_a_loaded_document_under_new_uris_leave_one_sources_row_each(
+    kind: str, cloud_engine: MakeEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A document loaded under one URI, then seen under new ones, three times each way: two
+    loaders find it unchanged and record the new URI, each stopped before its sources write until
+    the other gets there (this part checks the unchanged path's rows: the old read-delete-insert
+    showed no doubled row here in 2 runs, so it does not prove the race); then two racing
+    loaders record another new URI for a document they skipped (the pipeline's path), started
+    together: that one took no lock and read before it inserted, so on BigQuery both inserts
+    landed. The sources table ends with one row per URI: the URIs are upserted by a MERGE. A
+    loader may lose a conflict (``load_error``: its retry finds the row there), never both."""
+    from contextlib import suppress
+
+    from airflow_provider_deepocr.core.records import DocumentRef
+    from airflow_provider_deepocr.core.warehouse import loader, sources
+    from airflow_provider_deepocr.core.warehouse.sources import record_sources
+
+    eng, schema = cloud_engine(kind)
+    w = Warehouse(eng, schema=schema)
+    w.create()
+    first = make_result(2, 3)
+    w.load_document(first, "run-0")
+
+    def under(uri: str) -> DocumentResult:
+        return dataclasses.replace(first, ref=DocumentRef(uri, first.ref.size, first.ref.version))
+
+    failed: list[str] = []
+
+    def race(go: Callable[[str], Any]) -> None:
+        def run(run_id: str) -> None:
+            try:
+                go(run_id)
+            except errors.DeepOcrError as exc:
+                failed.append(exc.reason)
+            except Exception as exc:  # an untyped error: a defect, asserted below
+                failed.append(type(exc).__name__)
+
+        threads = [threading.Thread(target=run, args=(f"run-{i}",)) for i in (1, 2)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+
+    uris = [first.ref.uri]
+    rows_of = sources.source_rows
+    meet: list[Any] = []
+
+    def meeting(results: Any, run_id: str, now: Any) -> Any:  # both loaders, right before the write
+        with suppress(threading.BrokenBarrierError):
+            meet[-1].wait(30)
+        return rows_of(results, run_id, now)
+
+    for module in (loader, sources):  # the MERGE path calls it in loader, the other in sources
+        monkeypatch.setattr(module, "source_rows", meeting)
+    for n in range(3):
+        meet.append(threading.Barrier(2))
+        uris.append(f"s3://bucket/in/copy-{n}.pdf")
+        race(lambda run_id, uri=uris[-1]: w.load_document(under(uri), run_id))  # type: ignore[misc]
+    monkeypatch.undo()
+    for n in range(3):
+        start = threading.Barrier(2)
+        uris.append(f"s3://bucket/in/skipped-{n}.pdf")
+
+        def skip(run_id: str, uri: str = uris[-1], start: Any = start) -> None:
+            start.wait(30)
+            record_sources(w, [under(uri)], run_id)
+
+        race(skip)
+    t = w.table("sources")
+    with w.engine.connect() as conn:
+        got = sorted(u for (u,) in conn.execute(sa.select(t.c.source_uri)))
+    print(f"[sources race] {kind}: {len(got)} rows for {len(uris)} URIs, loaders failed: {failed}")
+    assert got == sorted(uris)
+    assert set(failed) <= {errors.LOAD_ERROR} and len(failed) < 6  # a conflict lost, never both
+    assert w.counts()["documents"] == 1
+
+
 # --------------------------------------------------------------------------------------------
 # A warehouse that cannot be used: one typed line, exit 3 from the CLI
 
