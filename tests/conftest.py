@@ -23,9 +23,9 @@ PG_ADMIN_URL = os.environ.get("DEEPOCR_TEST_PG", "postgresql+psycopg://postgres@
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from airflow_provider_deepocr.testing.cluster import free_port
+
+    return free_port()
 
 
 @pytest.fixture(scope="session")
@@ -105,26 +105,6 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-def _start_moto(env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
-    port = _free_port()
-    env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", **env_extra}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()  # pragma: no cover
-    pytest.fail("moto server did not start")  # pragma: no cover
-
-
 @pytest.fixture(scope="session")
 def s3_auth_endpoint() -> Iterator[dict[str, str]]:
     """A moto S3 server that enforces IAM: a bucket ``locked``, and the keys of an IAM user with
@@ -132,8 +112,10 @@ def s3_auth_endpoint() -> Iterator[dict[str, str]]:
     not know is InvalidAccessKeyId)."""
     import boto3
 
+    from airflow_provider_deepocr.testing.latency_proxy import start_moto
+
     # moto lets the first N requests through unauthenticated: the three set-up calls below
-    proc, url = _start_moto({"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
+    proc, url = start_moto(env_extra={"INITIAL_NO_AUTH_ACTION_COUNT": "3"})
     try:
         kw = {"endpoint_url": url, "region_name": "us-east-1"}
         kw |= {"aws_access_key_id": "testing", "aws_secret_access_key": "testing"}

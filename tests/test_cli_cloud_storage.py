@@ -17,6 +17,7 @@ import pytest
 
 from airflow_provider_deepocr.cli import main
 from airflow_provider_deepocr.core.sources import storage_for
+from tests.test_cli import _cannot_run
 
 # Born-digital one-page PDFs; --text-layer only reads their text without any model.
 TEXTS = {
@@ -141,16 +142,6 @@ def test_run_from_the_store_into_a_work_area_there_and_rerun_skips_unchanged(
     assert _read_in(db, third) == third["pages"] == 1 and third["loaded_documents"] == 0
     assert third["skipped_documents"] == len(TEXTS)  # two unread, one found in the load ledger
     assert _texts(db) == texts
-
-
-def _cannot_run(proc: subprocess.CompletedProcess[str]) -> str:
-    """Exit 3 and exactly one line on stderr (returned), nothing on stdout, no traceback."""
-    assert "Traceback" not in proc.stdout + proc.stderr, proc.stderr
-    assert proc.returncode == 3, proc.stderr
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("deepocr: "), proc.stderr
-    assert proc.stdout == ""
-    return lines[0]
 
 
 # An engine that cannot be built: if any check came after the engine, the error would be this one.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -21,9 +20,9 @@ from airflow_provider_deepocr.core.records import PageImage
 
 
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    from airflow_provider_deepocr.testing.cluster import free_port
+
+    return free_port()
 
 
 def _pages(n: int) -> list[PageImage]:

@@ -29,6 +29,8 @@ import time
 import urllib.request
 from typing import Any
 
+from airflow_provider_deepocr.testing.cluster import free_port
+
 CONTROL = b"/__proxy__/"
 _RUNNING: set[asyncio.Task[Any]] = set()
 
@@ -201,17 +203,15 @@ class LatencyProxy:
         self.delay_ms = delay_ms
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_moto(port: int | None = None, timeout_s: float = 30.0) -> tuple[subprocess.Popen[bytes], str]:
+def start_moto(
+    port: int | None = None, timeout_s: float = 30.0, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """A moto S3 server on loopback (``python -m moto.server``), as the tests start one; returns the
-    process and its endpoint URL once it accepts connections."""
+    process and its endpoint URL once it accepts connections. ``env_extra``: more of moto's
+    settings (e.g. ``INITIAL_NO_AUTH_ACTION_COUNT``)."""
     port = port or free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    env.update(env_extra or {})
     proc = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,

@@ -49,27 +49,20 @@ def _name() -> str:
 
 @pytest.fixture(params=["gcs", "azure"])
 def store(request: pytest.FixtureRequest) -> Store:
+    storage: Any
     if request.param == "gcs":
-        endpoint = request.getfixturevalue("gcs_env")
+        endpoint, scheme = request.getfixturevalue("gcs_env"), "gs"
         storage = storage_for("gs://x/y")
         assert isinstance(storage, GcsStorage)
-
-        def make(name: str) -> None:
-            storage.client.create_bucket(name)
-
-        name = _name()
-        make(name)
-        return Store(storage, f"gs://{name}", endpoint, make)
-    azure = request.getfixturevalue("azure_env")
-    storage = storage_for("az://x/y")
-    assert isinstance(storage, AzureBlobStorage)
-
-    def make_container(name: str) -> None:
-        storage.service.create_container(name)
-
+        make = storage.client.create_bucket
+    else:
+        endpoint, scheme = request.getfixturevalue("azure_env")["endpoint"], "az"
+        storage = storage_for("az://x/y")
+        assert isinstance(storage, AzureBlobStorage)
+        make = storage.service.create_container
     name = _name()
-    make_container(name)
-    return Store(storage, f"az://{name}", azure["endpoint"], make_container)
+    make(name)
+    return Store(storage, f"{scheme}://{name}", endpoint, make)
 
 
 def test_storage_for_picks_the_cloud_stores(gcs_env: str, azure_env: dict[str, str]) -> None:

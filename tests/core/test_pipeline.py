@@ -227,35 +227,17 @@ def test_page_files_are_written_off_the_engines_thread(
 
 
 def test_documents_are_read_ahead_while_the_engine_works(
-    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tiny_engine: OcrEngine, inbox: Path, tmp_path: Path
 ) -> None:
     """A slow source store (0.3 s a read) is read several documents ahead, not one after another
     on the render thread; the stage's result is the listing's documents, in the listing's order."""
-    import threading
-    import time
-
     work = _work(tmp_path)
     listed = stage_list(str(inbox), work, "r1")
-    read = LocalStorage.read
-    lock = threading.Lock()
-    now = [0]
-    most = [0]
-
-    def slow_read(self: LocalStorage, uri: str) -> bytes:
-        if not uri.startswith(LocalStorage.uri(inbox)):
-            return read(self, uri)  # the work area's own reads
-        with lock:
-            now[0] += 1
-            most[0] = max(most[0], now[0])
-        time.sleep(0.3)
-        with lock:
-            now[0] -= 1
-        return read(self, uri)
-
-    monkeypatch.setattr(LocalStorage, "read", slow_read)
-    res = stage_ocr(listed.manifest_uri, work, "r1", Recording(tiny_engine))
+    source = LocalStorage()
+    slow = _SlowStore(source, lambda kind, uri: kind == "read", delay=0.3)
+    res = stage_ocr(listed.manifest_uri, work, "r1", Recording(tiny_engine), storage=source)
     assert res.pages == 5
-    assert most[0] >= 3, most[0]  # every document of the inbox read at once, not one at a time
+    assert slow.most >= 3, slow.most  # every document of the inbox read at once, not one at a time
     assert [e["ref"]["uri"] for e in work.read_jsonl(res.manifest_uri)] == [
         r["uri"] for r in work.read_jsonl(listed.manifest_uri)
     ]
@@ -693,17 +675,17 @@ def test_a_one_page_documents_result_is_held_in_its_summary_and_a_rerun_still_fi
 
 
 class _SlowStore:
-    """A work area's store made slow (``delay`` s) for the requests ``slow(kind, uri)`` picks,
-    counting every request by kind and the most of the slow ones in flight at once."""
+    """A store (a source's, or a work area's ``storage``) made slow (``delay`` s) for the requests
+    ``slow(kind, uri)`` picks, counting every request by kind and the most of the slow ones in
+    flight at once."""
 
-    def __init__(self, work: WorkArea, slow: Any, delay: float = 0.2) -> None:
+    def __init__(self, storage: Any, slow: Any, delay: float = 0.2) -> None:
         import threading
 
         self.calls: list[tuple[str, str]] = []
         self.most = 0
         self._now = 0
         self._lock = threading.Lock()
-        storage = work.storage
         for kind in ("exists", "list", "read", "write"):
             setattr(storage, kind, self._wrap(kind, getattr(storage, kind), slow, delay))
 
@@ -748,7 +730,7 @@ def test_a_new_document_costs_the_work_area_one_listing_and_its_summaries_are_wr
 
     work = _work(tmp_path)
     listed = stage_list(str(receipts), work, "r1")
-    store = _SlowStore(work, lambda kind, uri: kind == "write" and uri.endswith("/document.json"))
+    store = _SlowStore(work.storage, lambda kind, uri: kind == "write" and uri.endswith("/document.json"))
     res = stage_ocr(listed.manifest_uri, work, "r1", get_engine("sleep", batch_size=1))
     assert res.pages == 8
     assert len(store.of("list", "/ocr/")) == 8  # one listing of each document's OCR folder
@@ -756,7 +738,7 @@ def test_a_new_document_costs_the_work_area_one_listing_and_its_summaries_are_wr
     assert len(store.of("write", "/document.json")) == 8
     assert store.most >= 3, store.most  # summaries written together (1 with a single finisher)
 
-    again = _SlowStore(work, lambda kind, uri: False)
+    again = _SlowStore(work.storage, lambda kind, uri: False)
     second = Recording(get_engine("sleep", batch_size=1))
     assert stage_ocr(listed.manifest_uri, work, "r2", second).pages == 8
     assert second.calls == []  # the listing found every summary
@@ -774,11 +756,11 @@ def test_records_are_written_and_read_several_at_once(receipts: Path, tmp_path: 
         work = _work(tmp_path / name)
         listed = stage_list(str(receipts), work, "r1")
         ocr = stage_ocr(listed.manifest_uri, work, "r1", get_engine("sleep"))
-        writes = _SlowStore(work, lambda kind, uri: kind == "write" and "/records/" in uri, delay)
+        writes = _SlowStore(work.storage, lambda kind, uri: kind == "write" and "/records/" in uri, delay)
         parsed = stage_parse_validate(ocr.manifest_uri, work, "r1")
         assert parsed.pages == 8 and len(writes.of("write", "/records/")) == 8
         wh = Warehouse(f"sqlite:///{tmp_path / name}.db")
-        reads = _SlowStore(work, lambda kind, uri: kind == "read" and "/records/" in uri, delay)
+        reads = _SlowStore(work.storage, lambda kind, uri: kind == "read" and "/records/" in uri, delay)
         loaded = stage_load(parsed.manifest_uri, work, "r1", wh)
         assert loaded.pages == 8 and loaded.documents == 8
         if delay:
