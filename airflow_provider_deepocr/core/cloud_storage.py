@@ -46,7 +46,7 @@ from typing import Any
 
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import DocumentRef
-from airflow_provider_deepocr.core.sources import Storage, _is_hidden, uri_scheme
+from airflow_provider_deepocr.core.sources import Storage, check_range, listed_key, uri_scheme
 
 log = logging.getLogger(__name__)
 
@@ -57,11 +57,6 @@ GCS_DEFAULT_ENDPOINT = "https://storage.googleapis.com"
 
 def _unreachable(where: str, name: str) -> errors.StorageError:
     return errors.StorageError(errors.ENDPOINT_UNREACHABLE, f"{where}: endpoint unreachable ({name})", name)
-
-
-def _check_range(start: int, length: int) -> None:
-    if start < 0 or length < 0:
-        raise ValueError(f"a byte range needs start >= 0 and length >= 0, got start={start} length={length}")
 
 
 class ObjectStore(Storage):
@@ -93,7 +88,7 @@ class ObjectStore(Storage):
         """``exc`` as one StorageError line, or None when it is not the store's (a bug)."""
 
     @abstractmethod
-    def _objects(self, bucket: str, prefix: str, base: str) -> Iterator[tuple[str, int | None, str | None]]:
+    def _objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, int | None, str | None]]:
         """(key, size, version) of every object whose key starts with ``prefix``, in key order."""
 
     # -- shared ---------------------------------------------------------------------------------
@@ -106,22 +101,10 @@ class ObjectStore(Storage):
 
     def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
         base, bucket, prefix = self.split(prefix_uri)
-        folder = prefix if (prefix == "" or prefix.endswith("/")) else prefix + "/"
         with self._errors("list", prefix_uri):
-            objects = self._objects(bucket, prefix, base)
-            while True:
-                try:
-                    key, size, version = next(objects)
-                except StopIteration:
-                    break
-                if key.endswith("/"):
-                    continue  # folder marker
-                if key != prefix:
-                    if not key.startswith(folder):
-                        continue  # gs://b/docs must not match docs2/...
-                    if _is_hidden(key[len(folder) :].split("/")):
-                        continue
-                yield DocumentRef(uri=f"{base}/{key}", size=size, version=version)
+            for key, size, version in self._objects(bucket, prefix):
+                if listed_key(key, prefix):
+                    yield DocumentRef(uri=f"{base}/{key}", size=size, version=version)
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,7 +160,7 @@ class GcsStorage(ObjectStore):
     def _map_error(self, exc: BaseException, uri: str, action: str) -> errors.StorageError | None:
         return gcs_error(exc, self._where(action, uri), action)
 
-    def _objects(self, bucket: str, prefix: str, base: str) -> Iterator[tuple[str, int | None, str | None]]:
+    def _objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, int | None, str | None]]:
         for blob in self.client.list_blobs(bucket, prefix=prefix or None, retry=self._retry):
             generation = blob.generation
             yield blob.name, blob.size, str(generation) if generation is not None else None
@@ -202,7 +185,7 @@ class GcsStorage(ObjectStore):
 
     def read_range(self, uri: str, start: int, length: int) -> bytes:
         """Bytes ``[start, start + length)`` of the object, clipped at its end (one ranged GET)."""
-        _check_range(start, length)
+        check_range(start, length)
         if length == 0:
             return b""
         from google.api_core.exceptions import RequestRangeNotSatisfiable
@@ -329,7 +312,7 @@ class AzureBlobStorage(ObjectStore):
     def _container(self, name: str) -> Any:
         return self.service.get_container_client(name)
 
-    def _objects(self, bucket: str, prefix: str, base: str) -> Iterator[tuple[str, int | None, str | None]]:
+    def _objects(self, bucket: str, prefix: str) -> Iterator[tuple[str, int | None, str | None]]:
         blobs = self._container(bucket).list_blobs(name_starts_with=prefix or None, include=["metadata"])
         for blob in blobs:
             if (blob.metadata or {}).get("hdi_isfolder") == "true":
@@ -360,7 +343,7 @@ class AzureBlobStorage(ObjectStore):
 
     def read_range(self, uri: str, start: int, length: int) -> bytes:
         """Bytes ``[start, start + length)`` of the blob, clipped at its end (one ranged GET)."""
-        _check_range(start, length)
+        check_range(start, length)
         if length == 0:
             return b""
         from azure.core.exceptions import HttpResponseError

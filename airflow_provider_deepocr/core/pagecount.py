@@ -172,6 +172,10 @@ _WS = b"\x00\t\n\x0c\r "
 _DELIM = b"()<>[]{}/%"
 _NUM = re.compile(rb"[+-]?(\d+\.?\d*|\.\d+)")
 _INT = re.compile(rb"\d+")
+_OBJ_HEADER = re.compile(rb"(\d+)\s+(\d+)\s+obj")
+_XREF_SUBSECTION = re.compile(rb"(\d+)[ \t]+(\d+)[ \t]*\r?\n?")
+_XREF_ENTRY = re.compile(rb"(\d{10}) (\d{5}) ([nf])[ \r\n]{2}")
+_STARTXREF = re.compile(rb"startxref[\x00\t\n\x0c\r ]+(\d+)")
 
 
 def _skip_ws(d: bytes, i: int) -> int:
@@ -315,7 +319,7 @@ class _Pdf:
         """The object ``num gen obj`` at ``pos``: a value, or a :class:`Stream`."""
 
         def fn(d: bytes) -> tuple[Any, int]:
-            m = re.compile(rb"(\d+)\s+(\d+)\s+obj").match(d, _skip_ws(d, 0))
+            m = _OBJ_HEADER.match(d, _skip_ws(d, 0))
             if not m:
                 raise Doubt("no object header")
             if num is not None and (int(m.group(1)), int(m.group(2))) != (num, gen):
@@ -463,7 +467,7 @@ class _Pdf:
                     if not isinstance(trailer, dict):
                         raise Doubt("trailer is not a dictionary")
                     return (rows, trailer), j
-                m = re.compile(rb"(\d+)[ \t]+(\d+)[ \t]*\r?\n?").match(d, i)
+                m = _XREF_SUBSECTION.match(d, i)
                 if not m:
                     if len(d) - i < 8:
                         raise _More
@@ -476,7 +480,7 @@ class _Pdf:
                     chunk = d[i : i + 20]
                     if len(chunk) < 20:
                         raise _More
-                    e = re.compile(rb"(\d{10}) (\d{5}) ([nf])[ \r\n]{2}").match(chunk)
+                    e = _XREF_ENTRY.match(chunk)
                     if not e:
                         raise Doubt("bad xref entry")
                     if e.group(3) == b"n":
@@ -591,7 +595,7 @@ def pdf_page_count(reader: RangeReader) -> int:
     at = window.rfind(b"startxref")
     if at < 0:
         raise Doubt("no startxref")
-    m = re.compile(rb"startxref[\x00\t\n\x0c\r ]+(\d+)").match(window, at)
+    m = _STARTXREF.match(window, at)
     if not m:
         raise Doubt("bad startxref")
     pdf = _Pdf(reader)

@@ -180,7 +180,6 @@ def count_document(
 
     if ref.size > RenderLimits().max_bytes:
         return PageCount(1)  # file_too_large in its shard, as a whole read would find
-    reader = None
     try:
         n, reader = ranged_page_count(lambda start, length: read_range(ref.uri, start, length), ref.size)
         return PageCount(n, bytes_read=reader.bytes_read, requests=reader.requests, ranged=True)
@@ -188,9 +187,7 @@ def count_document(
         log.debug("page count of %s from ranged reads: %s; reading it whole", ref.uri, exc)
     except Exception as exc:  # the store failed a ranged read: try the whole read
         log.debug("ranged read of %s: %s; reading it whole", ref.uri, type(exc).__name__)
-    whole = _count_whole(ref, read)
-    spent = getattr(reader, "bytes_read", 0), getattr(reader, "requests", 0)
-    return PageCount(whole.pages, whole.known, whole.bytes_read + spent[0], whole.requests + spent[1])
+    return _count_whole(ref, read)
 
 
 def count_pages_cheap(ref: DocumentRef, read: Callable[[str], bytes]) -> int:

@@ -60,8 +60,26 @@ def uri_scheme(uri: str) -> str:
     return m.group(1).lower() if m else ""
 
 
+def check_range(start: int, length: int) -> None:
+    """A ``read_range`` argument check every store makes: ``ValueError`` for a negative one."""
+    if start < 0 or length < 0:
+        raise ValueError(f"bad range: start={start}, length={length}")
+
+
 def _is_hidden(relative_parts: Iterable[str]) -> bool:
     return any(part.startswith(".") for part in relative_parts if part)
+
+
+def listed_key(key: str, prefix: str) -> bool:
+    """Whether an object store's ``key`` listed under ``prefix`` is one of its documents: not a
+    folder marker, the prefix itself or under it as a folder (``docs`` never matches
+    ``docs2/...``), and nothing hidden below it."""
+    if key.endswith("/"):
+        return False
+    if key == prefix:
+        return True
+    folder = prefix if (prefix == "" or prefix.endswith("/")) else prefix + "/"
+    return key.startswith(folder) and not _is_hidden(key[len(folder) :].split("/"))
 
 
 class Storage(ABC):
@@ -79,8 +97,7 @@ class Storage(ABC):
         """Bytes ``[start, start + length)`` of the object, clipped at its end (fewer, or none,
         when the object is shorter). Raises what :meth:`read` raises. This default reads the whole
         object and slices it; stores that can read a range override it."""
-        if start < 0 or length < 0:
-            raise ValueError(f"bad range: start={start}, length={length}")
+        check_range(start, length)
         return self.read(uri)[start : start + length]
 
     @abstractmethod
@@ -173,8 +190,7 @@ class LocalStorage(Storage):
         return self.path(uri).read_bytes()
 
     def read_range(self, uri: str, start: int, length: int) -> bytes:
-        if start < 0 or length < 0:
-            raise ValueError(f"bad range: start={start}, length={length}")
+        check_range(start, length)
         with self.path(uri).open("rb") as fh:
             fh.seek(start)
             return fh.read(length)
@@ -349,7 +365,6 @@ class S3Storage(Storage):
 
     def list(self, prefix_uri: str) -> Iterator[DocumentRef]:
         bucket, prefix = split_s3_uri(prefix_uri)
-        folder = prefix if (prefix == "" or prefix.endswith("/")) else prefix + "/"
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": self.page_size}
         pages = 0
         while True:
@@ -358,13 +373,8 @@ class S3Storage(Storage):
             pages += 1
             for obj in resp.get("Contents", []) or []:
                 key: str = obj["Key"]
-                if key.endswith("/"):
-                    continue  # folder marker
-                if key != prefix:
-                    if not key.startswith(folder):
-                        continue  # s3://b/docs must not match docs2/...
-                    if _is_hidden(key[len(folder) :].split("/")):
-                        continue
+                if not listed_key(key, prefix):
+                    continue
                 etag = obj.get("ETag")
                 yield DocumentRef(
                     uri=f"s3://{bucket}/{key}",
@@ -391,8 +401,7 @@ class S3Storage(Storage):
         object's end is empty (S3 answers 416 InvalidRange: not an error here)."""
         from botocore.exceptions import ClientError
 
-        if start < 0 or length < 0:
-            raise ValueError(f"bad range: start={start}, length={length}")
+        check_range(start, length)
         if length == 0:
             return b""
         bucket, key = split_s3_uri(uri)
