@@ -2,7 +2,7 @@
 
 MuPDF cannot be interrupted from a Python thread: one damaged page can keep ``get_text`` or a
 render busy for minutes. So the per-page work runs in a child process -- the render
-(:func:`core.render.pdf_raw_pages` for a PDF: ``render_pages``' checks and reasons, the pixels
+(:class:`core.render.OpenPdf` for a PDF: ``render_pages``' checks and reasons, the pixels
 sent raw and made a PIL image here; :func:`core.render.render_pages` for a raster image), the
 PDF text layer (:func:`core.engines.pdf_text.page_blocks` on the same open page) and any extra
 page functions (``"module:function"``, called as ``f(page, page_no)`` with the open

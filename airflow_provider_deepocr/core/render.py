@@ -428,7 +428,7 @@ def _pdf_pages(
 class RawPage:
     """A PDF page for :mod:`core.pagework`, which sends the pixels to another process:
     ``samples`` is a view of the pixmap's RGB rows (``stride`` bytes each) -- or None until
-    :meth:`render` for a page asked without pixels (``pdf_raw_pages(pixels=False)``: its
+    :meth:`render` for a page asked without pixels (``OpenPdf.pages(pixels=False)``: its
     ``width`` and ``height`` are the size it renders at, computed, not rendered) -- and ``page``
     the open ``pymupdf.Page``, all valid until the next item."""
 
@@ -456,30 +456,16 @@ class RawPage:
         return None
 
 
-def pdf_raw_pages(
-    doc: Document,
-    dpi: int = DEFAULT_DPI,
-    limits: RenderLimits | None = None,
-    pages: Iterable[int] | None = None,
-    pixels: bool = True,
-) -> Iterator[RawPage | errors.PageError]:
-    """:func:`render_pages` of a PDF, the same checks and reasons, yielding :class:`RawPage` s
-    (no copy of the pixels, no PIL image) in place of ``PageImage`` s. ``pixels=False``: pages
-    are loaded and sized (the same DPI, flags and page errors before any pixel) but rendered
-    only when the caller calls :meth:`RawPage.render`."""
-    return OpenPdf(doc, limits, action="open").pages(dpi, pages, pixels)
-
-
 class OpenPdf:
     """A PDF opened once (the checks of :func:`render_pages`): its ``page_count``, then
-    :meth:`pages` (``count_pages`` followed by ``pdf_raw_pages`` would parse it twice). Close it
+    :meth:`pages` (``count_pages`` followed by a render would parse it twice). Close it
     when :meth:`pages` is not called; the page iterator closes it at its end."""
 
     def __init__(
         self, doc: Document, limits: RenderLimits | None = None, action: str = "count pages"
     ) -> None:
         """``action`` names the step in a typed error's message (``count pages``: what
-        count_pages, which ran first before, says; ``open`` for render_pages and pdf_raw_pages)."""
+        count_pages, which ran first before, says; ``open`` for render_pages and the page worker)."""
         self.doc, self.limits = doc, limits or RenderLimits()
         if _supported_media_type(doc, self.limits) != PDF:
             raise errors.ConfigError("OpenPdf opens PDFs only")
@@ -502,7 +488,9 @@ class OpenPdf:
     def pages(
         self, dpi: int = DEFAULT_DPI, pages: Iterable[int] | None = None, pixels: bool = True
     ) -> Iterator[RawPage | errors.PageError]:
-        """:func:`pdf_raw_pages` of this open PDF."""
+        """The pages asked (None: all) as :class:`RawPage` s, :func:`render_pages`' checks and
+        reasons, no copy of the pixels and no PIL image; ``pixels=False``: loaded and sized (the
+        same DPI, flags and page errors before any pixel), rendered only by :meth:`RawPage.render`."""
         return _raw_pages(self.pdf, self.doc, self.numbers(pages), dpi, self.limits, pixels)
 
     def close(self) -> None:
@@ -763,13 +751,11 @@ def count_pages(doc: Document, limits: RenderLimits | None = None) -> int:
     """
     limits = limits or RenderLimits()
     media_type = _supported_media_type(doc, limits)
+    if media_type == PDF:
+        pdf = OpenPdf(doc, limits)
+        pdf.close()
+        return pdf.page_count
     with _typed("count pages"):
-        if media_type == PDF:
-            pdf = _open_pdf(doc, limits)
-            try:
-                return _pdf_page_count(pdf)
-            finally:
-                pdf.close()
         img, n = _open_image(doc, media_type, limits)
         img.close()
         return n

@@ -11,11 +11,11 @@ import pytest
 from airflow_provider_deepocr.core import errors
 from airflow_provider_deepocr.core.records import Document, DocumentRef, PageImage
 from airflow_provider_deepocr.core.render import (
+    OpenPdf,
     RawPage,
     RenderLimits,
     count_pages,
     detect_media_type,
-    pdf_raw_pages,
     render_pages,
 )
 from airflow_provider_deepocr.testing import samples
@@ -439,8 +439,8 @@ def test_pages_asked_without_pixels_have_the_size_dpi_and_flags_of_their_render(
     doc = _doc(_odd_pages_pdf())
     limits = RenderLimits(max_pixels=3_000_000)  # the A0 page renders downscaled
     for dpi in (72, 100, 144, 150, 200):
-        rendered = list(pdf_raw_pages(doc, dpi=dpi, limits=limits))
-        sized = list(pdf_raw_pages(doc, dpi=dpi, limits=limits, pixels=False))
+        rendered = list(OpenPdf(doc, limits).pages(dpi=dpi))
+        sized = list(OpenPdf(doc, limits).pages(dpi=dpi, pixels=False))
         for a, b in zip(rendered, sized, strict=True):
             assert isinstance(a, RawPage) and isinstance(b, RawPage)
             got = (a.page_no, a.width, a.height, a.dpi, a.flags)
@@ -448,7 +448,7 @@ def test_pages_asked_without_pixels_have_the_size_dpi_and_flags_of_their_render(
             assert a.samples is not None and b.samples is None and b.stride == 0
         assert rendered[-1].flags == ["downscaled"] and rendered[-1].dpi < dpi  # type: ignore[union-attr]
     # rendered on demand, a page gets the pixels the eager render gives
-    eager, lazy = pdf_raw_pages(doc, dpi=100), pdf_raw_pages(doc, dpi=100, pixels=False)
+    eager, lazy = OpenPdf(doc).pages(dpi=100), OpenPdf(doc).pages(dpi=100, pixels=False)
     first, later = next(eager), next(lazy)  # each valid while its iterator is open
     assert isinstance(first, RawPage) and isinstance(later, RawPage)
     assert later.render() is None
