@@ -206,9 +206,6 @@ class SleepStore:
     def __init__(self, delay_ms: float) -> None:
         import threading
 
-        from airflow_provider_deepocr.core.sources import LocalStorage
-
-        self.local = LocalStorage()
         self.delay = delay_ms / 1000
         self.requests = 0
         self.bytes = 0

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,17 +229,12 @@ def pg_password_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dic
 
 
 def _wait_for_port(proc: subprocess.Popen[bytes], port: int, what: str, seconds: float = 60) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:  # pragma: no cover - environment problem
-            pytest.fail(f"{what} exited at start (code {proc.returncode})")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()  # pragma: no cover
-    pytest.fail(f"{what} did not start")  # pragma: no cover
+    from airflow_provider_deepocr.testing.cluster import wait_for_port
+
+    try:
+        wait_for_port(proc, port, seconds)
+    except RuntimeError as exc:  # pragma: no cover - environment problem
+        pytest.fail(f"{what} {exc}")
 
 
 @pytest.fixture(scope="session")

@@ -85,6 +85,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_for_port(proc: subprocess.Popen[bytes], port: int, timeout: float = 60) -> None:
+    """Return once 127.0.0.1:``port`` accepts connections; ``RuntimeError`` saying why when
+    ``proc`` exits first or ``timeout`` seconds pass (then ``proc`` is killed)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"exited at start (code {proc.returncode})")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"did not listen on 127.0.0.1:{port} within {timeout:.0f}s")
+
+
 @dataclass
 class ClusterConfig:
     """Where one cluster keeps its state and which ports, databases and Redis db it uses."""

@@ -22,14 +22,12 @@ import asyncio
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.request
 from typing import Any
 
-from airflow_provider_deepocr.testing.cluster import free_port
+from airflow_provider_deepocr.testing.cluster import free_port, wait_for_port
 
 CONTROL = b"/__proxy__/"
 _RUNNING: set[asyncio.Task[Any]] = set()
@@ -218,15 +216,11 @@ def start_moto(
         stderr=subprocess.DEVNULL,
         env=env,
     )
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("moto server did not start")
+    try:
+        wait_for_port(proc, port, timeout_s)
+    except RuntimeError as exc:
+        raise RuntimeError(f"moto server {exc}") from None
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def main(argv: list[str] | None = None) -> int:

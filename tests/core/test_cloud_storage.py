@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ class Store:
     storage: ObjectStore
     base: str
     endpoint: str
-    make_bucket: Callable[[str], None]
 
 
 def _name() -> str:
@@ -62,7 +60,7 @@ def store(request: pytest.FixtureRequest) -> Store:
         make = storage.service.create_container
     name = _name()
     make(name)
-    return Store(storage, f"{scheme}://{name}", endpoint, make)
+    return Store(storage, f"{scheme}://{name}", endpoint)
 
 
 def test_storage_for_picks_the_cloud_stores(gcs_env: str, azure_env: dict[str, str]) -> None:

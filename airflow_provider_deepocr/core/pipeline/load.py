@@ -256,21 +256,19 @@ def load_manifest(
 
     def read(e: dict[str, Any]) -> DocumentResult | None:  # on the read-ahead pool
         if e["records_uri"] is None or e["_ref"] is not refs[e["doc_id"]][0]:
-            return None
+            return None  # a failure, or the same bytes under another URI: nothing to load
         return DocumentResult.from_dict(ctx.work.read_json(e["records_uri"]))
 
-    for e, read_ahead in ahead(entries, read):  # the next documents' records read meanwhile
-        if e["records_uri"] is None:
-            loader.failures.extend(Failure.from_dict(f) for f in e["failures"])
-            loader.outcome[e["source_uri"]] = "failed"
+    for e, result in ahead(entries, read):  # the next documents' records read meanwhile
+        if result is None:
+            if e["records_uri"] is None:
+                loader.failures.extend(Failure.from_dict(f) for f in e["failures"])
+                loader.outcome[e["source_uri"]] = "failed"
+            else:  # loaded once, as the first listed
+                loader.duplicates += 1
+                loader.outcome[e["source_uri"]] = "duplicate"
             continue
         first, *also = refs[e["doc_id"]]
-        if e["_ref"] is not first:  # the same bytes under another URI: loaded once, as the first
-            loader.duplicates += 1
-            loader.outcome[e["source_uri"]] = "duplicate"
-            continue
-        result = read_ahead
-        assert result is not None
         result.ref, result.seen_as = first, also  # the records file is shared by identical bytes
         if loader.held_back(e, result, decisions.get(result.doc_id) or {}):
             loader.seen.append(result)

@@ -16,9 +16,7 @@ neither shares the project's environment. Each test gets its own database (Snowf
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,17 +35,12 @@ BQ_PROJECT = "deepocr-test"
 def _wait_for_port(
     proc: subprocess.Popen[bytes], port: int, log: Path, what: str, timeout: float = 90
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with {proc.returncode}: {log.read_text()[-2000:]}")
-        with socket.socket() as s:
-            s.settimeout(0.5)
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.2)
-    proc.kill()
-    pytest.fail(f"{what} did not listen on 127.0.0.1:{port} within {timeout:.0f}s: {log.read_text()[-2000:]}")
+    from airflow_provider_deepocr.testing.cluster import wait_for_port
+
+    try:
+        wait_for_port(proc, port, timeout)
+    except RuntimeError as exc:
+        pytest.fail(f"{what} {exc}: {log.read_text()[-2000:]}")
 
 
 def _serve(
