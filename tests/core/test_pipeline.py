@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
@@ -472,6 +473,30 @@ def test_a_sharded_run_loads_the_same_rows_as_an_unsharded_one(shelf: Path, tmp_
     assert sum(r["pages_ocr"] for r in runs) == 9 and {r["engine"] for r in runs} == {"sleep", None}
     spanning = next(r for r in runs if r["shard"] == "spanning")
     assert (spanning["documents"], spanning["pages"]) == (2, 8)  # the filing and the fax, whole
+
+
+def test_a_sharded_run_after_an_unsharded_one_ocrs_nothing_and_loads_the_same_rows(
+    shelf: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Documents an unsharded run OCR'd whole are not read again by a sharded run in the same work
+    area: each part is cut from the whole document's summary (read ahead with the listing of its
+    folder), and the rows are the unsharded run's."""
+    url = f"sqlite:///{tmp_path / 'wh.db'}"
+    whole, sharded = Warehouse(url, prefix="a_"), Warehouse(url, prefix="b_")
+    work = _work(tmp_path / "w")
+    run_pipeline(str(shelf), whole, _sleep(), work)
+    calls = tmp_path / "calls.txt"
+    with caplog.at_level(logging.INFO, logger="airflow_provider_deepocr.core.pipeline.batching"):
+        _sharded_run(shelf, sharded, work, "r2", 2, _sleep(calls))
+    assert not calls.exists()  # no page went to the engine again, split documents included
+    done = [r.getMessage() for r in caplog.records if "OCR already done" in r.getMessage()]
+    # every part of the filing (3) and of the fax (2) cut from its whole summary, not reopened
+    assert sum("b_filing.pdf" in m for m in done) == 3 and sum("c_fax.tiff" in m for m in done) == 2
+    a = table_digest(url, "a_", skip=VOLATILE)
+    b = table_digest(url, "b_", skip=VOLATILE)
+    for digest in (a, b):
+        digest.hashes.pop("runs")
+    assert a.hashes == b.hashes and b.counts["pages"] == 1 + 5 + 3, (a.counts, b.counts)
 
 
 def test_a_split_document_missing_a_part_is_a_failure_not_half_of_it(shelf: Path, tmp_path: Path) -> None:

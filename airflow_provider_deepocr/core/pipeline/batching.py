@@ -129,14 +129,14 @@ class BatchedOcr:
         """Check one document (or the part of it ``item`` names), read ahead as ``fetched``;
         returns its state and a page iterator (or None)."""
         t0 = time.perf_counter()
-        ref, work, doc = item.ref, self.ctx.work, fetched.doc
+        ref, doc = item.ref, fetched.doc
         if doc is None:
             assert fetched.error is not None
             log.warning("document %s unreadable: %s", ref.uri, fetched.error.reason)
             return self._failed(item, None, Stage.READ, fetched.error, t0), None
         doc_id = doc.sha256
         ocr_dir = self.ctx.layout.ocr_dir(self.fp, doc_id)
-        summary_uri = summary_of(self.ctx, self.fp, item, doc_id)
+        summary_uri = summary_of(ocr_dir, item)
         if fetched.summary is not None:
             entry = OcrEntry.from_dict(fetched.summary)
             if not item.pages:  # an unsharded listing: the total grows as documents open
@@ -148,9 +148,8 @@ class BatchedOcr:
             state = _DocState(new_entry(item, doc_id, "", 0, self.fp, ocr_dir, []), None, t0, same_as=first)
             state.finished = state.rendered_all = True
             return state, None
-        whole = WorkLayout.summary(ocr_dir)
-        if item.is_part and whole in (fetched.found or ()):  # done whole by an unsharded or other run
-            return self._done(item, OcrEntry.from_dict(work.read_json(whole)).part(item), t0)
+        if fetched.whole is not None:  # a part of a document done whole by an unsharded or other run
+            return self._done(item, OcrEntry.from_dict(fetched.whole).part(item), t0)
         assert self.pagework is not None
         try:  # render and text layer in the page worker, each page under the time limit
             opened = self.pagework.open(doc, pages=item.page_numbers())

@@ -43,6 +43,7 @@ class Fetched:
     error: errors.DeepOcrError | None
     summary: dict[str, Any] | None = None  # the summary as read (a rerun's document done earlier)
     found: frozenset[str] | None = None
+    whole: dict[str, Any] | None = None  # a part's: the whole document's summary, done by another run
 
 
 def ahead(
@@ -81,9 +82,8 @@ def ahead(
                 fut.cancel()
 
 
-def summary_of(ctx: StageContext, fp: str, item: ShardItem, doc_id: str) -> str:
-    """The OCR summary of ``item`` (a whole document's, or its part's) under fingerprint ``fp``."""
-    ocr_dir = ctx.layout.ocr_dir(fp, doc_id)
+def summary_of(ocr_dir: str, item: ShardItem) -> str:
+    """The OCR summary of ``item`` (a whole document's, or its part's) in its OCR folder."""
     return (
         WorkLayout.part_summary(ocr_dir, item.first, item.last)
         if item.is_part
@@ -103,9 +103,13 @@ def fetch(ctx: StageContext, fp: str, item: ShardItem) -> Fetched:
         return Fetched(None, exc)
     ocr_dir = ctx.layout.ocr_dir(fp, doc.sha256)
     found = frozenset(r.uri for r in ctx.work.storage.list(ocr_dir))
-    summary_uri = summary_of(ctx, fp, item, doc.sha256)
+    summary_uri = summary_of(ocr_dir, item)
     summary = ctx.work.read_json(summary_uri) if summary_uri in found else None
-    return Fetched(doc, None, summary, found)
+    whole_uri = WorkLayout.summary(ocr_dir)
+    whole = None
+    if summary is None and item.is_part and whole_uri in found:  # done whole by another run
+        whole = ctx.work.read_json(whole_uri)
+    return Fetched(doc, None, summary, found, whole)
 
 
 class Behind:
