@@ -47,10 +47,13 @@ def s3_client_for(aws_conn_id: str | None) -> Any:
 
     from airflow_provider_deepocr.core.sources import S3_POOL_CONNECTIONS
 
-    config = s3_hook(aws_conn_id=aws_conn_id).config  # the connection's config_kwargs (or defaults)
-    if (config.max_pool_connections or 0) < S3_POOL_CONNECTIONS:
-        config = config.merge(Config(max_pool_connections=S3_POOL_CONNECTIONS))
-    return s3_hook(aws_conn_id=aws_conn_id, config=config).get_conn()
+    hook = s3_hook(aws_conn_id=aws_conn_id)
+    config = hook.config  # the connection's config_kwargs (or defaults)
+    if (config.max_pool_connections or 0) >= S3_POOL_CONNECTIONS:
+        return hook.get_conn()
+    # what get_conn() makes, with the larger pool (one hook: the connection is looked up once)
+    merged = config.merge(Config(max_pool_connections=S3_POOL_CONNECTIONS))
+    return hook.get_client_type(region_name=hook.region_name, config=merged)
 
 
 def gcs_client_for(gcp_conn_id: str | None) -> Any:
