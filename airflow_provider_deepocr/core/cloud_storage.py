@@ -291,7 +291,7 @@ class AzureBlobStorage(ObjectStore):
         base, container, key = super().split(uri)
         authority = base.partition("://")[2]
         if "@" in authority and self._account_hint is None:
-            self._account_hint = authority.partition("@")[2].split(".")[0] or None
+            self._account_hint = azure_account_of(authority)
         return base, container, key
 
     @property
@@ -372,14 +372,24 @@ class AzureBlobStorage(ObjectStore):
             return bool(self._container(container).get_blob_client(key).exists())
 
 
+def azure_account_of(authority: str) -> str | None:
+    """The account named in an Azure URI's authority (``container@account.dfs.core.windows.net``)."""
+    return authority.partition("@")[2].split(".")[0] or None
+
+
+def connection_string_fields() -> dict[str, str]:
+    """The fields of ``AZURE_STORAGE_CONNECTION_STRING`` (none when it is not set)."""
+    conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING") or ""
+    return dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+
+
 def _azure_env_account(hint: str | None) -> str | None:
     return os.environ.get("AZURE_STORAGE_ACCOUNT") or os.environ.get("AZURE_STORAGE_ACCOUNT_NAME") or hint
 
 
 def _azure_endpoint_from_env(hint: str | None) -> str:
-    conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING")
-    if conn:
-        parts: dict[str, str] = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
+    parts = connection_string_fields()
+    if parts:
         if parts.get("BlobEndpoint"):
             return parts["BlobEndpoint"].rstrip("/")
         account = parts.get("AccountName", "?")
@@ -502,7 +512,6 @@ def cloud_storage_for(uri: str, gcs_client: Any = None, azure_client: Any = None
     if scheme in AZURE_SCHEMES:
         if azure_client is not None:
             return AzureBlobStorage(azure_client)
-        authority = uri[len(scheme) + 3 :].partition("/")[0]
-        account = authority.partition("@")[2].split(".")[0] or None
+        account = azure_account_of(uri[len(scheme) + 3 :].partition("/")[0])
         return _azure_from_env((account, *(os.environ.get(k) for k in _AZURE_ENV)))
     return None

@@ -50,9 +50,9 @@ def storage_dataset(uri: str, azure_account: str | None = None) -> tuple[str, st
 
 
 def _azure_env_account() -> str | None:
-    conn = os.environ.get("AZURE_STORAGE_CONNECTION_STRING") or ""
-    fields = dict(p.split("=", 1) for p in conn.split(";") if "=" in p)
-    return fields.get("AccountName") or os.environ.get("AZURE_STORAGE_ACCOUNT") or None
+    from airflow_provider_deepocr.core.cloud_storage import connection_string_fields
+
+    return connection_string_fields().get("AccountName") or os.environ.get("AZURE_STORAGE_ACCOUNT") or None
 
 
 def _redshift_namespace(host: str, port: int | None) -> str:
