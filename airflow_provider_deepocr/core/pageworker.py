@@ -29,6 +29,9 @@ class PageResult:
     text_error: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0  # the child's time for this page
+    # whether ``blocks`` are a usable text layer, where the child decided it (``pixels="model"``:
+    # the page is rendered only when not); None: not decided here, the router decides
+    usable: bool | None = None
 
 
 PIXELS_ALL = "all"
@@ -52,15 +55,23 @@ class _Job:
     pixels: str = PIXELS_ALL
 
 
-def _wants_pixels(job: _Job, blocks: list[dict[str, Any]] | None) -> bool:
-    """Whether a PDF page with text-layer ``blocks`` is rendered (see :data:`PIXELS`)."""
+def _usable(job: _Job, blocks: list[dict[str, Any]] | None) -> bool | None:
+    """Whether a PDF page's text-layer ``blocks`` are usable, where rendering depends on it
+    (``pixels="model"``); None elsewhere."""
+    if job.pixels != PIXELS_MODEL:
+        return None
+    from airflow_provider_deepocr.core.engines.text_layer import usable_text_layer
+
+    return usable_text_layer(blocks)
+
+
+def _wants_pixels(job: _Job, usable: bool | None) -> bool:
+    """Whether a PDF page is rendered (see :data:`PIXELS`), given :func:`_usable` of its blocks."""
     if job.pixels == PIXELS_ALL:
         return True
     if job.pixels == PIXELS_NONE:
         return False
-    from airflow_provider_deepocr.core.engines.text_layer import usable_text_layer
-
-    return not usable_text_layer(blocks)
+    return not usable
 
 
 # --------------------------------------------------------------------------------------------
@@ -144,7 +155,8 @@ def _stream(job: _Job) -> Iterator[tuple[Any, ...]]:
             yield ("page_error", item.reason, item.detail, item.page_no)
         elif isinstance(item, RawPage):
             blocks, text_error, extras = _page_extras(job, item.page, item.page_no)
-            if item.samples is None and _wants_pixels(job, blocks):
+            usable = _usable(job, blocks) if item.samples is None else None
+            if item.samples is None and _wants_pixels(job, usable):
                 failed = item.render()
                 if failed is not None:
                     yield ("page_error", failed.reason, failed.detail, failed.page_no)
@@ -152,7 +164,7 @@ def _stream(job: _Job) -> Iterator[tuple[Any, ...]]:
             page = PageImage(
                 job.doc.doc_id, item.page_no, None, item.dpi, item.width, item.height, PDF, flags=item.flags
             )
-            result = PageResult(page, blocks, text_error, extras, time.perf_counter() - t0)
+            result = PageResult(page, blocks, text_error, extras, time.perf_counter() - t0, usable)
             yield ("raw", result, item.stride, item.samples)
         else:
             blocks, text_error, extras = _page_extras(job, None, item.page_no)

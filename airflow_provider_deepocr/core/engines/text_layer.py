@@ -54,13 +54,19 @@ class TextLayerRouter:
             log.warning("document %s: text layer unreadable (%s)", doc_id[:12], type(exc).__name__)
             return None
 
-    def route(self, blocks: dict[int, list[dict[str, Any]]] | None, page: PageImage) -> Route:
-        """Where ``page`` goes, given its document's blocks (from :meth:`open`). A page routed to
-        the text layer gets its blocks as ``page.text_layer`` (JSON), what ``pdf-text`` reads."""
+    def route(
+        self, blocks: dict[int, list[dict[str, Any]]] | None, page: PageImage, usable: bool | None = None
+    ) -> Route:
+        """Where ``page`` goes, given its document's blocks (from :meth:`open`) and, where the page
+        worker decided it already, whether they are usable (:func:`usable_text_layer`). A page
+        routed to the text layer gets its blocks as ``page.text_layer`` (JSON), what ``pdf-text``
+        reads."""
         if self.engine is None:
             return Route.MODEL
         page_blocks = (blocks or {}).get(page.page_no)
-        if usable_text_layer(page_blocks):
+        if usable is None:
+            usable = usable_text_layer(page_blocks)
+        if usable:
             page.text_layer = json.dumps(page_blocks, ensure_ascii=False)
             return Route.TEXT
         return Route.NONE if self.mode == "only" else Route.MODEL

@@ -192,7 +192,7 @@ class BatchedOcr:
                 entry.pages_ok.append(page.page_no)  # finished by an earlier, interrupted try
                 self.progress.add(1, ocr=False)
                 continue
-            route = self.router.route(blocks, page)
+            route = self.router.route(blocks, page, done.usable)  # decided in the page worker, if so
             if route == Route.NONE:
                 detail = "text_layer=only and the page has no usable text layer"
                 entry.failures.append(
