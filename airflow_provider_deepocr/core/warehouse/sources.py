@@ -6,6 +6,7 @@ skips each URI on its own size and version."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import suppress
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +72,13 @@ def record_sources(warehouse: Any, results: Sequence[DocumentResult], run_id: st
 
     with warehouse._write(*sorted({r.doc_id for r in results})) as conn:
         sm = merge_sources(conn, {"sources": table}, source_rows(results, run_id, now), warehouse._bulk_fill)
-        if not warehouse.db.transactional_ddl:
-            conn.commit()  # Snowflake: the DROP would commit anyway; keep it after the write
-        sm.drop()
+        try:  # as the loader ends a staged merge: commit where DDL commits anyway, then drop
+            if not warehouse.db.transactional_ddl:
+                conn.commit()
+            sm.drop()
+        except BaseException:
+            if not warehouse.db.transactional_ddl:  # no rollback takes the stages: drop them here
+                conn.rollback()
+                with suppress(Exception):
+                    sm.drop()
+            raise
