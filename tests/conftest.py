@@ -20,6 +20,17 @@ RAW_FIXTURES = FIXTURES / "deepseek_raw"
 PG_ADMIN_URL = os.environ.get("DEEPOCR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 
 
+def cloud_free_env(**extra: str) -> dict[str, str]:
+    """This environment without any Google or Azure setting and no way to find any (no gcloud
+    configuration, no metadata-server lookup), then ``extra``: for a subprocess (the CLI)."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("AZURE_", "GOOGLE_", "GCE_", "CLOUDSDK_")) and k != "STORAGE_EMULATOR_HOST"
+    }
+    return env | {"CLOUDSDK_CONFIG": "/nonexistent/gcloud", "NO_GCE_CHECK": "True"} | extra
+
+
 def _free_port() -> int:
     from airflow_provider_deepocr.testing.cluster import free_port
 

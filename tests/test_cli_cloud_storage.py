@@ -5,7 +5,6 @@ their generation / ETag, and a store that cannot be used is exit 3 with one line
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import pytest
 
 from airflow_provider_deepocr.cli import main
 from airflow_provider_deepocr.core.sources import storage_for
+from tests.conftest import cloud_free_env
 from tests.test_cli import _cannot_run
 
 # Born-digital one-page PDFs; --text-layer only reads their text without any model.
@@ -36,15 +36,6 @@ def _pdf(text: str) -> bytes:
     data: bytes = doc.tobytes()
     doc.close()
     return data
-
-
-def _env(**extra: str) -> dict[str, str]:
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AZURE_", "GOOGLE_", "CLOUDSDK_")) and k != "STORAGE_EMULATOR_HOST"
-    }
-    return env | {"CLOUDSDK_CONFIG": "/nonexistent/gcloud", "NO_GCE_CHECK": "True"} | extra
 
 
 def _cli(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -97,13 +88,13 @@ def cloud(request: pytest.FixtureRequest) -> dict[str, Any]:
         base = f"gs://{name}"
         storage = storage_for(base)
         storage.client.create_bucket(name)  # type: ignore[attr-defined]
-        env = _env(STORAGE_EMULATOR_HOST=endpoint)
+        env = cloud_free_env(STORAGE_EMULATOR_HOST=endpoint)
     else:
         azure = request.getfixturevalue("azure_env")
         base = f"az://{name}"
         storage = storage_for(base)
         storage.service.create_container(name)  # type: ignore[attr-defined]
-        env = _env(AZURE_STORAGE_CONNECTION_STRING=azure["connection_string"])
+        env = cloud_free_env(AZURE_STORAGE_CONNECTION_STRING=azure["connection_string"])
         endpoint = azure["endpoint"]
     for key, text in TEXTS.items():
         storage.write(f"{base}/{key}", _pdf(text))
@@ -166,14 +157,14 @@ def test_emulator_down_or_no_credentials_exits_3(scheme: str, closed_port: int, 
     argv = ["run", f"{scheme}://inbox/in/", "--warehouse", f"sqlite:///{tmp_path / 'x.db'}", *NO_ENGINE]
     down = f"http://127.0.0.1:{closed_port}"
     if scheme == "gs":
-        env = _env(STORAGE_EMULATOR_HOST=down)
+        env = cloud_free_env(STORAGE_EMULATOR_HOST=down)
     else:
         down += "/devstoreaccount1"
         conn = (
             f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;BlobEndpoint={down};"
         )
-        env = _env(AZURE_STORAGE_CONNECTION_STRING=conn)
+        env = cloud_free_env(AZURE_STORAGE_CONNECTION_STRING=conn)
     line = _cannot_run(_cli(argv, env))
     assert line.startswith(f"deepocr: endpoint_unreachable: cannot list {scheme}://inbox/in/ via {down}: ")
-    line = _cannot_run(_cli(argv, _env()))
+    line = _cannot_run(_cli(argv, cloud_free_env()))
     assert line.startswith(f"deepocr: no_credentials: cannot list {scheme}://inbox/in/ via ")

@@ -3,7 +3,6 @@ JSON API) and Azurite (Microsoft's Azure Storage emulator), each started once pe
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from airflow_provider_deepocr.core.sources import (
     read_document,
     storage_for,
 )
+from tests.conftest import cloud_free_env
 
 
 @dataclass
@@ -197,17 +197,6 @@ def test_unreachable_endpoints_fail_in_a_second(closed_port: int, monkeypatch: p
         assert line.startswith(f"endpoint_unreachable: cannot list {uri} via {where}: endpoint unreachable")
 
 
-def _without_cloud_env() -> dict[str, str]:
-    """This environment without any Google or Azure setting, and no way to find any: no gcloud
-    configuration, no metadata server lookup."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith(("AZURE_", "GOOGLE_", "GCE_", "CLOUDSDK_")) and k != "STORAGE_EMULATOR_HOST"
-    }
-    return env | {"CLOUDSDK_CONFIG": "/nonexistent/gcloud", "NO_GCE_CHECK": "True"}
-
-
 def _check_in_a_clean_process(uri: str, env: dict[str, str]) -> str:
     code = (
         "import sys\nfrom airflow_provider_deepocr.core import errors\n"
@@ -222,7 +211,7 @@ def _check_in_a_clean_process(uri: str, env: dict[str, str]) -> str:
 
 
 def test_no_credentials_and_bad_credentials(tmp_path: Path) -> None:
-    env = _without_cloud_env()
+    env = cloud_free_env()
     line = _check_in_a_clean_process("gs://inbox/in/", env)
     assert line.startswith("no_credentials: cannot list gs://inbox/in/ via https://storage.googleapis.com: ")
     assert "GOOGLE_APPLICATION_CREDENTIALS" in line
@@ -248,7 +237,7 @@ def test_azurite_rejects_a_wrong_key_as_access_denied(azurite: dict[str, str]) -
     """Azurite answers a wrongly signed request ``403 AuthorizationFailure`` (Azure itself says
     ``AuthenticationFailed``, mapped to bad_credentials): either way one typed line, with the
     account and key from the environment (``AZURE_STORAGE_ACCOUNT`` + ``AZURE_STORAGE_KEY``)."""
-    env = _without_cloud_env() | {
+    env = cloud_free_env() | {
         "AZURE_STORAGE_ACCOUNT": azurite["account"],
         "AZURE_STORAGE_KEY": "d3Jvbmcga2V5",
         "AZURE_STORAGE_BLOB_ENDPOINT": azurite["endpoint"],
